@@ -1,0 +1,154 @@
+//! Mandate's storage: a narrow, async repository interface and its backends.
+//!
+//! Architecture invariant: the store records what the core decided and decides nothing itself. It holds
+//! no authorization logic, and no `sqlx` type crosses its API, so the server can run on any backend.
+//! Every write that changes state appends its event in the same transaction: a change without its
+//! event, or an event without its change, cannot be observed.
+#![forbid(unsafe_code)]
+
+mod sqlite;
+
+pub use sqlite::{supported_schema_version, SqliteStore};
+
+use async_trait::async_trait;
+use mandate_core::agent::{Agent, AgentState, Environment};
+use mandate_core::event::{Event, NewEvent};
+use mandate_core::human::Human;
+use mandate_core::id::{AgentId, HumanId, Principal};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The row already exists, or changed since it was read (optimistic concurrency).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database was written by a newer version of Mandate.
+    #[error("the database schema is at version {found}, newer than this build of mandate supports ({supported}); upgrade mandate or point it at another database")]
+    SchemaTooNew {
+        /// The schema version found.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A stored document no longer parses: the database was edited by hand or is damaged.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// Who a presented API key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialOwner {
+    /// The bootstrap administrator.
+    Admin,
+    /// A human, active at the time of the look-up.
+    Human(Human),
+}
+
+/// A change to an agent, written with its event in one transaction.
+#[derive(Debug, Clone)]
+pub struct AgentChange<'a> {
+    /// The agent as read before the change; `None` registers a new agent.
+    pub before: Option<&'a Agent>,
+    /// The agent after the change.
+    pub after: &'a Agent,
+    /// What was done: `register`, `update`, `suspend`, ...
+    pub action: &'a str,
+    /// The event recording it.
+    pub event: NewEvent,
+}
+
+/// One recorded version of an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentVersion {
+    /// The version number.
+    pub version: i64,
+    /// When it was recorded, in Unix milliseconds.
+    pub at_ms: i64,
+    /// Who made the change.
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// The agent before the change (absent for the registration).
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<serde_json::Value>,
+    /// The agent after the change.
+    #[schema(value_type = Object)]
+    pub after: serde_json::Value,
+}
+
+/// Filters for listing agents; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    /// Only agents with this owner.
+    pub owner: Option<Principal>,
+    /// Only agents in this environment.
+    pub environment: Option<Environment>,
+    /// Only agents in this state.
+    pub state: Option<AgentState>,
+}
+
+/// Filters for reading events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events about this agent.
+    pub agent: Option<AgentId>,
+    /// Only events of this kind.
+    pub kind: Option<String>,
+    /// Only events after this sequence number.
+    pub after_seq: Option<i64>,
+    /// At most this many, oldest first.
+    pub limit: i64,
+}
+
+/// The repository interface every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes an agent change and its event; `Conflict` when registering an existing id or when the
+    /// agent changed since `before` was read. Returns the event's sequence number.
+    async fn record_agent_change(&self, change: AgentChange<'_>) -> Result<i64, StoreError>;
+    /// One agent.
+    async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+    /// Agents matching `filter`, ordered by id.
+    async fn agents(&self, filter: &AgentFilter) -> Result<Vec<Agent>, StoreError>;
+    /// Every recorded version of an agent, oldest first.
+    async fn agent_history(&self, id: &AgentId) -> Result<Vec<AgentVersion>, StoreError>;
+
+    /// Creates a human with the hash of its API key; `Conflict` when the id exists.
+    async fn create_human(&self, human: &Human, key_hash: &str, event: NewEvent) -> Result<i64, StoreError>;
+    /// Replaces a human's record (deactivation, group changes) with its event.
+    async fn update_human(&self, human: &Human, event: NewEvent) -> Result<i64, StoreError>;
+    /// One human.
+    async fn human(&self, id: &HumanId) -> Result<Option<Human>, StoreError>;
+    /// Every human, ordered by id.
+    async fn humans(&self) -> Result<Vec<Human>, StoreError>;
+
+    /// Who holds the API key with this hash, if anyone who may still use it.
+    async fn credential(&self, key_hash: &str) -> Result<Option<CredentialOwner>, StoreError>;
+    /// Whether an administrator credential exists.
+    async fn has_admin_credential(&self) -> Result<bool, StoreError>;
+    /// Replaces the administrator credential, with its event.
+    async fn set_admin_credential(&self, key_hash: &str, event: NewEvent) -> Result<i64, StoreError>;
+
+    /// Appends an event that goes with no state change.
+    async fn append_event(&self, event: NewEvent) -> Result<i64, StoreError>;
+    /// Events matching `filter`.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
+
+    /// A value from the store's own settings (such as the demo marker).
+    async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Sets a value in the store's own settings.
+    async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// The SHA-256 of an API key, as stored. API keys are 256-bit random secrets, so a fast hash is
+/// enough: there is nothing to guess that a slow hash would protect.
+pub fn hash_api_key(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(key.as_bytes()))
+}

@@ -1,0 +1,435 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Writes go through a pool of exactly one connection, so transactions never race for SQLite's write
+//! lock (a deferred transaction that reads and then writes would fail with `SQLITE_BUSY_SNAPSHOT`
+//! under concurrency instead of waiting); reads use their own pool and never block writes. The writer
+//! runs with `synchronous = FULL`: a write is acknowledged only once it has reached the disk, so a
+//! crash, even of the machine, loses nothing that was acknowledged.
+
+use crate::{AgentChange, AgentFilter, AgentVersion, CredentialOwner, EventFilter, Store, StoreError};
+use async_trait::async_trait;
+use mandate_core::agent::Agent;
+use mandate_core::event::{chain_hash, Event, NewEvent, GENESIS_HASH};
+use mandate_core::human::Human;
+use mandate_core::id::{AgentId, HumanId};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use std::path::Path;
+use std::time::Duration;
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// A store in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_owned()),
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, refuses a schema newer than this build,
+    /// and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(db)?;
+        check_schema_version(&writer).await?;
+        MIGRATOR.run(&writer).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let reader =
+            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Closes both pools, waiting for in-flight statements; the WAL is checkpointed on the last close.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// The newest schema version this build knows.
+pub fn supported_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+async fn check_schema_version(pool: &SqlitePool) -> Result<(), StoreError> {
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?;
+    if exists.is_none() {
+        return Ok(());
+    }
+    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    let supported = supported_schema_version();
+    match found {
+        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
+        _ => Ok(()),
+    }
+}
+
+async fn append(tx: &mut Transaction<'_, Sqlite>, event: &NewEvent) -> Result<i64, StoreError> {
+    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+    let (seq, prev) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_HASH.to_owned()),
+    };
+    let hash = chain_hash(&prev, seq, event);
+    sqlx::query(
+        "INSERT INTO events (seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, decision, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(seq)
+    .bind(event.at_ms)
+    .bind(&event.kind)
+    .bind(&event.actor)
+    .bind(&event.agent)
+    .bind(&event.chain_id)
+    .bind(&event.mandate_id)
+    .bind(&event.tool)
+    .bind(&event.resource)
+    .bind(&event.decision)
+    .bind(&event.detail)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(seq)
+}
+
+fn agent_from_doc(doc: &str) -> Result<Agent, StoreError> {
+    serde_json::from_str(doc).map_err(|e| corrupt("agent", e))
+}
+
+fn human_from_doc(doc: &str) -> Result<Human, StoreError> {
+    serde_json::from_str(doc).map_err(|e| corrupt("human", e))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record_agent_change(&self, change: AgentChange<'_>) -> Result<i64, StoreError> {
+        let after = change.after;
+        let doc = serde_json::to_string(after).map_err(|e| corrupt("agent", e))?;
+        let before_doc = change.before.map(serde_json::to_string).transpose().map_err(|e| corrupt("agent", e))?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        match change.before {
+            None => {
+                sqlx::query(
+                    "INSERT INTO agents (id, owner, environment, state, class, version, created_ms, updated_ms, doc) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(after.id.as_str())
+                .bind(after.owner.as_str())
+                .bind(after.environment.as_str())
+                .bind(after.state.as_str())
+                .bind(after.class.as_str())
+                .bind(after.version)
+                .bind(millis(after.created_at))
+                .bind(millis(after.updated_at))
+                .bind(&doc)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!("agent `{}` already exists", after.id)),
+                    other => other,
+                })?;
+            }
+            Some(before) => {
+                let updated = sqlx::query(
+                    "UPDATE agents SET owner = $1, environment = $2, state = $3, class = $4, version = $5, updated_ms = $6, doc = $7 \
+                     WHERE id = $8 AND version = $9",
+                )
+                .bind(after.owner.as_str())
+                .bind(after.environment.as_str())
+                .bind(after.state.as_str())
+                .bind(after.class.as_str())
+                .bind(after.version)
+                .bind(millis(after.updated_at))
+                .bind(&doc)
+                .bind(after.id.as_str())
+                .bind(before.version)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if updated.rows_affected() != 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "agent `{}` changed since version {} was read; read it again and retry",
+                        after.id, before.version
+                    )));
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO agent_versions (agent_id, version, at_ms, actor, action, before_doc, after_doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(after.id.as_str())
+        .bind(after.version)
+        .bind(change.event.at_ms)
+        .bind(&change.event.actor)
+        .bind(change.action)
+        .bind(before_doc)
+        .bind(&doc)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let seq = append(&mut tx, &change.event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM agents WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        doc.as_deref().map(agent_from_doc).transpose()
+    }
+
+    async fn agents(&self, filter: &AgentFilter) -> Result<Vec<Agent>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT doc FROM agents WHERE 1 = 1");
+        if let Some(owner) = &filter.owner {
+            q.push(" AND owner = ").push_bind(owner.as_str().to_owned());
+        }
+        if let Some(env) = filter.environment {
+            q.push(" AND environment = ").push_bind(env.as_str());
+        }
+        if let Some(state) = filter.state {
+            q.push(" AND state = ").push_bind(state.as_str());
+        }
+        q.push(" ORDER BY id");
+        let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
+        rows.iter().map(|r| agent_from_doc(&r.try_get::<String, _>("doc").map_err(db)?)).collect()
+    }
+
+    async fn agent_history(&self, id: &AgentId) -> Result<Vec<AgentVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, at_ms, actor, action, before_doc, after_doc FROM agent_versions WHERE agent_id = $1 ORDER BY version",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let before: Option<String> = r.try_get("before_doc").map_err(db)?;
+                let after: String = r.try_get("after_doc").map_err(db)?;
+                Ok(AgentVersion {
+                    version: r.try_get("version").map_err(db)?,
+                    at_ms: r.try_get("at_ms").map_err(db)?,
+                    actor: r.try_get("actor").map_err(db)?,
+                    action: r.try_get("action").map_err(db)?,
+                    before: before
+                        .as_deref()
+                        .map(serde_json::from_str)
+                        .transpose()
+                        .map_err(|e| corrupt("agent version", e))?,
+                    after: serde_json::from_str(&after).map_err(|e| corrupt("agent version", e))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_human(&self, human: &Human, key_hash: &str, event: NewEvent) -> Result<i64, StoreError> {
+        let doc = serde_json::to_string(human).map_err(|e| corrupt("human", e))?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query("INSERT INTO humans (id, active, created_ms, doc) VALUES ($1, $2, $3, $4)")
+            .bind(human.id.as_str())
+            .bind(human.active)
+            .bind(millis(human.created_at))
+            .bind(&doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match db(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("human `{}` already exists", human.id)),
+                other => other,
+            })?;
+        sqlx::query("INSERT INTO credentials (key_hash, kind, human_id, created_ms) VALUES ($1, 'human', $2, $3)")
+            .bind(key_hash)
+            .bind(human.id.as_str())
+            .bind(event.at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn update_human(&self, human: &Human, event: NewEvent) -> Result<i64, StoreError> {
+        let doc = serde_json::to_string(human).map_err(|e| corrupt("human", e))?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let updated = sqlx::query("UPDATE humans SET active = $1, doc = $2 WHERE id = $3")
+            .bind(human.active)
+            .bind(&doc)
+            .bind(human.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!("human `{}` does not exist", human.id)));
+        }
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn human(&self, id: &HumanId) -> Result<Option<Human>, StoreError> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM humans WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        doc.as_deref().map(human_from_doc).transpose()
+    }
+
+    async fn humans(&self) -> Result<Vec<Human>, StoreError> {
+        let docs: Vec<String> =
+            sqlx::query_scalar("SELECT doc FROM humans ORDER BY id").fetch_all(&self.reader).await.map_err(db)?;
+        docs.iter().map(|d| human_from_doc(d)).collect()
+    }
+
+    async fn credential(&self, key_hash: &str) -> Result<Option<CredentialOwner>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.kind, h.doc, h.active FROM credentials c LEFT JOIN humans h ON h.id = c.human_id WHERE c.key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let kind: String = row.try_get("kind").map_err(db)?;
+        if kind == "admin" {
+            return Ok(Some(CredentialOwner::Admin));
+        }
+        let active: Option<bool> = row.try_get("active").map_err(db)?;
+        let doc: Option<String> = row.try_get("doc").map_err(db)?;
+        match (active, doc) {
+            (Some(true), Some(doc)) => Ok(Some(CredentialOwner::Human(human_from_doc(&doc)?))),
+            // A deactivated human's keys stop working at once.
+            _ => Ok(None),
+        }
+    }
+
+    async fn has_admin_credential(&self) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE kind = 'admin'")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    async fn set_admin_credential(&self, key_hash: &str, event: NewEvent) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM credentials WHERE kind = 'admin'").execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("INSERT INTO credentials (key_hash, kind, human_id, created_ms) VALUES ($1, 'admin', NULL, $2)")
+            .bind(key_hash)
+            .bind(event.at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn append_event(&self, event: NewEvent) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, decision, detail, prev_hash, hash \
+             FROM events WHERE 1 = 1",
+        );
+        if let Some(agent) = &filter.agent {
+            q.push(" AND agent_id = ").push_bind(agent.as_str().to_owned());
+        }
+        if let Some(kind) = &filter.kind {
+            q.push(" AND kind = ").push_bind(kind.clone());
+        }
+        if let Some(after) = filter.after_seq {
+            q.push(" AND seq > ").push_bind(after);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(filter.limit.clamp(1, 10_000));
+        let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    seq: r.try_get("seq").map_err(db)?,
+                    event: NewEvent {
+                        at_ms: r.try_get("at_ms").map_err(db)?,
+                        kind: r.try_get("kind").map_err(db)?,
+                        actor: r.try_get("actor").map_err(db)?,
+                        agent: r.try_get("agent_id").map_err(db)?,
+                        chain_id: r.try_get("chain_id").map_err(db)?,
+                        mandate_id: r.try_get("mandate_id").map_err(db)?,
+                        tool: r.try_get("tool").map_err(db)?,
+                        resource: r.try_get("resource").map_err(db)?,
+                        decision: r.try_get("decision").map_err(db)?,
+                        detail: r.try_get("detail").map_err(db)?,
+                    },
+                    prev_hash: r.try_get("prev_hash").map_err(db)?,
+                    hash: r.try_get("hash").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+}
+
+/// Unix milliseconds of a time.
+pub(crate) fn millis(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

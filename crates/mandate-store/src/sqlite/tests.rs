@@ -1,0 +1,148 @@
+//! The SQLite backend against a real database file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use mandate_core::agent::{apply_patch, register, AgentPatch, AgentSpec};
+use mandate_core::event::chain_hash;
+use mandate_core::human::HumanSpec;
+use serde_json::json;
+use time::macros::datetime;
+
+fn spec(id: &str) -> AgentSpec {
+    serde_json::from_value(json!({
+        "id": id, "name": "Agent", "owner": "user:alice@example.org", "purpose": "Testing",
+        "class": "enterprise", "environment": "production", "boundary": {"tools": ["erp/*"]},
+        "public_key_jwk": {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    }))
+    .unwrap()
+}
+
+async fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
+    (dir, store)
+}
+
+fn event(kind: &str, agent: &str) -> NewEvent {
+    NewEvent::new(kind, "admin", 1, &json!({})).with_agent(agent)
+}
+
+#[tokio::test]
+async fn agents_round_trip_with_versions_and_conflicts() {
+    let (_dir, store) = open().await;
+    let now = datetime!(2026-11-01 09:00 UTC);
+    let agent = register(spec("finance-close"), now).unwrap();
+    let change = AgentChange {
+        before: None,
+        after: &agent,
+        action: "register",
+        event: event("agent.registered", "finance-close"),
+    };
+    assert_eq!(store.record_agent_change(change.clone()).await.unwrap(), 1);
+    assert_eq!(
+        store.record_agent_change(change).await.unwrap_err(),
+        StoreError::Conflict("agent `finance-close` already exists".into())
+    );
+    assert_eq!(store.agent(&agent.id).await.unwrap().as_ref(), Some(&agent));
+
+    let patch: AgentPatch = serde_json::from_value(json!({"name": "Renamed"})).unwrap();
+    let moved = apply_patch(&agent, patch, now).unwrap().agent;
+    let update = AgentChange {
+        before: Some(&agent),
+        after: &moved,
+        action: "update",
+        event: event("agent.updated", "finance-close"),
+    };
+    store.record_agent_change(update.clone()).await.unwrap();
+    // The same change again was computed from a stale read: optimistic concurrency refuses it.
+    assert!(matches!(store.record_agent_change(update).await, Err(StoreError::Conflict(_))));
+
+    let history = store.agent_history(&agent.id).await.unwrap();
+    assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(history[1].before.as_ref().unwrap()["name"], "Agent");
+    assert_eq!(history[1].after["name"], "Renamed");
+
+    let other = register(spec("reconciler"), now).unwrap();
+    let change =
+        AgentChange { before: None, after: &other, action: "register", event: event("agent.registered", "reconciler") };
+    store.record_agent_change(change).await.unwrap();
+    let all = store.agents(&AgentFilter::default()).await.unwrap();
+    assert_eq!(all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), vec!["finance-close", "reconciler"]);
+    let filter = AgentFilter { state: Some(mandate_core::agent::AgentState::Suspended), ..AgentFilter::default() };
+    assert!(store.agents(&filter).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn events_form_a_hash_chain() {
+    let (_dir, store) = open().await;
+    for i in 0..5 {
+        store.append_event(event("test.event", &format!("agent-{i}"))).await.unwrap();
+    }
+    let events = store.events(&EventFilter { limit: 100, ..EventFilter::default() }).await.unwrap();
+    assert_eq!(events.len(), 5);
+    let mut prev = GENESIS_HASH.to_owned();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1);
+        assert_eq!(e.prev_hash, prev);
+        assert_eq!(e.hash, chain_hash(&prev, e.seq, &e.event));
+        prev = e.hash.clone();
+    }
+    let filtered = store
+        .events(&EventFilter { agent: Some(AgentId::parse("agent-3").unwrap()), limit: 100, ..EventFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(filtered.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4]);
+}
+
+#[tokio::test]
+async fn credentials_follow_the_human() {
+    let (_dir, store) = open().await;
+    let spec: HumanSpec = serde_json::from_value(json!({"id": "alice@example.org", "groups": ["finance"]})).unwrap();
+    let mut alice = Human::new(spec, datetime!(2026-11-01 09:00 UTC));
+    store.create_human(&alice, "hash-a", event("human.created", "x")).await.unwrap();
+    assert!(matches!(
+        store.create_human(&alice, "hash-b", event("human.created", "x")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.credential("hash-a").await.unwrap(), Some(CredentialOwner::Human(alice.clone())));
+    assert_eq!(store.credential("nope").await.unwrap(), None);
+    alice.active = false;
+    store.update_human(&alice, event("human.deactivated", "x")).await.unwrap();
+    assert_eq!(store.credential("hash-a").await.unwrap(), None, "a deactivated human's key stops working");
+
+    assert!(!store.has_admin_credential().await.unwrap());
+    store.set_admin_credential("admin-1", event("admin.credential_set", "x")).await.unwrap();
+    store.set_admin_credential("admin-2", event("admin.credential_set", "x")).await.unwrap();
+    assert_eq!(store.credential("admin-1").await.unwrap(), None, "setting the admin key replaces the old one");
+    assert_eq!(store.credential("admin-2").await.unwrap(), Some(CredentialOwner::Admin));
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let (dir, store) = open().await;
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (9999, 'future', CURRENT_TIMESTAMP, TRUE, X'00', 0)")
+        .execute(&store.writer)
+        .await
+        .unwrap();
+    store.close().await;
+    let err = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap_err();
+    assert_eq!(err, StoreError::SchemaTooNew { found: 9999, supported: supported_schema_version() });
+}
+
+#[tokio::test]
+async fn everything_survives_reopening() {
+    let (dir, store) = open().await;
+    let agent = register(spec("finance-close"), datetime!(2026-11-01 09:00 UTC)).unwrap();
+    let change = AgentChange {
+        before: None,
+        after: &agent,
+        action: "register",
+        event: event("agent.registered", "finance-close"),
+    };
+    store.record_agent_change(change).await.unwrap();
+    store.set_meta("demo", "true").await.unwrap();
+    store.close().await;
+    let store = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(agent));
+    assert_eq!(store.meta("demo").await.unwrap().as_deref(), Some("true"));
+}
