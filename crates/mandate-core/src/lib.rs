@@ -9,6 +9,7 @@ pub mod agent;
 pub mod event;
 pub mod human;
 pub mod id;
+pub mod jose;
 pub mod jwk;
 pub mod lifecycle;
 pub mod pattern;
