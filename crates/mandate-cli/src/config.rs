@@ -1,0 +1,207 @@
+//! The server's configuration: defaults, then `mandate.toml`, then `MANDATE_*` environment variables,
+//! then flags, each overriding the one before. This is the only place that reads files or the
+//! environment for settings; the server receives one validated [`ServerConfig`].
+
+use anyhow::{bail, Context as _};
+use mandate_core::id::TrustDomain;
+use mandate_core::lifecycle::ReviewSettings;
+use mandate_server::state::Settings;
+use mandate_server::ServerConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The file's shape. Every field is optional; unknown fields are errors, so a typo never passes
+/// silently as a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The organisation's name space.
+    pub trust_domain: Option<String>,
+    /// Where to listen.
+    pub listen: Option<String>,
+    /// Where the data lives.
+    pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL (not supported by this build yet).
+    pub database_url: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// HTTP server settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Lifecycle review settings.
+    #[serde(default)]
+    pub review: ReviewSection,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The largest request body accepted, in bytes (default 65536).
+    pub max_body_bytes: Option<usize>,
+}
+
+/// `[review]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewSection {
+    /// Days without activity after which an agent is stale (default 30).
+    pub stale_after_days: Option<u32>,
+}
+
+/// Values from flags and the environment (clap merges those two; flags win).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen` / `MANDATE_LISTEN`.
+    pub listen: Option<String>,
+    /// `--data-dir` / `MANDATE_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--trust-domain` / `MANDATE_TRUST_DOMAIN`.
+    pub trust_domain: Option<String>,
+    /// `MANDATE_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--log-format` / `MANDATE_LOG_FORMAT`.
+    pub log_format: Option<String>,
+    /// `MANDATE_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// `--demo`.
+    pub demo: bool,
+}
+
+/// How the server logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Reads the configuration file: `explicit` must exist; otherwise `./mandate.toml` is used when present.
+pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<PathBuf>)> {
+    let path = match explicit {
+        Some(p) => p.to_owned(),
+        None => {
+            let default = PathBuf::from("mandate.toml");
+            if !default.exists() {
+                return Ok((FileConfig::default(), None));
+            }
+            default
+        }
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read config file `{}`", path.display()))?;
+    Ok((parse_file(&text, &path)?, Some(path)))
+}
+
+/// Parses the file's text, naming the file, line, column and field of any error.
+pub fn parse_file(text: &str, path: &Path) -> anyhow::Result<FileConfig> {
+    toml::from_str(text).map_err(|e| {
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message().trim_end_matches('\n'))
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Merges defaults, file and overrides into the server's configuration and validates it, naming the
+/// setting at fault.
+pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, LogFormat)> {
+    if let Some(url) = o.database_url.or(file.database_url) {
+        if !url.trim().is_empty() {
+            bail!("database_url / MANDATE_DATABASE_URL: PostgreSQL is not supported by this build yet; unset it to use the embedded SQLite store in the data directory");
+        }
+    }
+    let listen_text = o.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listen: SocketAddr = listen_text
+        .parse()
+        .with_context(|| format!("listen: `{listen_text}` is not an address such as `127.0.0.1:8080`"))?;
+    let domain_text = o.trust_domain.or(file.trust_domain).unwrap_or_else(|| "example.org".to_owned());
+    let trust_domain = TrustDomain::parse(&domain_text).map_err(|e| anyhow::anyhow!("trust_domain: {e}"))?;
+    let log_format = match o.log_format.or(file.log_format).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => bail!("log_format: `{other}` must be `text` or `json`"),
+    };
+    let max_body_bytes = file.server.max_body_bytes.unwrap_or(64 * 1024);
+    if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
+        bail!("server.max_body_bytes: {max_body_bytes} must be between 1024 and 16777216");
+    }
+    let stale_after_days = file.review.stale_after_days.unwrap_or(30);
+    if !(1..=3650).contains(&stale_after_days) {
+        bail!("review.stale_after_days: {stale_after_days} must be between 1 and 3650");
+    }
+    if let Some(token) = &o.admin_token {
+        mandate_server::validate_admin_token(token).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let config = ServerConfig {
+        listen,
+        data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./mandate-data")),
+        settings: Settings { trust_domain, review: ReviewSettings { stale_after_days }, max_body_bytes },
+        admin_token: o.admin_token,
+        demo: o.demo,
+    };
+    Ok((config, log_format))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse_file(text, Path::new("mandate.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_file_and_no_flags_gives_the_documented_defaults() {
+        let (config, format) = resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./mandate-data"));
+        assert_eq!(config.settings.trust_domain.as_str(), "example.org");
+        assert_eq!(config.settings.review.stale_after_days, 30);
+        assert_eq!(format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_and_env_override_the_file() {
+        let file =
+            parse_file("listen = \"127.0.0.1:9000\"\ntrust_domain = \"acme.test\"\n", Path::new("m.toml")).unwrap();
+        let o = Overrides { listen: Some("127.0.0.1:9100".into()), ..Overrides::default() };
+        let (config, _) = resolve(file, o).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(config.settings.trust_domain.as_str(), "acme.test");
+    }
+
+    #[test]
+    fn bad_files_name_the_file_line_and_field() {
+        assert_eq!(
+            err("trust_domain = \"example.org\"\nlisen = \"x\"\n"),
+            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`"
+        );
+        let e = err("[review]\nstale_after_days = \"soon\"\n");
+        assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");
+        let e = err("listen = \n");
+        assert!(e.starts_with("mandate.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let check = |file: &str, o: Overrides, expected: &str| {
+            let e = resolve(parse_file(file, Path::new("m.toml")).unwrap(), o).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{e}");
+        };
+        check("listen = \"localhost\"", Overrides::default(), "listen: `localhost`");
+        check("trust_domain = \"Example\"", Overrides::default(), "trust_domain:");
+        check("log_format = \"xml\"", Overrides::default(), "log_format:");
+        check("[server]\nmax_body_bytes = 1", Overrides::default(), "server.max_body_bytes:");
+        check("", Overrides { database_url: Some("postgres://x".into()), ..Overrides::default() }, "database_url");
+        check("", Overrides { admin_token: Some("short".into()), ..Overrides::default() }, "MANDATE_ADMIN_TOKEN");
+    }
+}

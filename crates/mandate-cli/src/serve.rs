@@ -1,0 +1,122 @@
+//! `mandate serve`: configuration, logging, the start-up banner, signals.
+
+use crate::config::{self, LogFormat, Overrides};
+use anyhow::Context as _;
+use mandate_server::clock::SystemClock;
+use mandate_server::{Bootstrap, Server};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Flags of `mandate serve`. Each also reads from the environment; flags win over the environment,
+/// which wins over the file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file (default: `./mandate.toml` when it exists).
+    #[arg(long, env = "MANDATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The address to listen on (default `127.0.0.1:8080`).
+    #[arg(long, env = "MANDATE_LISTEN")]
+    listen: Option<String>,
+    /// Where the database and keys live (default `./mandate-data`).
+    #[arg(long, env = "MANDATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The organisation's trust domain (default `example.org`).
+    #[arg(long, env = "MANDATE_TRUST_DOMAIN")]
+    trust_domain: Option<String>,
+    /// `text` (default) or `json` logs on standard error.
+    #[arg(long, env = "MANDATE_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Start a fresh demo organisation (replaces a previous demo's data, never real data).
+    #[arg(long)]
+    demo: bool,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (file, _) = config::read_file(args.config.as_deref())?;
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        trust_domain: args.trust_domain,
+        database_url: std::env::var("MANDATE_DATABASE_URL").ok(),
+        log_format: args.log_format,
+        admin_token: std::env::var("MANDATE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+        demo: args.demo,
+    };
+    let (config, log_format) = config::resolve(file, overrides)?;
+    init_logging(log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let server = Server::start(config, Arc::new(SystemClock)).await?;
+        print_banner(server.addr, &server.bootstrap);
+        server.serve(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MANDATE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, SIGTERM still stops the server.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+}
+
+fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap) {
+    let url = format!("http://{addr}");
+    println!("Mandate {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    if let Some(token) = &bootstrap.admin_token {
+        println!();
+        println!("An administrator token was created. It is shown this once and stored only as a hash:");
+        println!();
+        println!("    export MANDATE_URL={url}");
+        println!("    export MANDATE_TOKEN={token}");
+    }
+    if let Some(demo) = &bootstrap.demo {
+        println!();
+        println!("Demo organisation example.org (fresh on every `serve --demo`):");
+        for (human, key) in &demo.humans {
+            println!("    {human:<20} {key}");
+        }
+        println!("Demo agents' private keys: {}", demo.agent_keys_dir.display());
+        println!();
+        println!("Try, in another terminal with the two exports above:");
+        println!("    mandate agent list                    # six agents: finance, HR, a sandbox experiment, ...");
+        println!("    mandate review                        # an orphan, a stale and overdue agent, a widened boundary, a sandbox owner");
+        println!("    mandate agent show hr-onboarding      # its history: registered, certified, boundary widened by a mover event");
+        println!("    mandate agent certify hr-onboarding   # clears the review; `mandate review` again");
+        println!("    mandate agent suspend finance-close --reason 'incident 42'   # the kill switch");
+        println!("    mandate audit tail                    # every event, hash-chained");
+        println!("(with cargo: `cargo run --release -- agent list`, and so on)");
+    }
+    if bootstrap.admin_token.is_none() && bootstrap.demo.is_none() {
+        println!("Use the administrator token printed at the first start (or set MANDATE_ADMIN_TOKEN).");
+    }
+}

@@ -1,0 +1,284 @@
+//! Mandate's HTTP server: the router, its middleware, start-up and graceful shutdown.
+//!
+//! [`app`] builds the whole API as a `Router` over an [`AppState`], so tests can drive it without a
+//! socket; [`Server`] adds what a process needs: the data directory, the database, the bootstrap
+//! administrator credential, the optional demo organisation, the listener and the shutdown signal.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod demo;
+pub mod error;
+pub mod metrics;
+pub mod registry;
+pub mod routes;
+pub mod state;
+
+use crate::error::ApiError;
+use crate::state::{AppState, Settings};
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::Router;
+use clock::Clock;
+use mandate_core::event::NewEvent;
+use mandate_store::{hash_api_key, SqliteStore, StoreError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Mandate", description = "Runtime identity and authorization for enterprise AI agents."),
+    modifiers(&BearerAuth),
+    tags((name = "agents", description = "The agent registry and lifecycle"),
+         (name = "humans", description = "Human principals for development"),
+         (name = "audit", description = "The event ledger"),
+         (name = "system", description = "Health, metrics and this document"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes and their OpenAPI description, from one list so that neither can miss a route.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use routes::{agents, audit, humans, review, system};
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(agents::register, agents::list))
+        .routes(routes!(agents::show, agents::update))
+        .routes(routes!(agents::history))
+        .routes(routes!(agents::suspend))
+        .routes(routes!(agents::resume))
+        .routes(routes!(agents::retire))
+        .routes(routes!(agents::certify))
+        .routes(routes!(review::review))
+        .routes(routes!(humans::create, humans::list))
+        .routes(routes!(humans::show))
+        .routes(routes!(humans::deactivate))
+        .routes(routes!(audit::query))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes();
+    doc.paths.paths.insert(
+        "/openapi.json".to_owned(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .tag("system")
+                .summary(Some("This OpenAPI document"))
+                .response("200", utoipa::openapi::ResponseBuilder::new().description("OpenAPI 3.1 JSON")),
+        ),
+    );
+    doc
+}
+
+/// The whole API over `state`.
+pub fn app(state: AppState) -> Router {
+    let (router, _) = routes();
+    let doc = Arc::new(openapi().to_json().unwrap_or_default());
+    let max_body = state.settings.max_body_bytes;
+    router
+        .route("/openapi.json", axum::routing::get(routes::system::openapi_handler(doc)))
+        .fallback(|| async { ApiError::not_found("request.no_route", "no such route; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "request.method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(metrics::request_context))
+        .with_state(state)
+}
+
+/// Everything `mandate serve` needs, validated by the caller (the CLI builds it from file, env and flags).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where the database and keys live.
+    pub data_dir: PathBuf,
+    /// The handlers' settings.
+    pub settings: Settings,
+    /// The administrator token to install instead of generating one.
+    pub admin_token: Option<String>,
+    /// Start a fresh demo organisation.
+    pub demo: bool,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be prepared.
+    #[error("data directory `{path}`: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The database refused to open.
+    #[error("database `{path}`: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// The failure.
+        source: StoreError,
+    },
+    /// `--demo` was asked for over a database holding real data.
+    #[error("`--demo` starts a fresh demo organisation and would replace `{0}`, which holds data that is not a demo's; pass another `--data-dir`")]
+    NotADemoDatabase(PathBuf),
+    /// The administrator token given is too weak.
+    #[error("MANDATE_ADMIN_TOKEN must be at least 24 characters")]
+    WeakAdminToken,
+    /// Seeding the demo failed.
+    #[error("seeding the demo failed: {0}")]
+    Demo(String),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What start-up created that must be shown to the operator once.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstrap {
+    /// A generated administrator token (only on the first start without `MANDATE_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+    /// The demo organisation, when `--demo` seeded one.
+    pub demo: Option<demo::DemoOrg>,
+}
+
+/// A started server, bound and ready to serve.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    store: SqliteStore,
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    /// What to show the operator.
+    pub bootstrap: Bootstrap,
+}
+
+/// The database file inside a data directory.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("mandate.db")
+}
+
+impl Server {
+    /// Prepares the data directory and database, installs the administrator credential, seeds the
+    /// demo if asked, and binds the listener.
+    pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        if let Some(token) = &config.admin_token {
+            validate_admin_token(token)?;
+        }
+        let dir = &config.data_dir;
+        create_private_dir(dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+        let db_path = database_path(dir);
+        if config.demo {
+            demo::reset(&db_path).await?;
+        }
+        let store =
+            SqliteStore::open(&db_path).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
+        let state = AppState::new(Arc::new(store.clone()), clock, config.settings);
+        let admin_token = bootstrap_admin(&state, config.admin_token.as_deref())
+            .await
+            .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
+        let demo = if config.demo { Some(demo::seed(&state, dir).await?) } else { None };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        Ok(Self { listener, state, store, addr, bootstrap: Bootstrap { admin_token, demo } })
+    }
+
+    /// The shared state (for tests that want to look inside).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish, and
+    /// closes the database (checkpointing its write-ahead log).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let app = app(self.state.clone());
+        tracing::info!(addr = %self.addr, "listening");
+        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        self.store.close().await;
+        tracing::info!("stopped");
+        result.map_err(StartError::Serve)
+    }
+}
+
+/// Installs the administrator credential: the given token (replacing any other), or a generated one
+/// on first start. Returns the generated token, which is shown once and stored only as a hash.
+async fn bootstrap_admin(state: &AppState, given: Option<&str>) -> Result<Option<String>, StoreError> {
+    let now = clock::millis(state.clock.now());
+    match given {
+        Some(token) => {
+            if state.store.credential(&hash_api_key(token)).await? != Some(mandate_store::CredentialOwner::Admin) {
+                let event = NewEvent::new(
+                    "admin.credential_set",
+                    "system",
+                    now,
+                    &serde_json::json!({"source": "MANDATE_ADMIN_TOKEN"}),
+                );
+                state.store.set_admin_credential(&hash_api_key(token), event).await?;
+            }
+            Ok(None)
+        }
+        None if state.store.has_admin_credential().await? => Ok(None),
+        None => {
+            let token = auth::generate_api_key();
+            let event =
+                NewEvent::new("admin.credential_set", "system", now, &serde_json::json!({"source": "generated"}));
+            state.store.set_admin_credential(&hash_api_key(&token), event).await?;
+            Ok(Some(token))
+        }
+    }
+}
+
+/// Checks an administrator token given from outside.
+pub fn validate_admin_token(token: &str) -> Result<(), StartError> {
+    if token.chars().count() < 24 {
+        return Err(StartError::WeakAdminToken);
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
