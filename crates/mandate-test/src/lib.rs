@@ -1,0 +1,200 @@
+//! Test helpers: a real server on `127.0.0.1:0` over a real SQLite file, with a clock the test
+//! moves; a blocking HTTP client that returns status and JSON; deterministic agent keys.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use ed25519_dalek::SigningKey;
+use mandate_core::id::TrustDomain;
+use mandate_core::jwk::Ed25519PublicJwk;
+use mandate_core::lifecycle::ReviewSettings;
+use mandate_server::clock::ManualClock;
+use mandate_server::state::Settings;
+use mandate_server::{Server, ServerConfig};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::macros::datetime;
+
+/// The administrator token every test server uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// A running server. Dropping it shuts it down gracefully and waits.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The clock the server reads; move it with `clock.advance(..)`.
+    pub clock: Arc<ManualClock>,
+    data_dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The settings tests run with.
+pub fn settings() -> Settings {
+    Settings {
+        trust_domain: TrustDomain::parse("example.org").unwrap(),
+        review: ReviewSettings { stale_after_days: 30 },
+        max_body_bytes: 64 * 1024,
+    }
+}
+
+impl TestServer {
+    /// Starts a server over the database in `data_dir` (created if needed) at the clock's time.
+    pub fn start(data_dir: &Path, clock: Arc<ManualClock>) -> Self {
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.to_owned(),
+            settings: settings(),
+            admin_token: Some(ADMIN_TOKEN.to_owned()),
+            demo: false,
+        };
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let server_clock = clock.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let server = Server::start(config, server_clock).await.unwrap();
+                addr_tx.send(server.addr).unwrap();
+                server
+                    .serve(async {
+                        let _ = shutdown_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().expect("the server failed to start");
+        Self {
+            url: format!("http://{addr}"),
+            clock,
+            data_dir: data_dir.to_owned(),
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Starts a server in a new temporary directory at 2026-11-01 09:00 UTC.
+    pub fn fresh() -> (tempfile::TempDir, Self) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(datetime!(2026-11-01 09:00 UTC)));
+        let server = Self::start(dir.path(), clock);
+        (dir, server)
+    }
+
+    /// Stops this server and starts another over the same database and clock.
+    pub fn restart(mut self) -> Self {
+        self.stop();
+        Self::start(&self.data_dir.clone(), self.clock.clone())
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    /// A client authenticated as the administrator.
+    pub fn admin(&self) -> Client {
+        self.client(Some(ADMIN_TOKEN))
+    }
+
+    /// A client with the given API key, or none.
+    pub fn client(&self, token: Option<&str>) -> Client {
+        Client { url: self.url.clone(), token: token.map(str::to_owned) }
+    }
+
+    /// Creates a human through the API and returns a client acting as them.
+    pub fn human(&self, id: &str, spec: Value) -> Client {
+        let mut body = spec;
+        body["id"] = json!(id);
+        let (status, created) = self.admin().post("/v1/humans", &body);
+        assert_eq!(status, 201, "{created}");
+        self.client(created["api_key"].as_str())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A blocking client returning `(status, json)` for every answer, errors included.
+#[derive(Debug, Clone)]
+pub struct Client {
+    url: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// `GET`.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.send("GET", path, None)
+    }
+    /// `POST` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send("POST", path, Some(body))
+    }
+    /// `PATCH` with a JSON body.
+    pub fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send("PATCH", path, Some(body))
+    }
+
+    /// Any request, with the raw response for header checks.
+    pub fn raw(&self, method: &str, path: &str, body: Option<&str>) -> ureq::Response {
+        let mut request = ureq::request(method, &format!("{}{path}", self.url));
+        if let Some(t) = &self.token {
+            request = request.set("Authorization", &format!("Bearer {t}"));
+        }
+        let result = match body {
+            Some(b) => request.set("Content-Type", "application/json").send_string(b),
+            None => request.call(),
+        };
+        match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let text = body.map(Value::to_string);
+        let response = self.raw(method, path, text.as_deref());
+        let status = response.status();
+        let content_type = response.content_type().to_owned();
+        let value: Value = response.into_json().unwrap_or(Value::Null);
+        if status >= 400 {
+            assert_eq!(content_type, "application/problem+json", "{method} {path} -> {status}: {value}");
+        }
+        (status, value)
+    }
+}
+
+/// A deterministic agent key from a one-byte seed.
+pub fn agent_key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// The public JWK of `agent_key(seed)`.
+pub fn agent_jwk(seed: u8) -> Value {
+    Ed25519PublicJwk::from_verifying_key(agent_key(seed).verifying_key()).to_json()
+}
+
+/// A registration in the shape of SPEC.md, owned by `owner`, with overrides applied.
+pub fn agent_spec(id: &str, owner: &str, overrides: Value) -> Value {
+    let mut spec = json!({
+        "id": id, "name": format!("Agent {id}"), "owner": owner,
+        "purpose": "Prepare the monthly close report", "class": "enterprise", "environment": "production",
+        "boundary": {"tools": ["erp/*", "fx/convert"], "data_classes": ["internal", "financial"],
+                     "may_delegate_to": ["reconciler"], "max_depth": 2},
+        "public_key_jwk": agent_jwk(1), "certify_every_days": 90
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    spec
+}
