@@ -12,4 +12,5 @@ pub mod id;
 pub mod jose;
 pub mod jwk;
 pub mod lifecycle;
+pub mod mandate;
 pub mod pattern;
