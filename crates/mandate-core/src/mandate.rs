@@ -212,6 +212,8 @@ pub struct MandateRecord {
     pub agent: AgentId,
     /// Every agent of the chain, the root grant's agent first and this one last.
     pub chain_agents: Vec<AgentId>,
+    /// The ids of every ancestor, the root first: revoking any of them revokes this one.
+    pub lineage: Vec<String>,
     /// The human who granted the root.
     pub root: Principal,
     /// The task.
@@ -440,6 +442,7 @@ pub fn plan_grant(
         depth: 1,
         agent: agent.id.clone(),
         chain_agents: vec![agent.id.clone()],
+        lineage: Vec::new(),
         root: root.clone(),
         intent: Intent { purpose: request.purpose.clone(), category: request.category.clone() },
         scope: request.authorization_details.clone(),
@@ -621,6 +624,8 @@ pub fn plan_delegation(
     };
     let mut chain_agents = parent.chain_agents.clone();
     chain_agents.push(child.id.clone());
+    let mut lineage = parent.lineage.clone();
+    lineage.push(parent.id.clone());
     Ok(MandateRecord {
         id: new.id,
         chain_id: parent.chain_id.clone(),
@@ -628,6 +633,7 @@ pub fn plan_delegation(
         depth: parent.depth + 1,
         agent: child.id.clone(),
         chain_agents,
+        lineage,
         root: parent.root.clone(),
         intent: parent.intent.clone(),
         scope: request.scope.clone(),

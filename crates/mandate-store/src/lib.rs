@@ -15,6 +15,7 @@ use mandate_core::agent::{Agent, AgentState, Environment};
 use mandate_core::event::{Event, NewEvent};
 use mandate_core::human::Human;
 use mandate_core::id::{AgentId, HumanId, Principal};
+use mandate_core::mandate::MandateRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -106,6 +107,43 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
+/// A mandate as stored, with what has happened to it since it was issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMandate {
+    /// The trusted record.
+    pub record: MandateRecord,
+    /// The id of the key that signed its token.
+    pub kid: String,
+    /// Calls counted against it (its own and its descendants').
+    pub used_calls: u64,
+    /// Its revocation, if it was revoked.
+    pub revocation: Option<Revocation>,
+}
+
+/// A revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Revocation {
+    /// When, Unix seconds.
+    pub at: i64,
+    /// Who: `user:<id>`, `admin`, or `system`.
+    pub by: String,
+    /// Why, for the record.
+    pub reason: String,
+}
+
+/// Which mandates an operation is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MandateSelector {
+    /// A mandate and every mandate descending from it.
+    Subtree(String),
+    /// Every mandate of a chain.
+    Chain(String),
+    /// Every mandate whose chain a human granted.
+    Root(Principal),
+    /// Every mandate in whose chain an agent appears.
+    Agent(AgentId),
+}
+
 /// The repository interface every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -139,6 +177,24 @@ pub trait Store: Send + Sync + 'static {
     async fn append_event(&self, event: NewEvent) -> Result<i64, StoreError>;
     /// Events matching `filter`.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
+
+    /// Stores a new mandate with its event.
+    async fn insert_mandate(&self, record: &MandateRecord, kid: &str, event: NewEvent) -> Result<i64, StoreError>;
+    /// One mandate.
+    async fn mandate(&self, id: &str) -> Result<Option<StoredMandate>, StoreError>;
+    /// Every mandate of a chain, in order of issue.
+    async fn chain(&self, chain_id: &str) -> Result<Vec<StoredMandate>, StoreError>;
+    /// The ids of mandates matching `selector` that are neither revoked nor expired at `now`.
+    async fn live_mandate_ids(&self, selector: &MandateSelector, now: i64) -> Result<Vec<String>, StoreError>;
+    /// Revokes `ids` (those already revoked keep their first revocation) with one event.
+    async fn revoke_mandates(
+        &self,
+        ids: &[String],
+        revocation: &Revocation,
+        event: NewEvent,
+    ) -> Result<i64, StoreError>;
+    /// The ids of revoked mandates that have not expired at `now` (to load the revocation cache).
+    async fn revoked_unexpired(&self, now: i64) -> Result<Vec<String>, StoreError>;
 
     /// A value from the store's own settings (such as the demo marker).
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;

@@ -6,12 +6,16 @@
 //! runs with `synchronous = FULL`: a write is acknowledged only once it has reached the disk, so a
 //! crash, even of the machine, loses nothing that was acknowledged.
 
-use crate::{AgentChange, AgentFilter, AgentVersion, CredentialOwner, EventFilter, Store, StoreError};
+use crate::{
+    AgentChange, AgentFilter, AgentVersion, CredentialOwner, EventFilter, MandateSelector, Revocation, Store,
+    StoreError, StoredMandate,
+};
 use async_trait::async_trait;
 use mandate_core::agent::Agent;
 use mandate_core::event::{chain_hash, Event, NewEvent, GENESIS_HASH};
 use mandate_core::human::Human;
 use mandate_core::id::{AgentId, HumanId};
+use mandate_core::mandate::MandateRecord;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -405,6 +409,131 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn insert_mandate(&self, record: &MandateRecord, kid: &str, event: NewEvent) -> Result<i64, StoreError> {
+        let doc = serde_json::to_string(record).map_err(|e| corrupt("mandate", e))?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO mandates (id, chain_id, parent_id, depth, agent_id, root, issued_at, expires_at, max_calls, kid, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&record.id)
+        .bind(&record.chain_id)
+        .bind(&record.parent_id)
+        .bind(i64::from(record.depth))
+        .bind(record.agent.as_str())
+        .bind(record.root.as_str())
+        .bind(record.issued_at)
+        .bind(record.expires_at)
+        .bind(i64::try_from(record.max_calls).unwrap_or(i64::MAX))
+        .bind(kid)
+        .bind(&doc)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        for agent in &record.chain_agents {
+            sqlx::query("INSERT INTO mandate_agents (mandate_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(&record.id)
+                .bind(agent.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn mandate(&self, id: &str) -> Result<Option<StoredMandate>, StoreError> {
+        let row = sqlx::query(&format!("{MANDATE_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(stored_mandate).transpose()
+    }
+
+    async fn chain(&self, chain_id: &str) -> Result<Vec<StoredMandate>, StoreError> {
+        let rows = sqlx::query(&format!("{MANDATE_COLUMNS} WHERE chain_id = $1 ORDER BY depth, issued_at, id"))
+            .bind(chain_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        rows.iter().map(stored_mandate).collect()
+    }
+
+    async fn live_mandate_ids(&self, selector: &MandateSelector, now: i64) -> Result<Vec<String>, StoreError> {
+        let live = "revoked_at IS NULL AND expires_at > $2";
+        let ids: Vec<String> = match selector {
+            MandateSelector::Subtree(id) => {
+                let Some(top) = self.mandate(id).await? else { return Ok(Vec::new()) };
+                self.chain(&top.record.chain_id)
+                    .await?
+                    .into_iter()
+                    .filter(|m| m.record.id == *id || m.record.lineage.contains(id))
+                    .filter(|m| m.revocation.is_none() && m.record.expires_at > now)
+                    .map(|m| m.record.id)
+                    .collect()
+            }
+            MandateSelector::Chain(chain) => {
+                sqlx::query_scalar(&format!("SELECT id FROM mandates WHERE chain_id = $1 AND {live} ORDER BY id"))
+                    .bind(chain)
+                    .bind(now)
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(db)?
+            }
+            MandateSelector::Root(root) => {
+                sqlx::query_scalar(&format!("SELECT id FROM mandates WHERE root = $1 AND {live} ORDER BY id"))
+                    .bind(root.as_str())
+                    .bind(now)
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(db)?
+            }
+            MandateSelector::Agent(agent) => sqlx::query_scalar(&format!(
+                "SELECT id FROM mandates WHERE id IN (SELECT mandate_id FROM mandate_agents WHERE agent_id = $1) AND {live} ORDER BY id"
+            ))
+            .bind(agent.as_str())
+            .bind(now)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?,
+        };
+        Ok(ids)
+    }
+
+    async fn revoke_mandates(
+        &self,
+        ids: &[String],
+        revocation: &Revocation,
+        event: NewEvent,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE mandates SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL",
+            )
+            .bind(revocation.at)
+            .bind(&revocation.by)
+            .bind(&revocation.reason)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn revoked_unexpired(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM mandates WHERE revoked_at IS NOT NULL AND expires_at > $1")
+            .bind(now)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)
+    }
+
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(key)
@@ -424,6 +553,27 @@ impl Store for SqliteStore {
         .map_err(db)?;
         Ok(())
     }
+}
+
+const MANDATE_COLUMNS: &str = "SELECT doc, kid, used_calls, revoked_at, revoked_by, revoke_reason FROM mandates";
+
+fn stored_mandate(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMandate, StoreError> {
+    let doc: String = row.try_get("doc").map_err(db)?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(db)?;
+    let revocation = match revoked_at {
+        Some(at) => Some(Revocation {
+            at,
+            by: row.try_get::<Option<String>, _>("revoked_by").map_err(db)?.unwrap_or_default(),
+            reason: row.try_get::<Option<String>, _>("revoke_reason").map_err(db)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(StoredMandate {
+        record: serde_json::from_str(&doc).map_err(|e| corrupt("mandate", e))?,
+        kid: row.try_get("kid").map_err(db)?,
+        used_calls: u64::try_from(row.try_get::<i64, _>("used_calls").map_err(db)?).unwrap_or(0),
+        revocation,
+    })
 }
 
 /// Unix milliseconds of a time.

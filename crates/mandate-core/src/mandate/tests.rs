@@ -158,6 +158,8 @@ fn a_narrowing_delegation_carries_the_chain() {
     assert_eq!(child.intent, root().intent);
     let agents: Vec<&str> = child.chain_agents.iter().map(AgentId::as_str).collect();
     assert_eq!(agents, vec!["finance-close", "reconciler"]);
+    assert_eq!(child.lineage, vec!["m-root".to_owned()]);
+    assert!(root().lineage.is_empty());
 }
 
 #[test]

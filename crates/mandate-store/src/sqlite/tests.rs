@@ -5,6 +5,8 @@ use super::*;
 use mandate_core::agent::{apply_patch, register, AgentPatch, AgentSpec};
 use mandate_core::event::chain_hash;
 use mandate_core::human::HumanSpec;
+use mandate_core::id::Principal;
+use mandate_core::mandate::MandateRecord;
 use serde_json::json;
 use time::macros::datetime;
 
@@ -145,4 +147,69 @@ async fn everything_survives_reopening() {
     let store = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
     assert_eq!(store.agent(&agent.id).await.unwrap(), Some(agent));
     assert_eq!(store.meta("demo").await.unwrap().as_deref(), Some("true"));
+}
+
+fn mandate(id: &str, chain: &str, lineage: &[&str], agents: &[&str], root: &str, expires_at: i64) -> MandateRecord {
+    serde_json::from_value(json!({
+        "id": id, "chain_id": chain, "parent_id": lineage.last(), "depth": lineage.len() + 1,
+        "agent": agents.last().unwrap(), "chain_agents": agents, "lineage": lineage, "root": root,
+        "intent": {"purpose": "p", "category": "finance.close"},
+        "scope": [{"type": "mcp_tool", "tools": ["erp/*"], "data_classes": ["financial"], "actions": ["read"]}],
+        "max_calls": 10, "max_depth": 1, "issued_at": 100, "expires_at": expires_at, "key_thumbprint": "t"
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn mandates_select_revoke_and_survive() {
+    let (dir, store) = open().await;
+    let now = datetime!(2026-11-01 09:00 UTC);
+    for id in ["finance-close", "reconciler", "other"] {
+        let agent = register(spec(id), now).unwrap();
+        let change =
+            AgentChange { before: None, after: &agent, action: "register", event: event("agent.registered", id) };
+        store.record_agent_change(change).await.unwrap();
+    }
+    let alice = "user:alice@example.org";
+    let records = [
+        mandate("m1", "m1", &[], &["finance-close"], alice, 1000),
+        mandate("m2", "m1", &["m1"], &["finance-close", "reconciler"], alice, 1000),
+        mandate("m3", "m3", &[], &["other"], "user:bob@example.org", 1000),
+        mandate("m4", "m4", &[], &["finance-close"], alice, 150),
+    ];
+    for r in &records {
+        store.insert_mandate(r, "kid-1", event("mandate.granted", r.agent.as_str())).await.unwrap();
+    }
+    assert!(matches!(store.insert_mandate(&records[0], "kid-1", event("x", "y")).await, Err(StoreError::Conflict(_))));
+    let got = store.mandate("m2").await.unwrap().unwrap();
+    assert_eq!((got.record, got.kid.as_str(), got.used_calls, got.revocation), (records[1].clone(), "kid-1", 0, None));
+    assert_eq!(store.chain("m1").await.unwrap().len(), 2);
+
+    let ids = |sel: MandateSelector, now: i64| {
+        let store = store.clone();
+        async move { store.live_mandate_ids(&sel, now).await.unwrap() }
+    };
+    assert_eq!(ids(MandateSelector::Subtree("m1".into()), 200).await, vec!["m1", "m2"]);
+    assert_eq!(ids(MandateSelector::Subtree("m2".into()), 200).await, vec!["m2"]);
+    assert_eq!(ids(MandateSelector::Chain("m1".into()), 200).await, vec!["m1", "m2"]);
+    assert_eq!(ids(MandateSelector::Root(Principal::parse(alice).unwrap()), 200).await, vec!["m1", "m2"], "m4 expired");
+    assert_eq!(ids(MandateSelector::Root(Principal::parse(alice).unwrap()), 120).await, vec!["m1", "m2", "m4"]);
+    assert_eq!(ids(MandateSelector::Agent(AgentId::parse("reconciler").unwrap()), 200).await, vec!["m2"]);
+    assert_eq!(ids(MandateSelector::Agent(AgentId::parse("finance-close").unwrap()), 200).await, vec!["m1", "m2"]);
+
+    let revocation = Revocation { at: 300, by: alice.into(), reason: "done".into() };
+    store
+        .revoke_mandates(&["m1".into(), "m2".into()], &revocation, event("mandate.revoked", "finance-close"))
+        .await
+        .unwrap();
+    let again = Revocation { at: 400, by: "admin".into(), reason: "again".into() };
+    store.revoke_mandates(&["m2".into()], &again, event("mandate.revoked", "reconciler")).await.unwrap();
+    assert_eq!(store.mandate("m2").await.unwrap().unwrap().revocation, Some(revocation), "the first revocation stands");
+    assert!(ids(MandateSelector::Subtree("m1".into()), 200).await.is_empty());
+    store.close().await;
+    let store = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
+    let mut revoked = store.revoked_unexpired(200).await.unwrap();
+    revoked.sort();
+    assert_eq!(revoked, vec!["m1", "m2"]);
+    assert!(store.revoked_unexpired(1000).await.unwrap().is_empty(), "expired revocations need not be remembered");
 }
