@@ -5,7 +5,8 @@
 use anyhow::{bail, Context as _};
 use mandate_core::id::TrustDomain;
 use mandate_core::lifecycle::ReviewSettings;
-use mandate_server::state::Settings;
+use mandate_core::mandate::MandateLimits;
+use mandate_server::state::{MandateSettings, Settings};
 use mandate_server::ServerConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -32,6 +33,31 @@ pub struct FileConfig {
     /// Lifecycle review settings.
     #[serde(default)]
     pub review: ReviewSection,
+    /// Mandate issuance settings.
+    #[serde(default)]
+    pub mandates: MandatesSection,
+}
+
+/// `[mandates]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MandatesSection {
+    /// `iss` of mandates and base URL of the token endpoint (default `http://<listen>`).
+    pub issuer: Option<String>,
+    /// `aud` of mandates (default: the issuer).
+    pub audience: Option<String>,
+    /// Default lifetime in seconds (default 900).
+    pub default_ttl_seconds: Option<u32>,
+    /// Longest lifetime in seconds (default 3600).
+    pub max_ttl_seconds: Option<u32>,
+    /// Default call budget (default 100).
+    pub default_max_calls: Option<u64>,
+    /// Largest call budget (default 100000).
+    pub max_calls: Option<u64>,
+    /// How old a proof of possession may be, in seconds (default 60).
+    pub proof_max_age_seconds: Option<u32>,
+    /// Clock skew tolerated, in seconds (default 30).
+    pub clock_skew_seconds: Option<u32>,
 }
 
 /// `[server]`.
@@ -140,14 +166,59 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     if let Some(token) = &o.admin_token {
         mandate_server::validate_admin_token(token).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    let mandates = resolve_mandates(file.mandates, listen)?;
     let config = ServerConfig {
         listen,
         data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./mandate-data")),
-        settings: Settings { trust_domain, review: ReviewSettings { stale_after_days }, max_body_bytes },
+        settings: Settings { trust_domain, review: ReviewSettings { stale_after_days }, max_body_bytes, mandates },
         admin_token: o.admin_token,
         demo: o.demo,
     };
     Ok((config, log_format))
+}
+
+fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<MandateSettings> {
+    let issuer = m.issuer.unwrap_or_else(|| format!("http://{listen}"));
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) || issuer.ends_with('/') {
+        bail!("mandates.issuer: `{issuer}` must be an http(s) URL without a trailing `/`");
+    }
+    let audience = m.audience.unwrap_or_else(|| issuer.clone());
+    let max_ttl = m.max_ttl_seconds.unwrap_or(3600);
+    if !(60..=86_400).contains(&max_ttl) {
+        bail!("mandates.max_ttl_seconds: {max_ttl} must be between 60 and 86400");
+    }
+    let default_ttl = m.default_ttl_seconds.unwrap_or(900.min(max_ttl));
+    if !(1..=max_ttl).contains(&default_ttl) {
+        bail!("mandates.default_ttl_seconds: {default_ttl} must be between 1 and max_ttl_seconds ({max_ttl})");
+    }
+    let ceiling = m.max_calls.unwrap_or(100_000);
+    if ceiling == 0 {
+        bail!("mandates.max_calls: must be at least 1");
+    }
+    let default_calls = m.default_max_calls.unwrap_or(100.min(ceiling));
+    if !(1..=ceiling).contains(&default_calls) {
+        bail!("mandates.default_max_calls: {default_calls} must be between 1 and max_calls ({ceiling})");
+    }
+    let proof_max_age_secs = m.proof_max_age_seconds.unwrap_or(60);
+    if !(5..=600).contains(&proof_max_age_secs) {
+        bail!("mandates.proof_max_age_seconds: {proof_max_age_secs} must be between 5 and 600");
+    }
+    let clock_skew_secs = m.clock_skew_seconds.unwrap_or(30);
+    if clock_skew_secs > 300 {
+        bail!("mandates.clock_skew_seconds: {clock_skew_secs} must be at most 300");
+    }
+    Ok(MandateSettings {
+        issuer,
+        audience,
+        limits: MandateLimits {
+            default_ttl_secs: default_ttl,
+            max_ttl_secs: max_ttl,
+            default_max_calls: default_calls,
+            max_calls_ceiling: ceiling,
+        },
+        proof_max_age_secs,
+        clock_skew_secs,
+    })
 }
 
 #[cfg(test)]
@@ -183,7 +254,7 @@ mod tests {
     fn bad_files_name_the_file_line_and_field() {
         assert_eq!(
             err("trust_domain = \"example.org\"\nlisen = \"x\"\n"),
-            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`"
+            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`"
         );
         let e = err("[review]\nstale_after_days = \"soon\"\n");
         assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");

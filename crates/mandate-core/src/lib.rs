@@ -13,4 +13,5 @@ pub mod jose;
 pub mod jwk;
 pub mod lifecycle;
 pub mod mandate;
+pub mod oidc;
 pub mod pattern;

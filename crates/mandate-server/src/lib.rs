@@ -9,6 +9,8 @@ pub mod auth;
 pub mod clock;
 pub mod demo;
 pub mod error;
+pub mod keys;
+pub mod mandates;
 pub mod metrics;
 pub mod registry;
 pub mod routes;
@@ -21,7 +23,7 @@ use axum::http::StatusCode;
 use axum::Router;
 use clock::Clock;
 use mandate_core::event::NewEvent;
-use mandate_store::{hash_api_key, SqliteStore, StoreError};
+use mandate_store::{hash_api_key, SqliteStore, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,7 @@ use utoipa_axum::routes;
     modifiers(&BearerAuth),
     tags((name = "agents", description = "The agent registry and lifecycle"),
          (name = "humans", description = "Human principals for development"),
+         (name = "mandates", description = "Granting, delegating, revoking and verifying mandates"),
          (name = "audit", description = "The event ledger"),
          (name = "system", description = "Health, metrics and this document"))
 )]
@@ -56,7 +59,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The routes and their OpenAPI description, from one list so that neither can miss a route.
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{agents, audit, humans, review, system};
+    use routes::{agents, audit, humans, mandates, review, system};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(metrics::metrics))
@@ -72,6 +75,17 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(humans::show))
         .routes(routes!(humans::deactivate))
         .routes(routes!(audit::query))
+        .routes(routes!(mandates::grant))
+        .routes(routes!(mandates::show))
+        .routes(routes!(mandates::revoke))
+        .routes(routes!(mandates::chain))
+        .routes(routes!(mandates::revoke_chain))
+        .routes(routes!(mandates::revoke_human))
+        .routes(routes!(mandates::token))
+        .routes(routes!(mandates::jwks))
+        .routes(routes!(mandates::metadata))
+        .routes(routes!(mandates::keys))
+        .routes(routes!(mandates::rotate))
         .split_for_parts()
 }
 
@@ -152,6 +166,9 @@ pub enum StartError {
     /// The administrator token given is too weak.
     #[error("MANDATE_ADMIN_TOKEN must be at least 24 characters")]
     WeakAdminToken,
+    /// The signing keys could not be loaded or created.
+    #[error("{0}")]
+    Keys(String),
     /// Seeding the demo failed.
     #[error("seeding the demo failed: {0}")]
     Demo(String),
@@ -208,7 +225,14 @@ impl Server {
         }
         let store =
             SqliteStore::open(&db_path).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
-        let state = AppState::new(Arc::new(store.clone()), clock, config.settings);
+        let now = clock.now().unix_timestamp();
+        let keys_dir = dir.join("signing-keys");
+        let keys = keys::KeyRing::open(&keys_dir, config.settings.mandates.limits.max_ttl_secs, now)
+            .map_err(|e| StartError::Keys(e.to_string()))?;
+        let state = AppState::new(Arc::new(store.clone()), clock, config.settings, Arc::new(keys));
+        let revoked =
+            store.revoked_unexpired(now).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
+        state.revocations.insert(revoked, now);
         let admin_token = bootstrap_admin(&state, config.admin_token.as_deref())
             .await
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
@@ -273,7 +297,7 @@ pub fn validate_admin_token(token: &str) -> Result<(), StartError> {
     Ok(())
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
     {

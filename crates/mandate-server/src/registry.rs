@@ -297,6 +297,12 @@ impl AppState {
                 .await?;
             self.record(kind);
             tracing::info!(agent = %id, action = action.as_str(), state = t.agent.state.as_str(), "agent lifecycle");
+            if t.blocks_mandates {
+                // The kill switch reaches authority already handed out: every live mandate in whose
+                // chain the agent appears is revoked, so resuming an agent never revives old mandates.
+                let why = format!("agent `{id}` {}", t.agent.state.as_str());
+                self.revoke(caller, mandate_store::MandateSelector::Agent(id.clone()), why).await?;
+            }
             if t.blocks_mandates || action == LifecycleAction::Resume {
                 // No subscriber is not an error: decisions read the state from the registry anyway.
                 let _ = self.lifecycle.send(LifecycleNotice { agent: id.clone(), state: t.agent.state });

@@ -1,12 +1,17 @@
 //! What every handler shares: the store, the clock, the settings, the metrics and the lifecycle feed.
 
 use crate::clock::Clock;
+use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use mandate_core::agent::AgentState;
 use mandate_core::id::{AgentId, TrustDomain};
+use mandate_core::jose::ReplayCache;
 use mandate_core::lifecycle::ReviewSettings;
+use mandate_core::mandate::{MandateLimits, MandateRecord};
 use mandate_store::Store;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
 /// Settings the handlers read. Built once at start from the validated configuration.
@@ -18,8 +23,54 @@ pub struct Settings {
     pub review: ReviewSettings,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How mandates are issued and checked.
+    pub mandates: MandateSettings,
 }
 
+/// How mandates are issued and checked.
+#[derive(Debug, Clone)]
+pub struct MandateSettings {
+    /// `iss` of every mandate, and the base of the token endpoint's URL (`<issuer>/oauth/token`).
+    pub issuer: String,
+    /// `aud` of every mandate.
+    pub audience: String,
+    /// TTL and budget limits.
+    pub limits: MandateLimits,
+    /// How old a proof of possession may be, in seconds.
+    pub proof_max_age_secs: u32,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub clock_skew_secs: u32,
+}
+
+impl MandateSettings {
+    /// The token endpoint's URL, as proofs and actor assertions must name it.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth/token", self.issuer.trim_end_matches('/'))
+    }
+}
+
+/// Revoked mandates that have not expired yet, checked in memory on every use.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    ids: RwLock<HashMap<String, i64>>,
+}
+
+impl Revocations {
+    /// Remembers revoked ids with their expiry; forgets expired ones as it goes.
+    pub fn insert(&self, ids: impl IntoIterator<Item = (String, i64)>, now: i64) {
+        let mut map = self.ids.write().unwrap_or_else(|p| p.into_inner());
+        map.extend(ids);
+        if map.len() > 10_000 {
+            map.retain(|_, exp| *exp > now);
+        }
+    }
+
+    /// The id of the first revoked mandate among `record` and its ancestors, if any.
+    pub fn revoked_in(&self, record: &MandateRecord) -> Option<String> {
+        let map = self.ids.read().unwrap_or_else(|p| p.into_inner());
+        record.lineage.iter().chain(std::iter::once(&record.id)).find(|id| map.contains_key(*id)).cloned()
+    }
+}
 /// An agent's lifecycle moved in a way that concerns its mandates.
 ///
 /// This is the hook through which suspension and retirement reach authority already handed out:
@@ -47,12 +98,35 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Lifecycle notices for subscribers (see [`LifecycleNotice`]).
     pub lifecycle: broadcast::Sender<LifecycleNotice>,
+    /// The signing keys.
+    pub keys: Arc<KeyRing>,
+    /// Revoked, unexpired mandates.
+    pub revocations: Arc<Revocations>,
+    /// Proof and assertion ids seen recently.
+    pub replay: Arc<Mutex<ReplayCache>>,
 }
 
 impl AppState {
     /// State over `store`, reading time from `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings, keys: Arc<KeyRing>) -> Self {
         let (lifecycle, _) = broadcast::channel(1024);
-        Self { store, clock, settings: Arc::new(settings), metrics: Arc::new(Metrics::new()), lifecycle }
+        // A proof is refused once older than its maximum age plus the skew, so remembering its id for
+        // that long is enough to refuse every replay.
+        let window = settings.mandates.proof_max_age_secs + 2 * settings.mandates.clock_skew_secs;
+        Self {
+            store,
+            clock,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::new()),
+            lifecycle,
+            keys,
+            revocations: Arc::new(Revocations::default()),
+            replay: Arc::new(Mutex::new(ReplayCache::new(100_000, window))),
+        }
+    }
+
+    /// Now, in Unix seconds.
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now().unix_timestamp()
     }
 }

@@ -15,7 +15,8 @@ async fn state() -> (tempfile::TempDir, AppState) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-01 09:00 UTC)));
-    (dir, AppState::new(Arc::new(store), clock, mandate_test::settings()))
+    let keys = mandate_server::keys::KeyRing::open(&dir.path().join("keys"), 3600, 0).unwrap();
+    (dir, AppState::new(Arc::new(store), clock, mandate_test::settings(), Arc::new(keys)))
 }
 
 #[tokio::test]

@@ -330,6 +330,17 @@ fn openapi_describes_every_route() {
         ("/v1/humans/{id}", "get"),
         ("/v1/humans/{id}/deactivate", "post"),
         ("/v1/audit", "get"),
+        ("/v1/mandates", "post"),
+        ("/v1/mandates/{id}", "get"),
+        ("/v1/mandates/{id}/revoke", "post"),
+        ("/v1/chains/{chain_id}", "get"),
+        ("/v1/chains/{chain_id}/revoke", "post"),
+        ("/v1/humans/{id}/revoke-mandates", "post"),
+        ("/oauth/token", "post"),
+        ("/.well-known/jwks.json", "get"),
+        ("/.well-known/oauth-authorization-server", "get"),
+        ("/v1/keys", "get"),
+        ("/v1/keys/rotate", "post"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
@@ -338,7 +349,7 @@ fn openapi_describes_every_route() {
     assert_eq!(described, expected.len(), "a route is described that this test does not know: {:?}", paths.keys());
     // Every described route answers something other than the no-route fallback.
     for (path, method) in expected {
-        let concrete = path.replace("{id}", "x-agent");
+        let concrete = path.replace("{id}", "x-agent").replace("{chain_id}", "x-chain");
         let response = server.admin().raw(&method.to_uppercase(), &concrete, Some("{}"));
         let body: Value = response.into_json().unwrap_or(Value::Null);
         assert_ne!(body["code"], "request.no_route", "{method} {path}");

@@ -193,8 +193,9 @@ pub trait Store: Send + Sync + 'static {
         revocation: &Revocation,
         event: NewEvent,
     ) -> Result<i64, StoreError>;
-    /// The ids of revoked mandates that have not expired at `now` (to load the revocation cache).
-    async fn revoked_unexpired(&self, now: i64) -> Result<Vec<String>, StoreError>;
+    /// The ids and expiry times of revoked mandates that have not expired at `now` (to load the
+    /// revocation cache).
+    async fn revoked_unexpired(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// A value from the store's own settings (such as the demo marker).
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;

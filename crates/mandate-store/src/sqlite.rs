@@ -526,8 +526,8 @@ impl Store for SqliteStore {
         Ok(seq)
     }
 
-    async fn revoked_unexpired(&self, now: i64) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT id FROM mandates WHERE revoked_at IS NOT NULL AND expires_at > $1")
+    async fn revoked_unexpired(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as("SELECT id, expires_at FROM mandates WHERE revoked_at IS NOT NULL AND expires_at > $1")
             .bind(now)
             .fetch_all(&self.reader)
             .await

@@ -7,13 +7,18 @@ use ed25519_dalek::SigningKey;
 use mandate_core::id::TrustDomain;
 use mandate_core::jwk::Ed25519PublicJwk;
 use mandate_core::lifecycle::ReviewSettings;
+use mandate_core::mandate::MandateLimits;
 use mandate_server::clock::ManualClock;
-use mandate_server::state::Settings;
+use mandate_server::state::{MandateSettings, Settings};
 use mandate_server::{Server, ServerConfig};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use time::macros::datetime;
+
+/// The issuer (and audience) of test servers' mandates. Proofs name `<ISSUER>/oauth/token`, whatever
+/// port the server listens on, as behind a proxy.
+pub const ISSUER: &str = "https://mandate.test";
 
 /// The administrator token every test server uses.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
@@ -35,6 +40,18 @@ pub fn settings() -> Settings {
         trust_domain: TrustDomain::parse("example.org").unwrap(),
         review: ReviewSettings { stale_after_days: 30 },
         max_body_bytes: 64 * 1024,
+        mandates: MandateSettings {
+            issuer: ISSUER.to_owned(),
+            audience: ISSUER.to_owned(),
+            limits: MandateLimits {
+                default_ttl_secs: 900,
+                max_ttl_secs: 3600,
+                default_max_calls: 100,
+                max_calls_ceiling: 100_000,
+            },
+            proof_max_age_secs: 60,
+            clock_skew_secs: 30,
+        },
     }
 }
 

@@ -438,7 +438,9 @@ pub(crate) fn decode_base64(part: Part, text: &str) -> Result<Vec<u8>, DecodeErr
     Ok(bytes)
 }
 
-fn decode_json(part: Part, text: &str, limits: &Limits) -> Result<Map<String, Value>, DecodeError> {
+/// Decodes one part as canonical base64url holding one strict JSON object (no duplicate names, nesting
+/// within `limits.max_depth`).
+pub(crate) fn decode_json(part: Part, text: &str, limits: &Limits) -> Result<Map<String, Value>, DecodeError> {
     let bytes = decode_base64(part, text)?;
     parse_object(&bytes, limits.max_depth).map_err(|error| match error {
         StrictJsonError::TooDeep => DecodeError::TooDeep { part, max: limits.max_depth },

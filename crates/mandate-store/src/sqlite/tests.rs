@@ -210,6 +210,6 @@ async fn mandates_select_revoke_and_survive() {
     let store = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
     let mut revoked = store.revoked_unexpired(200).await.unwrap();
     revoked.sort();
-    assert_eq!(revoked, vec!["m1", "m2"]);
+    assert_eq!(revoked, vec![("m1".to_owned(), 1000), ("m2".to_owned(), 1000)]);
     assert!(store.revoked_unexpired(1000).await.unwrap().is_empty(), "expired revocations need not be remembered");
 }

@@ -1,0 +1,264 @@
+//! The server's Ed25519 signing keys: created at first start, rotated on request, published as a
+//! JWKS.
+//!
+//! Keys live in `<data-dir>/signing-keys/`, one file per key, mode 0600 in a 0700 directory, written
+//! atomically (a temporary file renamed into place). We chose files over the database so that a copy
+//! of the database (a backup, an export for an auditor) never carries the ability to mint mandates;
+//! the PostgreSQL backend will need a shared key store and will revisit this.
+//!
+//! A key's `kid` is its RFC 7638 thumbprint. Rotation makes a new key the signing key and marks the
+//! old one retired; a retired key stays in the JWKS, and keeps verifying, until every mandate it could
+//! have signed has expired (its retirement plus the longest mandate lifetime), then it leaves.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use mandate_core::jwk::Ed25519PublicJwk;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyFile {
+    kid: String,
+    created_at: i64,
+    retired_at: Option<i64>,
+    x: String,
+    d: String,
+}
+
+#[derive(Clone)]
+struct Entry {
+    kid: String,
+    key: SigningKey,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+/// A key as listed by `GET /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyInfo {
+    /// The key id (its RFC 7638 thumbprint).
+    pub kid: String,
+    /// When it was created, Unix seconds.
+    pub created_at: i64,
+    /// When it stopped signing, Unix seconds; `null` for the signing key.
+    pub retired_at: Option<i64>,
+    /// When it leaves the JWKS, Unix seconds.
+    pub published_until: Option<i64>,
+}
+
+/// Why the keys could not be loaded or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key directory or a key file could not be read or written.
+    #[error("signing key store `{path}`: {message}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The signing keys.
+pub struct KeyRing {
+    dir: PathBuf,
+    max_lifetime_secs: i64,
+    entries: RwLock<Vec<Entry>>,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> KeyError {
+    KeyError::Io { path: path.to_owned(), message: e.to_string() }
+}
+
+impl KeyRing {
+    /// Loads the keys in `dir`, creating the directory and a first key if there are none.
+    /// `max_lifetime_secs` is the longest a mandate may live (how long a retired key stays published).
+    pub fn open(dir: &Path, max_lifetime_secs: u32, now: i64) -> Result<Self, KeyError> {
+        crate::create_private_dir(dir).map_err(|e| io(dir, e))?;
+        let mut entries = Vec::new();
+        for item in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let path = item.map_err(|e| io(dir, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+            let file: KeyFile = serde_json::from_str(&text).map_err(|e| io(&path, e))?;
+            let bytes: [u8; 32] = URL_SAFE_NO_PAD
+                .decode(&file.d)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| io(&path, "`d` is not a 32-byte base64url Ed25519 seed"))?;
+            let key = SigningKey::from_bytes(&bytes);
+            let kid = Ed25519PublicJwk::from_verifying_key(key.verifying_key()).thumbprint();
+            if kid != file.kid {
+                return Err(io(&path, "the key does not match its `kid`"));
+            }
+            entries.push(Entry { kid, key, created_at: file.created_at, retired_at: file.retired_at });
+        }
+        entries.sort_by_key(|e| e.created_at);
+        let ring = Self {
+            dir: dir.to_owned(),
+            max_lifetime_secs: i64::from(max_lifetime_secs),
+            entries: RwLock::new(entries),
+        };
+        if ring.read().iter().all(|e| e.retired_at.is_some()) {
+            ring.rotate(now)?;
+        }
+        Ok(ring)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Entry>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The signing key and its id.
+    pub fn signing(&self) -> (String, SigningKey) {
+        let entries = self.read();
+        // INVARIANT: `open` and `rotate` always leave exactly one unretired key, the newest.
+        match entries.iter().rev().find(|e| e.retired_at.is_none()) {
+            Some(e) => (e.kid.clone(), e.key.clone()),
+            None => unreachable_signing_key(),
+        }
+    }
+
+    /// The verifying key for `kid`, if it is still published at `now`.
+    pub fn verifying(&self, kid: &str, now: i64) -> Option<VerifyingKey> {
+        self.read().iter().find(|e| e.kid == kid && self.published(e, now)).map(|e| e.key.verifying_key())
+    }
+
+    fn published(&self, e: &Entry, now: i64) -> bool {
+        e.retired_at.is_none_or(|r| now < r + self.max_lifetime_secs)
+    }
+
+    /// The JWKS (RFC 7517) of the keys published at `now`.
+    pub fn jwks(&self, now: i64) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .read()
+            .iter()
+            .filter(|e| self.published(e, now))
+            .map(|e| {
+                let mut jwk = Ed25519PublicJwk::from_verifying_key(e.key.verifying_key()).to_json();
+                jwk["kid"] = e.kid.clone().into();
+                jwk["use"] = "sig".into();
+                jwk["alg"] = "EdDSA".into();
+                jwk
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Every key with its dates.
+    pub fn list(&self) -> Vec<KeyInfo> {
+        self.read()
+            .iter()
+            .map(|e| KeyInfo {
+                kid: e.kid.clone(),
+                created_at: e.created_at,
+                retired_at: e.retired_at,
+                published_until: e.retired_at.map(|r| r + self.max_lifetime_secs),
+            })
+            .collect()
+    }
+
+    /// Creates a new signing key and retires the current one. Returns the new key's id.
+    pub fn rotate(&self, now: i64) -> Result<String, KeyError> {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let key = SigningKey::generate(&mut rand_core::OsRng);
+        let kid = Ed25519PublicJwk::from_verifying_key(key.verifying_key()).thumbprint();
+        let new = Entry { kid: kid.clone(), key, created_at: now, retired_at: None };
+        // The new key is on disk before any old key is marked retired: a crash in between leaves two
+        // signing keys (harmless; the newest signs) rather than none.
+        self.write(&new)?;
+        for e in entries.iter_mut().filter(|e| e.retired_at.is_none()) {
+            e.retired_at = Some(now);
+            self.write(e)?;
+        }
+        entries.push(new);
+        Ok(kid)
+    }
+
+    fn write(&self, e: &Entry) -> Result<(), KeyError> {
+        let file = KeyFile {
+            kid: e.kid.clone(),
+            created_at: e.created_at,
+            retired_at: e.retired_at,
+            x: URL_SAFE_NO_PAD.encode(e.key.verifying_key().as_bytes()),
+            d: URL_SAFE_NO_PAD.encode(e.key.to_bytes()),
+        };
+        let text = serde_json::to_string_pretty(&file).map_err(|err| io(&self.dir, err))?;
+        let path = self.dir.join(format!("{}.json", e.kid));
+        let tmp = self.dir.join(format!(".{}.json.tmp", e.kid));
+        write_private(&tmp, text.as_bytes()).map_err(|err| io(&tmp, err))?;
+        std::fs::rename(&tmp, &path).map_err(|err| io(&path, err))
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_signing_key() -> ! {
+    // INVARIANT (see `signing`): unreachable while the invariant holds; a panic here is a bug.
+    panic!("the key ring has no signing key")
+}
+
+/// Writes a file readable only by its owner, and syncs it to disk.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_persist_rotate_and_leave_the_jwks_after_the_longest_mandate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), 3600, 1_000).unwrap();
+        let (first, _) = ring.signing();
+        assert_eq!(ring.jwks(1_000)["keys"].as_array().unwrap().len(), 1);
+        let second = ring.rotate(2_000).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(ring.signing().0, second);
+        // The old key verifies for another hour, then leaves.
+        assert!(ring.verifying(&first, 5_599).is_some());
+        assert_eq!(ring.jwks(5_599)["keys"].as_array().unwrap().len(), 2);
+        assert!(ring.verifying(&first, 5_600).is_none());
+        assert_eq!(ring.jwks(5_600)["keys"].as_array().unwrap().len(), 1);
+        // A restart reads the same keys back.
+        let again = KeyRing::open(dir.path(), 3600, 3_000).unwrap();
+        assert_eq!(again.signing().0, second);
+        assert!(again.verifying(&first, 3_000).is_some());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(format!("{second}.json"))).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_tampered_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), 3600, 1_000).unwrap();
+        let (kid, _) = ring.signing();
+        let path = dir.path().join(format!("{kid}.json"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let other = URL_SAFE_NO_PAD.encode([9u8; 32]);
+        let mut file: KeyFile = serde_json::from_str(&text).unwrap();
+        file.d = other;
+        std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+        let err = KeyRing::open(dir.path(), 3600, 1_000).err().unwrap().to_string();
+        assert!(err.contains("does not match its `kid`"), "{err}");
+    }
+}
