@@ -30,6 +30,11 @@ impl ManualClock {
         Self(Mutex::new(truncate_to_millis(at)))
     }
 
+    /// Now, in Unix seconds.
+    pub fn now_secs(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
+
     /// Moves the clock forward.
     pub fn advance(&self, by: time::Duration) {
         let mut t = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

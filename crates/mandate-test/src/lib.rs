@@ -215,3 +215,30 @@ pub fn agent_spec(id: &str, owner: &str, overrides: Value) -> Value {
     }
     spec
 }
+
+/// Signs a DPoP proof with `agent_key(seed)` for `htm` `htu`, bound to `access_token`.
+pub fn proof(seed: u8, htm: &str, htu: &str, access_token: &str, iat: i64, jti: &str) -> String {
+    let claims = mandate_core::jose::ProofClaims { jti, htm, htu, iat, access_token: Some(access_token) };
+    mandate_core::jose::sign_proof(&claims, &agent_key(seed)).unwrap()
+}
+
+/// An actor assertion for token exchange: signed by `agent_key(seed)`, about `agent`, for `aud`.
+pub fn actor_token(seed: u8, agent: &str, aud: &str, iat: i64, jti: &str) -> String {
+    let spiffe = format!("spiffe://example.org/agent/{agent}");
+    let claims = json!({"iss": spiffe, "sub": spiffe, "aud": aud, "iat": iat, "exp": iat + 120, "jti": jti});
+    let header = mandate_core::jose::SignHeader { typ: "JWT", kid: "agent" };
+    mandate_core::jose::sign(&claims, &agent_key(seed), &header).unwrap()
+}
+
+/// Posts a form with an optional `DPoP` header; returns status and JSON.
+pub fn post_form(url: &str, dpop: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = ureq::post(url);
+    if let Some(p) = dpop {
+        request = request.set("DPoP", p);
+    }
+    match request.send_form(form) {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
