@@ -125,7 +125,7 @@ fn a_grant_is_a_signed_key_bound_token_that_verifies_from_the_jwks() {
         .find(|k| k["kid"] == kid.as_str())
         .expect("the signing key is published");
     assert_eq!((jwk["alg"].as_str(), jwk["use"].as_str()), (Some("EdDSA"), Some("sig")));
-    let key = mandate_core::jwk::Ed25519PublicJwk::from_json(&jwk).unwrap();
+    let key = mandate_core::jwk::Ed25519PublicJwk::from_json(jwk).unwrap();
     let verified = RawToken::decode(token, &Limits::TOKEN)
         .unwrap()
         .verify_with_key(key.verifying_key(), Some("mandate+jwt"))
