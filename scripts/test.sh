@@ -14,6 +14,11 @@ for component in rustfmt clippy; do
   fi
 done
 
+step "test dependencies from PyPI (idempotent)"
+# PyJWT verifies our mandates in the interoperability test: a real JWT library, in another language.
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'PyJWT[crypto]>=2.9,<3'
+python3 -c 'import jwt, cryptography; print("PyJWT", jwt.__version__, "cryptography", cryptography.__version__)'
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -166,6 +166,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     if let Some(token) = &o.admin_token {
         mandate_server::validate_admin_token(token).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    let issuer_from_listener = file.mandates.issuer.is_none();
     let mandates = resolve_mandates(file.mandates, listen)?;
     let config = ServerConfig {
         listen,
@@ -173,6 +174,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         settings: Settings { trust_domain, review: ReviewSettings { stale_after_days }, max_body_bytes, mandates },
         admin_token: o.admin_token,
         demo: o.demo,
+        issuer_from_listener,
     };
     Ok((config, log_format))
 }

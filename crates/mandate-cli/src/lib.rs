@@ -48,6 +48,17 @@ enum Command {
     Human(commands::human::HumanCommand),
     /// Show what in the registry needs a human: overdue certifications, orphans, stale agents, ...
     Review(commands::review::ReviewArgs),
+    /// Grant an agent a mandate for one task (as a human).
+    Grant(commands::mandate::GrantArgs),
+    /// Delegate part of a mandate to a sub-agent (RFC 8693 token exchange, signed with both agents' keys).
+    Delegate(commands::mandate::DelegateArgs),
+    /// Revoke a mandate and its descendants, a whole chain, or everything a human granted.
+    Revoke(commands::mandate::RevokeArgs),
+    /// Show a mandate chain as a tree.
+    Chain(commands::mandate::ChainArgs),
+    /// List or rotate the mandate signing keys.
+    #[command(subcommand)]
+    Keys(commands::mandate::KeysCommand),
     /// Read the event ledger.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
@@ -62,6 +73,11 @@ pub fn main() -> ExitCode {
         Command::Human(cmd) => commands::human::run(cmd),
         Command::Review(args) => commands::review::run(args),
         Command::Audit(cmd) => commands::audit::run(cmd),
+        Command::Grant(a) => commands::mandate::grant(a),
+        Command::Delegate(a) => commands::mandate::delegate(a),
+        Command::Revoke(a) => commands::mandate::revoke(a),
+        Command::Chain(a) => commands::mandate::chain(a),
+        Command::Keys(cmd) => commands::mandate::keys(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

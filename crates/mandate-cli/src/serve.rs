@@ -114,6 +114,18 @@ fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap) {
         println!("    mandate agent certify hr-onboarding   # clears the review; `mandate review` again");
         println!("    mandate agent suspend finance-close --reason 'incident 42'   # the kill switch");
         println!("    mandate audit tail                    # every event, hash-chained");
+        let alice = demo.humans.iter().find(|(h, _)| h == "alice@example.org").map(|(_, k)| k.as_str()).unwrap_or("");
+        let keys = demo.agent_keys_dir.display();
+        println!();
+        println!("Alice grants the finance agent a mandate for one task, and it delegates part of it:");
+        println!("    MANDATE_TOKEN={alice} mandate grant --agent finance-close --category finance.close \\");
+        println!("      --purpose 'Prepare the October 2026 close report' --tools erp/read_ledger,fx/convert \\");
+        println!("      --resources 'erp://ledger/2026-10/*' --data-classes financial --max-depth 1 > mandate.jwt");
+        println!("    mandate delegate --token @mandate.jwt --key {keys}/finance-close.jwk \\");
+        println!("      --to reconciler --to-key {keys}/reconciler.jwk --tools erp/read_ledger \\");
+        println!("      --resources 'erp://ledger/2026-10/ap' --data-classes financial > child.jwt");
+        println!("    mandate chain <chain id printed by grant>   # the chain as a tree");
+        println!("    mandate agent suspend reconciler      # revokes every mandate it appears in");
         println!("(with cargo: `cargo run --release -- agent list`, and so on)");
     }
     if bootstrap.admin_token.is_none() && bootstrap.demo.is_none() {

@@ -139,6 +139,8 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Start a fresh demo organisation.
     pub demo: bool,
+    /// Set the mandate issuer and audience to `http://<bound address>` (when none was configured).
+    pub issuer_from_listener: bool,
 }
 
 /// Why the server could not start.
@@ -225,11 +227,21 @@ impl Server {
         }
         let store =
             SqliteStore::open(&db_path).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let mut settings = config.settings;
+        if config.issuer_from_listener {
+            // With no configured issuer, mandates name the address actually bound (port 0 included).
+            settings.mandates.issuer = format!("http://{addr}");
+            settings.mandates.audience = settings.mandates.issuer.clone();
+        }
         let now = clock.now().unix_timestamp();
         let keys_dir = dir.join("signing-keys");
-        let keys = keys::KeyRing::open(&keys_dir, config.settings.mandates.limits.max_ttl_secs, now)
+        let keys = keys::KeyRing::open(&keys_dir, settings.mandates.limits.max_ttl_secs, now)
             .map_err(|e| StartError::Keys(e.to_string()))?;
-        let state = AppState::new(Arc::new(store.clone()), clock, config.settings, Arc::new(keys));
+        let state = AppState::new(Arc::new(store.clone()), clock, settings, Arc::new(keys));
         let revoked =
             store.revoked_unexpired(now).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         state.revocations.insert(revoked, now);
@@ -237,10 +249,6 @@ impl Server {
             .await
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         let demo = if config.demo { Some(demo::seed(&state, dir).await?) } else { None };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         Ok(Self { listener, state, store, addr, bootstrap: Bootstrap { admin_token, demo } })
     }
 

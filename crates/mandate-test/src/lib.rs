@@ -64,6 +64,7 @@ impl TestServer {
             settings: settings(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             demo: false,
+            issuer_from_listener: false,
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();

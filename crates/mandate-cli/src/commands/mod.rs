@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod audit;
 pub mod human;
+pub mod mandate;
 pub mod review;
 
 use serde_json::Value;

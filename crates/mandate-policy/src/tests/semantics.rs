@@ -1,0 +1,141 @@
+//! Decision semantics on small custom sets: forbid beats permit and hold, errors fail closed, facts
+//! that cannot be evaluated deny, and ids are data, never syntax.
+use super::*;
+
+fn set(text: &str) -> ValidatedPolicySet {
+    match ValidatedPolicySet::parse(text) {
+        Ok(set) => set,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn forbid_overrides_permit_and_hold() {
+    let set = set(&format!(
+        "@id(\"allow\") permit (principal, {CALL}, resource);\n\
+         @id(\"hold\") @hold(\"look first\") permit (principal, {CALL}, resource);\n\
+         @id(\"stop\") forbid (principal, {CALL}, resource) when {{ context.risk_score > 50 }};"
+    ));
+    check(&set, "held", call(wiki()), Outcome::Hold, &["allow", "hold"]);
+    check(&set, "forbidden", CallRequest { risk_score: 51, ..call(wiki()) }, Outcome::Deny, &["stop"]);
+}
+
+#[test]
+fn an_evaluation_error_that_could_change_the_outcome_denies() {
+    // The agent's owner is a reference: Alice's facts are not part of a call made for Bob, so reading
+    // the owner's attributes fails at evaluation time although the policy validates.
+    let owner_is_sandbox = "principal.owner.sandbox";
+    let bob_call = CallRequest { root: bob(), ..call(wiki()) };
+    let table: Vec<(&str, String, Outcome, &[&str], usize)> = vec![
+        (
+            "an erroring forbid might have denied",
+            format!(
+                "@id(\"allow\") permit (principal, {CALL}, resource);\n\
+                 @id(\"f\") forbid (principal, {CALL}, resource) when {{ {owner_is_sandbox} }};"
+            ),
+            Outcome::Deny,
+            &["f"],
+            1,
+        ),
+        (
+            "an erroring hold might have held",
+            format!(
+                "@id(\"allow\") permit (principal, {CALL}, resource);\n\
+                 @id(\"h\") @hold(\"sandbox owners\") permit (principal, {CALL}, resource) when {{ {owner_is_sandbox} }};"
+            ),
+            Outcome::Deny,
+            &["h"],
+            1,
+        ),
+        (
+            "an erroring plain permit cannot widen anything",
+            format!(
+                "@id(\"allow\") permit (principal, {CALL}, resource);\n\
+                 @id(\"p\") permit (principal, {CALL}, resource) when {{ {owner_is_sandbox} }};"
+            ),
+            Outcome::Allow,
+            &["allow"],
+            1,
+        ),
+        (
+            "an erroring sole permit denies by default",
+            format!("@id(\"p\") permit (principal, {CALL}, resource) when {{ !{owner_is_sandbox} }};"),
+            Outcome::Deny,
+            &[],
+            1,
+        ),
+    ];
+    for (name, text, outcome, matched, errors) in table {
+        let decision = set(&text).decide_call(&bob_call);
+        assert_eq!(decision.outcome, outcome, "{name}: {decision:?}");
+        assert_eq!(decision.matched, matched, "{name}: {decision:?}");
+        assert_eq!(decision.errors.len(), errors, "{name}: {decision:?}");
+        assert!(decision.errors[0].contains("alice@example.org"), "{name}: {decision:?}");
+    }
+    // With Alice's facts present (she is the root), the same forbid evaluates and does not fire.
+    let set = set(&format!(
+        "@id(\"allow\") permit (principal, {CALL}, resource);\n\
+         @id(\"f\") forbid (principal, {CALL}, resource) when {{ {owner_is_sandbox} }};"
+    ));
+    check(&set, "owner known", call(wiki()), Outcome::Allow, &["allow"]);
+}
+
+#[test]
+fn facts_that_cannot_be_evaluated_deny() {
+    let set = set(&format!(
+        "@id(\"all\") permit (principal, action, resource);\n@id(\"calls\") permit (principal, {CALL}, resource);"
+    ));
+    let alice_again = HumanFacts { groups: vec!["security".to_owned()], ..alice() };
+    let table: Vec<(&str, Request, &str)> = vec![
+        ("hour out of range", CallRequest { hour: 24, ..call(wiki()) }.into(), "hour `24` is outside 0 to 23"),
+        (
+            "weekday zero",
+            CallRequest { weekday: 0, ..call(wiki()) }.into(),
+            "weekday `0` is outside 1 (Monday) to 7 (Sunday)",
+        ),
+        (
+            "a tool of another server",
+            call(ToolFacts { server: "wiki".to_owned(), ..ledger() }).into(),
+            "tool `erp/read_ledger` is not a tool of server `wiki`",
+        ),
+        (
+            "one human, two descriptions",
+            approve(alice(), alice_again, wiki(), "read"),
+            "conflicting facts for `Mandate::Human::\"alice@example.org\"`",
+        ),
+        (
+            "one agent, two descriptions",
+            CallRequest { chain: vec![AgentFacts { class: "coding".to_owned(), ..finance_close() }], ..call(wiki()) }
+                .into(),
+            "conflicting facts for `Mandate::Agent::\"finance-close\"`",
+        ),
+    ];
+    for (name, request, error) in table {
+        let decision = decide(&set, &request);
+        assert_eq!(decision, PolicyDecision::failed(error.to_owned()), "{name}");
+    }
+}
+
+#[test]
+fn odd_ids_are_data_not_syntax() {
+    let set =
+        set(&format!("@id(\"alice-only\") permit (principal == Mandate::Agent::\"finance-close\", {CALL}, resource);"));
+    let injected = AgentFacts { id: "x\", action, resource); permit(principal".to_owned(), ..finance_close() };
+    check(&set, "an id with quotes is only an id", call_by(injected, wiki()), Outcome::Deny, &[]);
+    let long = AgentFacts { id: "a".repeat(100_000), ..finance_close() };
+    check(&set, "a huge id is only an id", call_by(long, wiki()), Outcome::Deny, &[]);
+    let unicode = AgentFacts { id: "ﬁnance-close\u{202e}".to_owned(), ..finance_close() };
+    check(&set, "a look-alike id is another id", call_by(unicode, wiki()), Outcome::Deny, &[]);
+    check(&set, "the real id", call(wiki()), Outcome::Allow, &["alice-only"]);
+}
+
+#[test]
+fn the_same_human_twice_with_the_same_facts_is_fine() {
+    check(
+        &default_set(),
+        "root approves",
+        approve(olga(), olga(), wiki(), "read"),
+        Outcome::Allow,
+        &["approve.approver-role"],
+    );
+}
