@@ -6,8 +6,10 @@
 //! event, or an event without its change, cannot be observed.
 #![forbid(unsafe_code)]
 
+pub mod decisions;
 mod sqlite;
 
+pub use decisions::{ApprovalRecord, DecisionStore, PolicyVersion, ToolRecord};
 pub use sqlite::{supported_schema_version, SqliteStore};
 
 use async_trait::async_trait;

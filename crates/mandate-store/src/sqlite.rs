@@ -22,23 +22,25 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
+mod decisions;
+
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// A store in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
 }
 
-fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_owned()),
         _ => StoreError::Database(e.to_string()),
     }
 }
 
-fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
+pub(crate) fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
@@ -93,7 +95,7 @@ async fn check_schema_version(pool: &SqlitePool) -> Result<(), StoreError> {
     }
 }
 
-async fn append(tx: &mut Transaction<'_, Sqlite>, event: &NewEvent) -> Result<i64, StoreError> {
+pub(crate) async fn append(tx: &mut Transaction<'_, Sqlite>, event: &NewEvent) -> Result<i64, StoreError> {
     let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await

@@ -1,0 +1,128 @@
+//! What the decision engine keeps: the tool catalogue, versioned policy sets, approvals, and the
+//! counts of allowed calls from which budgets are rebuilt at start.
+//!
+//! Budgets are counted in memory by the server and made durable by the decision events themselves:
+//! an `allow` is returned only after its event is durable, so counting the `allow` events of a
+//! mandate gives back exactly what was spent, across crashes and restarts, without a second write on
+//! the hot path.
+
+use async_trait::async_trait;
+use mandate_core::event::NewEvent;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::StoreError;
+
+/// A classified tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ToolRecord {
+    /// `server/tool`.
+    pub name: String,
+    /// The server part.
+    pub server: String,
+    /// Its data class.
+    pub data_class: String,
+    /// Its risk level: `read`, `write`, `destructive`, `egress`.
+    pub risk: String,
+    /// The environment of its server: `sandbox`, `pilot`, `production`.
+    pub server_environment: String,
+    /// `config` or `api`.
+    pub source: String,
+    /// When it was last classified, Unix milliseconds.
+    pub updated_ms: i64,
+    /// Who classified it.
+    pub updated_by: String,
+}
+
+/// A stored policy set version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyVersion {
+    /// 1, 2, 3, ...
+    pub version: i64,
+    /// SHA-256 of the text.
+    pub sha256: String,
+    /// The Cedar text.
+    pub text: String,
+    /// When, Unix milliseconds.
+    pub created_ms: i64,
+    /// Who.
+    pub created_by: String,
+}
+
+/// An approval as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalRecord {
+    /// Its id.
+    pub id: String,
+    /// The mandate the held call was made under.
+    pub mandate_id: String,
+    /// Its chain.
+    pub chain_id: String,
+    /// The agent that made the call.
+    pub agent: String,
+    /// The tool.
+    pub tool: String,
+    /// The resource, if any.
+    pub resource: Option<String>,
+    /// SHA-256 of the call's arguments (canonical JSON).
+    pub arguments_hash: String,
+    /// `pending`, `approved`, `denied` or `used`.
+    pub status: String,
+    /// Created, Unix milliseconds.
+    pub created_ms: i64,
+    /// Expires, Unix milliseconds.
+    pub expires_ms: i64,
+    /// Who approved or denied it.
+    pub decided_by: Option<String>,
+    /// When, Unix milliseconds.
+    pub decided_ms: Option<i64>,
+    /// When the approved call was made, Unix milliseconds.
+    pub used_ms: Option<i64>,
+    /// Why it was held: reasons, signals, policies, and the facts of the call.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// The decision engine's repository.
+#[async_trait]
+pub trait DecisionStore: Send + Sync + 'static {
+    /// Classifies (or reclassifies) a tool, with its event.
+    async fn upsert_tool(&self, tool: &ToolRecord, event: NewEvent) -> Result<i64, StoreError>;
+    /// One tool.
+    async fn tool(&self, name: &str) -> Result<Option<ToolRecord>, StoreError>;
+    /// The whole catalogue, ordered by name.
+    async fn tools(&self) -> Result<Vec<ToolRecord>, StoreError>;
+
+    /// Stores a new policy version (the next number) with its event; returns the version.
+    async fn insert_policy_version(
+        &self,
+        text: &str,
+        sha256: &str,
+        by: &str,
+        at_ms: i64,
+        event: NewEvent,
+    ) -> Result<i64, StoreError>;
+    /// The newest policy version.
+    async fn latest_policy(&self) -> Result<Option<PolicyVersion>, StoreError>;
+
+    /// How many `allow` decisions each mandate made itself (not counting descendants).
+    async fn allow_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Stores a new approval with its event.
+    async fn insert_approval(&self, approval: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError>;
+    /// One approval.
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
+    /// Approvals, newest first, optionally only those with `status`.
+    async fn approvals(&self, status: Option<&str>, limit: i64) -> Result<Vec<ApprovalRecord>, StoreError>;
+    /// Moves an approval from `from` to `to` (with who and when), with its event; `false` when it was
+    /// not in `from` any more (someone else decided or used it first).
+    async fn transition_approval(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        by: Option<&str>,
+        at_ms: i64,
+        event: NewEvent,
+    ) -> Result<Option<i64>, StoreError>;
+}

@@ -1,0 +1,369 @@
+//! [`DecisionStore`] over SQLite.
+
+use super::{append, corrupt, db, SqliteStore};
+use crate::decisions::{ApprovalRecord, DecisionStore, PolicyVersion, ToolRecord};
+use crate::StoreError;
+use async_trait::async_trait;
+use mandate_core::event::NewEvent;
+use sqlx::Row;
+
+const TOOL_COLUMNS: &str =
+    "SELECT name, server, data_class, risk, server_environment, source, updated_ms, updated_by FROM tools";
+const APPROVAL_COLUMNS: &str =
+    "SELECT id, mandate_id, chain_id, agent_id, tool, resource, arguments_hash, status, created_ms, \
+     expires_ms, decided_by, decided_ms, used_ms, doc FROM approvals";
+
+fn tool(r: &sqlx::sqlite::SqliteRow) -> Result<ToolRecord, StoreError> {
+    Ok(ToolRecord {
+        name: r.try_get("name").map_err(db)?,
+        server: r.try_get("server").map_err(db)?,
+        data_class: r.try_get("data_class").map_err(db)?,
+        risk: r.try_get("risk").map_err(db)?,
+        server_environment: r.try_get("server_environment").map_err(db)?,
+        source: r.try_get("source").map_err(db)?,
+        updated_ms: r.try_get("updated_ms").map_err(db)?,
+        updated_by: r.try_get("updated_by").map_err(db)?,
+    })
+}
+
+fn approval(r: &sqlx::sqlite::SqliteRow) -> Result<ApprovalRecord, StoreError> {
+    let doc: String = r.try_get("doc").map_err(db)?;
+    Ok(ApprovalRecord {
+        id: r.try_get("id").map_err(db)?,
+        mandate_id: r.try_get("mandate_id").map_err(db)?,
+        chain_id: r.try_get("chain_id").map_err(db)?,
+        agent: r.try_get("agent_id").map_err(db)?,
+        tool: r.try_get("tool").map_err(db)?,
+        resource: r.try_get("resource").map_err(db)?,
+        arguments_hash: r.try_get("arguments_hash").map_err(db)?,
+        status: r.try_get("status").map_err(db)?,
+        created_ms: r.try_get("created_ms").map_err(db)?,
+        expires_ms: r.try_get("expires_ms").map_err(db)?,
+        decided_by: r.try_get("decided_by").map_err(db)?,
+        decided_ms: r.try_get("decided_ms").map_err(db)?,
+        used_ms: r.try_get("used_ms").map_err(db)?,
+        detail: serde_json::from_str(&doc).map_err(|e| corrupt("approval", e))?,
+    })
+}
+
+#[async_trait]
+impl DecisionStore for SqliteStore {
+    async fn upsert_tool(&self, t: &ToolRecord, event: NewEvent) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO tools (name, server, data_class, risk, server_environment, source, updated_ms, updated_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE SET server = excluded.server, \
+             data_class = excluded.data_class, risk = excluded.risk, server_environment = excluded.server_environment, \
+             source = excluded.source, updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
+        )
+        .bind(&t.name)
+        .bind(&t.server)
+        .bind(&t.data_class)
+        .bind(&t.risk)
+        .bind(&t.server_environment)
+        .bind(&t.source)
+        .bind(t.updated_ms)
+        .bind(&t.updated_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn tool(&self, name: &str) -> Result<Option<ToolRecord>, StoreError> {
+        let row = sqlx::query(&format!("{TOOL_COLUMNS} WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(tool).transpose()
+    }
+
+    async fn tools(&self) -> Result<Vec<ToolRecord>, StoreError> {
+        let rows = sqlx::query(&format!("{TOOL_COLUMNS} ORDER BY name")).fetch_all(&self.reader).await.map_err(db)?;
+        rows.iter().map(tool).collect()
+    }
+
+    async fn insert_policy_version(
+        &self,
+        text: &str,
+        sha256: &str,
+        by: &str,
+        at_ms: i64,
+        event: NewEvent,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO policy_versions (version, sha256, text, created_ms, created_by) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(next)
+        .bind(sha256)
+        .bind(text)
+        .bind(at_ms)
+        .bind(by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut event = event;
+        if let Ok(serde_json::Value::Object(mut detail)) = serde_json::from_str::<serde_json::Value>(&event.detail) {
+            detail.insert("version".into(), next.into());
+            event.detail = serde_json::Value::Object(detail).to_string();
+        }
+        append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(next)
+    }
+
+    async fn latest_policy(&self) -> Result<Option<PolicyVersion>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, sha256, text, created_ms, created_by FROM policy_versions ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok(PolicyVersion {
+                version: r.try_get("version").map_err(db)?,
+                sha256: r.try_get("sha256").map_err(db)?,
+                text: r.try_get("text").map_err(db)?,
+                created_ms: r.try_get("created_ms").map_err(db)?,
+                created_by: r.try_get("created_by").map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn allow_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT mandate_id, COUNT(*) FROM events WHERE kind = 'decision' AND decision = 'allow' \
+             AND mandate_id IS NOT NULL GROUP BY mandate_id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(|(id, n)| (id, u64::try_from(n).unwrap_or(0))).collect())
+    }
+
+    async fn insert_approval(&self, a: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError> {
+        let doc = a.detail.to_string();
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO approvals (id, mandate_id, chain_id, agent_id, tool, resource, arguments_hash, status, created_ms, expires_ms, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&a.id)
+        .bind(&a.mandate_id)
+        .bind(&a.chain_id)
+        .bind(&a.agent)
+        .bind(&a.tool)
+        .bind(&a.resource)
+        .bind(&a.arguments_hash)
+        .bind(&a.status)
+        .bind(a.created_ms)
+        .bind(a.expires_ms)
+        .bind(&doc)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(approval).transpose()
+    }
+
+    async fn approvals(&self, status: Option<&str>, limit: i64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let rows = match status {
+            Some(s) => {
+                sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE status = $1 ORDER BY created_ms DESC, id LIMIT $2"))
+                    .bind(s)
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await
+            }
+            None => {
+                sqlx::query(&format!("{APPROVAL_COLUMNS} ORDER BY created_ms DESC, id LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await
+            }
+        }
+        .map_err(db)?;
+        rows.iter().map(approval).collect()
+    }
+
+    async fn transition_approval(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        by: Option<&str>,
+        at_ms: i64,
+        event: NewEvent,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let sql = if to == "used" {
+            "UPDATE approvals SET status = $1, used_ms = $2 WHERE id = $3 AND status = $4"
+        } else {
+            "UPDATE approvals SET status = $1, decided_ms = $2, decided_by = $5 WHERE id = $3 AND status = $4"
+        };
+        let mut q = sqlx::query(sql).bind(to).bind(at_ms).bind(id).bind(from);
+        if to != "used" {
+            q = q.bind(by);
+        }
+        let updated = q.execute(&mut *tx).await.map_err(db)?;
+        if updated.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(seq))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::{AgentChange, Store};
+    use mandate_core::agent::{register, AgentSpec};
+    use mandate_core::mandate::MandateRecord;
+    use serde_json::json;
+
+    fn event(kind: &str) -> NewEvent {
+        NewEvent::new(kind, "admin", 1, &json!({}))
+    }
+
+    async fn store_with_mandate() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
+        let spec: AgentSpec = serde_json::from_value(json!({
+            "id": "finance-close", "name": "a", "owner": "user:alice@example.org", "purpose": "p", "class": "enterprise",
+            "environment": "production", "boundary": {"tools": ["erp/*"]},
+            "public_key_jwk": {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+        }))
+        .unwrap();
+        let agent = register(spec, time::OffsetDateTime::UNIX_EPOCH).unwrap();
+        store
+            .record_agent_change(AgentChange { before: None, after: &agent, action: "register", event: event("a") })
+            .await
+            .unwrap();
+        let m: MandateRecord = serde_json::from_value(json!({
+            "id": "m1", "chain_id": "m1", "parent_id": null, "depth": 1, "agent": "finance-close",
+            "chain_agents": ["finance-close"], "lineage": [], "root": "user:alice@example.org",
+            "intent": {"purpose": "p", "category": "c"}, "scope": [], "max_calls": 5, "max_depth": 0,
+            "issued_at": 0, "expires_at": 100, "key_thumbprint": "t"
+        }))
+        .unwrap();
+        store.insert_mandate(&m, "k", event("mandate.granted")).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn tools_policies_and_allow_counts() {
+        let (_dir, store) = store_with_mandate().await;
+        let mut t = ToolRecord {
+            name: "erp/read_ledger".into(),
+            server: "erp".into(),
+            data_class: "financial".into(),
+            risk: "read".into(),
+            server_environment: "production".into(),
+            source: "config".into(),
+            updated_ms: 1,
+            updated_by: "system".into(),
+        };
+        store.upsert_tool(&t, event("tool.classified")).await.unwrap();
+        t.risk = "write".into();
+        t.source = "api".into();
+        store.upsert_tool(&t, event("tool.classified")).await.unwrap();
+        assert_eq!(store.tool("erp/read_ledger").await.unwrap(), Some(t.clone()));
+        assert_eq!(store.tools().await.unwrap(), vec![t]);
+
+        assert_eq!(store.latest_policy().await.unwrap(), None);
+        assert_eq!(store.insert_policy_version("a", "sha-a", "system", 1, event("policy.updated")).await.unwrap(), 1);
+        assert_eq!(store.insert_policy_version("b", "sha-b", "admin", 2, event("policy.updated")).await.unwrap(), 2);
+        let latest = store.latest_policy().await.unwrap().unwrap();
+        assert_eq!((latest.version, latest.text.as_str(), latest.created_by.as_str()), (2, "b", "admin"));
+
+        for decision in ["allow", "allow", "deny", "allow"] {
+            let mut e = event("decision");
+            e.mandate_id = Some("m1".into());
+            e.decision = Some(decision.into());
+            store.append_event(e).await.unwrap();
+        }
+        assert_eq!(store.allow_counts().await.unwrap(), vec![("m1".to_owned(), 3)]);
+    }
+
+    #[tokio::test]
+    async fn approvals_move_once() {
+        let (_dir, store) = store_with_mandate().await;
+        let a = ApprovalRecord {
+            id: "ap1".into(),
+            mandate_id: "m1".into(),
+            chain_id: "m1".into(),
+            agent: "finance-close".into(),
+            tool: "erp/post".into(),
+            resource: None,
+            arguments_hash: "h".into(),
+            status: "pending".into(),
+            created_ms: 10,
+            expires_ms: 1000,
+            decided_by: None,
+            decided_ms: None,
+            used_ms: None,
+            detail: json!({"reasons": ["call.hold-egress"]}),
+        };
+        store.insert_approval(&a, event("approval.created")).await.unwrap();
+        assert!(store
+            .transition_approval(
+                "ap1",
+                "pending",
+                "approved",
+                Some("user:carol@example.org"),
+                20,
+                event("approval.approved")
+            )
+            .await
+            .unwrap()
+            .is_some());
+        // A second decision finds it no longer pending.
+        assert!(store
+            .transition_approval("ap1", "pending", "denied", Some("user:x@example.org"), 21, event("approval.denied"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .transition_approval("ap1", "approved", "used", None, 30, event("approval.used"))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(
+            store
+                .transition_approval("ap1", "approved", "used", None, 31, event("approval.used"))
+                .await
+                .unwrap()
+                .is_none(),
+            "used once"
+        );
+        let got = store.approval("ap1").await.unwrap().unwrap();
+        assert_eq!(
+            (got.status.as_str(), got.decided_by.as_deref(), got.decided_ms, got.used_ms),
+            ("used", Some("user:carol@example.org"), Some(20), Some(30))
+        );
+        assert_eq!(store.approvals(Some("pending"), 10).await.unwrap(), vec![]);
+        assert_eq!(store.approvals(None, 10).await.unwrap().len(), 1);
+    }
+}
