@@ -58,6 +58,8 @@ pub struct MandatesSection {
     pub proof_max_age_seconds: Option<u32>,
     /// Clock skew tolerated, in seconds (default 30).
     pub clock_skew_seconds: Option<u32>,
+    /// How long a held call waits for approval, in seconds (default 900).
+    pub approval_ttl_seconds: Option<u32>,
 }
 
 /// `[server]`.
@@ -175,6 +177,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         admin_token: o.admin_token,
         demo: o.demo,
         issuer_from_listener,
+        catalogue: Vec::new(),
     };
     Ok((config, log_format))
 }
@@ -205,6 +208,10 @@ fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<Ma
     if !(5..=600).contains(&proof_max_age_secs) {
         bail!("mandates.proof_max_age_seconds: {proof_max_age_secs} must be between 5 and 600");
     }
+    let approval_ttl_secs = m.approval_ttl_seconds.unwrap_or(900);
+    if !(60..=86_400).contains(&approval_ttl_secs) {
+        bail!("mandates.approval_ttl_seconds: {approval_ttl_secs} must be between 60 and 86400");
+    }
     let clock_skew_secs = m.clock_skew_seconds.unwrap_or(30);
     if clock_skew_secs > 300 {
         bail!("mandates.clock_skew_seconds: {clock_skew_secs} must be at most 300");
@@ -220,6 +227,7 @@ fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<Ma
         },
         proof_max_age_secs,
         clock_skew_secs,
+        approval_ttl_secs,
     })
 }
 

@@ -5,13 +5,19 @@
 //! administrator credential, the optional demo organisation, the listener and the shutdown signal.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod auth;
+pub mod behaviour;
+pub mod budget;
+pub mod catalogue;
 pub mod clock;
+pub mod decision;
 pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod mandates;
 pub mod metrics;
+pub mod policy;
 pub mod registry;
 pub mod routes;
 pub mod state;
@@ -40,6 +46,8 @@ use utoipa_axum::routes;
     tags((name = "agents", description = "The agent registry and lifecycle"),
          (name = "humans", description = "Human principals for development"),
          (name = "mandates", description = "Granting, delegating, revoking and verifying mandates"),
+         (name = "decisions", description = "Deciding tool calls, and human approval of held calls"),
+         (name = "policies", description = "Organisation policy as code, and the tool catalogue"),
          (name = "audit", description = "The event ledger"),
          (name = "system", description = "Health, metrics and this document"))
 )]
@@ -59,7 +67,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The routes and their OpenAPI description, from one list so that neither can miss a route.
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{agents, audit, humans, mandates, review, system};
+    use routes::{agents, audit, decisions, humans, mandates, review, system};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(metrics::metrics))
@@ -86,6 +94,14 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(mandates::metadata))
         .routes(routes!(mandates::keys))
         .routes(routes!(mandates::rotate))
+        .routes(routes!(decisions::authorize))
+        .routes(routes!(decisions::approvals))
+        .routes(routes!(decisions::approve))
+        .routes(routes!(decisions::deny))
+        .routes(routes!(decisions::get_policies, decisions::put_policies))
+        .routes(routes!(decisions::validate_policies))
+        .routes(routes!(decisions::tools))
+        .routes(routes!(decisions::classify))
         .split_for_parts()
 }
 
@@ -141,6 +157,8 @@ pub struct ServerConfig {
     pub demo: bool,
     /// Set the mandate issuer and audience to `http://<bound address>` (when none was configured).
     pub issuer_from_listener: bool,
+    /// Tool classifications from the configuration file.
+    pub catalogue: Vec<(mandate_core::pattern::ToolName, catalogue::Classification)>,
 }
 
 /// Why the server could not start.
@@ -171,6 +189,9 @@ pub enum StartError {
     /// The signing keys could not be loaded or created.
     #[error("{0}")]
     Keys(String),
+    /// The decision engine's state (policy, catalogue, budgets) could not be loaded.
+    #[error("loading the decision engine: {0}")]
+    Decisions(String),
     /// Seeding the demo failed.
     #[error("seeding the demo failed: {0}")]
     Demo(String),
@@ -245,6 +266,7 @@ impl Server {
         let revoked =
             store.revoked_unexpired(now).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         state.revocations.insert(revoked, now);
+        state.load_decision_state(&config.catalogue).await.map_err(StartError::Decisions)?;
         let admin_token = bootstrap_admin(&state, config.admin_token.as_deref())
             .await
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;

@@ -211,8 +211,10 @@ impl AppState {
             NewId { id: new_mandate_id(), now },
         )
         .map_err(|e| grant_problem(e.code(), e.to_string()))?;
+        let policies = self.grant_permitted(human, &agent, request)?;
         let (kid, token) = self.sign(&record)?;
         let detail = serde_json::json!({
+            "policies": policies,
             "purpose": record.intent.purpose, "category": record.intent.category, "scope": record.scope,
             "expires_at": record.expires_at, "max_calls": record.max_calls, "max_depth": record.max_depth, "kid": kid,
         });
@@ -232,10 +234,112 @@ impl AppState {
         })
     }
 
+    /// Asks organisation policy (Cedar action `grant`) whether `human` may put each tool pattern of
+    /// the request into a mandate for `agent`, once per tool pattern and data class. A human cannot
+    /// hand out more than they hold: one refusal refuses the grant. Returns the permitting policies.
+    fn grant_permitted(
+        &self,
+        human: &mandate_core::human::Human,
+        agent: &Agent,
+        request: &GrantRequest,
+    ) -> Result<Vec<String>, ApiError> {
+        use mandate_policy::{AgentFacts, HumanFacts, Outcome, ToolFacts};
+        let Some((_, policies)) = self.policy.current() else {
+            return Err(grant_problem(
+                "grant.not_permitted",
+                "no policy set is active, so nothing may be granted".into(),
+            ));
+        };
+        let human_facts = HumanFacts {
+            id: human.id.to_string(),
+            groups: human.groups.iter().map(ToString::to_string).collect(),
+            roles: human
+                .roles
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)))
+                .collect(),
+            sandbox: human.sandbox,
+        };
+        let agent_facts = AgentFacts {
+            id: agent.id.to_string(),
+            class: agent.class.as_str().to_owned(),
+            environment: agent.environment.as_str().to_owned(),
+            owner: agent.owner.human().to_string(),
+            state: agent.state.as_str().to_owned(),
+        };
+        let mut matched = Vec::new();
+        for entry in &request.authorization_details.0 {
+            let data_classes: Vec<String> = entry.data_classes.iter().map(ToString::to_string).collect();
+            let actions: Vec<String> = entry.actions.iter().map(|a| a.as_str().to_owned()).collect();
+            for tool in &entry.tools {
+                let server = tool.as_str().split('/').next().unwrap_or_default().to_owned();
+                let server_environment = self
+                    .catalogue
+                    .get(tool.as_str())
+                    .map(|t| t.server_environment)
+                    .unwrap_or_else(|| agent.environment.as_str().to_owned());
+                for data_class in &data_classes {
+                    let decision = policies.decide_grant(&mandate_policy::GrantRequest {
+                        human: human_facts.clone(),
+                        agent: agent_facts.clone(),
+                        tool: ToolFacts {
+                            name: tool.to_string(),
+                            server: server.clone(),
+                            server_environment: server_environment.clone(),
+                            data_class: data_class.clone(),
+                            risk: actions.first().cloned().unwrap_or_else(|| "read".to_owned()),
+                        },
+                        category: request.category.clone(),
+                        purpose: request.purpose.clone(),
+                        data_classes: data_classes.clone(),
+                        actions: actions.clone(),
+                    });
+                    if decision.outcome != Outcome::Allow {
+                        let why = if decision.matched.is_empty() {
+                            "no policy lets you grant it".to_owned()
+                        } else {
+                            format!(
+                                "forbidden by policy {}",
+                                decision.matched.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                            )
+                        };
+                        return Err(grant_problem(
+                            "grant.not_permitted",
+                            format!(
+                                "`{}` may not grant `{tool}` with data class `{data_class}`: {why}",
+                                human.principal
+                            ),
+                        ));
+                    }
+                    for id in decision.matched {
+                        if !matched.contains(&id) {
+                            matched.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(matched)
+    }
+
     /// Verifies a presented mandate token and returns its stored record. Checks the signature (a
     /// published `kid`, EdDSA only), `typ`, `exp`/`nbf`/`iat` with skew, `iss`, `aud`, that the record
     /// exists for the token's subject, and that neither it nor any ancestor is revoked.
     pub async fn verify_mandate(&self, token: &str) -> Result<PresentedMandate, (String, String)> {
+        let stored = self.verify_token(token).await?;
+        if let Some(revoked) = self.revocations.revoked_in(&stored.record) {
+            let which = if revoked == stored.record.id {
+                "this mandate".to_owned()
+            } else {
+                format!("its ancestor `{revoked}`")
+            };
+            return Err(("mandate.revoked".to_owned(), format!("{which} was revoked")));
+        }
+        Ok(PresentedMandate { stored })
+    }
+
+    /// Verifies a mandate token and returns its stored record, without the revocation check.
+    pub async fn verify_token(&self, token: &str) -> Result<StoredMandate, (String, String)> {
         let now = self.now_secs();
         let m = &self.settings.mandates;
         let fail = |code: &str, msg: String| (code.to_owned(), msg);
@@ -263,15 +367,7 @@ impl AppState {
         if sub != self.settings.trust_domain.agent_spiffe_id(&stored.record.agent) {
             return Err(fail("mandate.subject_mismatch", "the token's subject is not the mandate's agent".into()));
         }
-        if let Some(revoked) = self.revocations.revoked_in(&stored.record) {
-            let which = if revoked == stored.record.id {
-                "this mandate".to_owned()
-            } else {
-                format!("its ancestor `{revoked}`")
-            };
-            return Err(fail("mandate.revoked", format!("{which} was revoked")));
-        }
-        Ok(PresentedMandate { stored })
+        Ok(stored)
     }
 
     /// Every agent of a chain must still be active.
@@ -405,7 +501,7 @@ impl AppState {
         };
         let record = plan_delegation(
             &parent.record,
-            parent.used_calls,
+            self.budgets.used(&parent.record.id),
             &delegator,
             &child,
             &request,

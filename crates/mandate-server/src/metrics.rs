@@ -31,6 +31,11 @@ struct LatencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     kind: String,
 }
@@ -41,6 +46,8 @@ pub struct Metrics {
     requests: Family<RouteLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
     events: Family<EventLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    decision_latency: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -58,12 +65,27 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
         registry.register("events", "Events recorded, by kind", events.clone());
-        Self { registry, requests, latency, events }
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let decision_latency = latency_histogram();
+        registry.register("decisions", "Tool-call decisions, by outcome", decisions.clone());
+        registry.register(
+            "decision_duration_seconds",
+            "Time to decide a tool call, including making its event durable",
+            decision_latency.clone(),
+        );
+        Self { registry, requests, latency, events, decisions, decision_latency }
     }
 
     /// Counts an event recorded in the ledger.
     pub fn event(&self, kind: &str) {
         self.events.get_or_create(&EventLabels { kind: kind.to_owned() }).inc();
+    }
+
+    /// Counts and times a decision.
+    pub fn decision(&self, decision: &str, seconds: f64) {
+        self.decisions.get_or_create(&DecisionLabels { decision: decision.to_owned() }).inc();
+        self.decision_latency.observe(seconds);
+        self.event("decision");
     }
 
     /// The registry in the Prometheus text format.

@@ -8,7 +8,7 @@ use mandate_core::id::{AgentId, TrustDomain};
 use mandate_core::jose::ReplayCache;
 use mandate_core::lifecycle::ReviewSettings;
 use mandate_core::mandate::{MandateLimits, MandateRecord};
-use mandate_store::Store;
+use mandate_store::{DecisionStore, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::{Mutex, RwLock};
@@ -38,6 +38,8 @@ pub struct MandateSettings {
     pub limits: MandateLimits,
     /// How old a proof of possession may be, in seconds.
     pub proof_max_age_secs: u32,
+    /// How long a held call waits for a human, in seconds.
+    pub approval_ttl_secs: u32,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub clock_skew_secs: u32,
 }
@@ -46,6 +48,11 @@ impl MandateSettings {
     /// The token endpoint's URL, as proofs and actor assertions must name it.
     pub fn token_endpoint(&self) -> String {
         format!("{}/oauth/token", self.issuer.trim_end_matches('/'))
+    }
+
+    /// The authorize endpoint's URL, as proofs must name it.
+    pub fn authorize_endpoint(&self) -> String {
+        format!("{}/v1/authorize", self.issuer.trim_end_matches('/'))
     }
 }
 
@@ -104,16 +111,32 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     /// Proof and assertion ids seen recently.
     pub replay: Arc<Mutex<ReplayCache>>,
+    /// The decision engine's repository (the same database as `store`).
+    pub decisions: Arc<dyn DecisionStore>,
+    /// The active organisation policy.
+    pub policy: Arc<crate::policy::PolicyHandle>,
+    /// Call budgets.
+    pub budgets: Arc<crate::budget::Budgets>,
+    /// Behaviour per chain.
+    pub behaviour: Arc<crate::behaviour::Behaviour>,
+    /// The tool catalogue.
+    pub catalogue: Arc<crate::catalogue::Catalogue>,
 }
 
 impl AppState {
     /// State over `store`, reading time from `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings, keys: Arc<KeyRing>) -> Self {
+    pub fn new<S: Store + DecisionStore>(
+        store: Arc<S>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        keys: Arc<KeyRing>,
+    ) -> Self {
         let (lifecycle, _) = broadcast::channel(1024);
         // A proof is refused once older than its maximum age plus the skew, so remembering its id for
         // that long is enough to refuse every replay.
         let window = settings.mandates.proof_max_age_secs + 2 * settings.mandates.clock_skew_secs;
         Self {
+            decisions: store.clone(),
             store,
             clock,
             settings: Arc::new(settings),
@@ -122,6 +145,10 @@ impl AppState {
             keys,
             revocations: Arc::new(Revocations::default()),
             replay: Arc::new(Mutex::new(ReplayCache::new(100_000, window))),
+            policy: Arc::default(),
+            budgets: Arc::default(),
+            behaviour: Arc::default(),
+            catalogue: Arc::default(),
         }
     }
 

@@ -339,6 +339,15 @@ fn openapi_describes_every_route() {
         ("/.well-known/oauth-authorization-server", "get"),
         ("/v1/keys", "get"),
         ("/v1/keys/rotate", "post"),
+        ("/v1/authorize", "post"),
+        ("/v1/approvals", "get"),
+        ("/v1/approvals/{id}/approve", "post"),
+        ("/v1/approvals/{id}/deny", "post"),
+        ("/v1/policies", "get"),
+        ("/v1/policies", "put"),
+        ("/v1/policies/validate", "post"),
+        ("/v1/tools", "get"),
+        ("/v1/tools/{server}/{tool}", "put"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
@@ -347,7 +356,11 @@ fn openapi_describes_every_route() {
     assert_eq!(described, expected.len(), "a route is described that this test does not know: {:?}", paths.keys());
     // Every described route answers something other than the no-route fallback.
     for (path, method) in expected {
-        let concrete = path.replace("{id}", "x-agent").replace("{chain_id}", "x-chain");
+        let concrete = path
+            .replace("{id}", "x-agent")
+            .replace("{chain_id}", "x-chain")
+            .replace("{server}", "x-server")
+            .replace("{tool}", "x-tool");
         let response = server.admin().raw(&method.to_uppercase(), &concrete, Some("{}"));
         let body: Value = response.into_json().unwrap_or(Value::Null);
         assert_ne!(body["code"], "request.no_route", "{method} {path}");

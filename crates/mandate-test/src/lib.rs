@@ -50,6 +50,7 @@ pub fn settings() -> Settings {
                 max_calls_ceiling: 100_000,
             },
             proof_max_age_secs: 60,
+            approval_ttl_secs: 900,
             clock_skew_secs: 30,
         },
     }
@@ -65,6 +66,7 @@ impl TestServer {
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             demo: false,
             issuer_from_listener: false,
+            catalogue: Vec::new(),
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();

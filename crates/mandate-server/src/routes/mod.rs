@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod decisions;
 pub mod humans;
 pub mod mandates;
 pub mod review;

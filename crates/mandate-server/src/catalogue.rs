@@ -1,0 +1,177 @@
+//! The tool catalogue: each tool's data class, risk level and its server's environment.
+//!
+//! Tools are classified in `mandate.toml` (under the gateway's servers) or with
+//! `PUT /v1/tools/{server}/{tool}`. A tool nobody classified is treated as the most sensitive thing
+//! it could be: data class `secret`, risk `write`, on a `production` server, and the call carries
+//! the `unclassified_tool` signal. The catalogue is read on every decision, so it is kept in memory
+//! and written through to the store.
+
+use crate::clock::millis;
+use crate::error::ApiError;
+use crate::state::AppState;
+use mandate_core::event::NewEvent;
+use mandate_core::mandate::Action;
+use mandate_core::pattern::{DataClass, ToolName};
+use mandate_store::ToolRecord;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::RwLock;
+use utoipa::ToSchema;
+
+/// The class given to tools nobody classified.
+pub const UNCLASSIFIED_DATA_CLASS: &str = "secret";
+
+/// The catalogue in memory.
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    tools: RwLock<HashMap<String, ToolRecord>>,
+}
+
+/// A tool as a decision sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// Its data class.
+    pub data_class: DataClass,
+    /// Its risk level, which is the action a call of it performs.
+    pub action: Action,
+    /// Its server's environment.
+    pub server_environment: mandate_core::agent::Environment,
+    /// Whether anyone classified it.
+    pub classified: bool,
+}
+
+/// A classification, as `PUT /v1/tools/{server}/{tool}` takes it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Classification {
+    /// `public`, `internal`, `financial`, `pii`, `secret`, or one the organisation adds.
+    pub data_class: String,
+    /// `read`, `write`, `destructive` or `egress`.
+    pub risk: Action,
+    /// The environment of the tool's server (default `production`).
+    pub server_environment: Option<mandate_core::agent::Environment>,
+}
+
+fn parse_env(s: &str) -> mandate_core::agent::Environment {
+    use mandate_core::agent::Environment;
+    match s {
+        "sandbox" => Environment::Sandbox,
+        "pilot" => Environment::Pilot,
+        _ => Environment::Production,
+    }
+}
+
+fn parse_action(s: &str) -> Action {
+    match s {
+        "read" => Action::Read,
+        "destructive" => Action::Destructive,
+        "egress" => Action::Egress,
+        // Anything else is treated as a write: never less than it could be.
+        _ => Action::Write,
+    }
+}
+
+impl Catalogue {
+    /// Replaces the whole catalogue (at start).
+    pub fn load(&self, tools: Vec<ToolRecord>) {
+        let mut map = self.tools.write().unwrap_or_else(|p| p.into_inner());
+        map.clear();
+        map.extend(tools.into_iter().map(|t| (t.name.clone(), t)));
+    }
+
+    /// One tool's record.
+    pub fn get(&self, name: &str) -> Option<ToolRecord> {
+        self.tools.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// How a decision sees `tool`.
+    pub fn classify(&self, tool: &ToolName) -> Classified {
+        let map = self.tools.read().unwrap_or_else(|p| p.into_inner());
+        match map.get(tool.as_str()).and_then(|t| DataClass::parse(&t.data_class).ok().map(|dc| (t, dc))) {
+            Some((t, data_class)) => Classified {
+                data_class,
+                action: parse_action(&t.risk),
+                server_environment: parse_env(&t.server_environment),
+                classified: true,
+            },
+            None => Classified {
+                data_class: DataClass::parse(UNCLASSIFIED_DATA_CLASS).unwrap_or_else(|_| unreachable_class()),
+                action: Action::Write,
+                server_environment: mandate_core::agent::Environment::Production,
+                classified: false,
+            },
+        }
+    }
+
+    fn put(&self, t: ToolRecord) {
+        self.tools.write().unwrap_or_else(|p| p.into_inner()).insert(t.name.clone(), t);
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_class() -> DataClass {
+    // INVARIANT: `secret` is a valid data class name (a literal that `DataClass::parse` accepts).
+    panic!("`secret` is a valid data class")
+}
+
+impl AppState {
+    /// Classifies a tool (from configuration or the API) and records it.
+    pub async fn classify_tool(
+        &self,
+        actor: &str,
+        tool: &ToolName,
+        c: &Classification,
+        source: &str,
+    ) -> Result<ToolRecord, ApiError> {
+        DataClass::parse(&c.data_class).map_err(|e| ApiError::bad_request("tool.invalid_data_class", e.to_string()))?;
+        let record = ToolRecord {
+            name: tool.to_string(),
+            server: tool.server().to_owned(),
+            data_class: c.data_class.clone(),
+            risk: c.risk.as_str().to_owned(),
+            server_environment: c
+                .server_environment
+                .unwrap_or(mandate_core::agent::Environment::Production)
+                .as_str()
+                .to_owned(),
+            source: source.to_owned(),
+            updated_ms: millis(self.clock.now()),
+            updated_by: actor.to_owned(),
+        };
+        let unchanged = self.catalogue.get(tool.as_str()).is_some_and(|old| {
+            (old.data_class.as_str(), old.risk.as_str(), old.server_environment.as_str())
+                == (record.data_class.as_str(), record.risk.as_str(), record.server_environment.as_str())
+        });
+        if !unchanged {
+            let before = self.catalogue.get(tool.as_str());
+            let detail = serde_json::json!({"before": before, "data_class": record.data_class, "risk": record.risk,
+                "server_environment": record.server_environment, "source": source});
+            let mut event = NewEvent::new("tool.classified", actor, record.updated_ms, &detail);
+            event.tool = Some(record.name.clone());
+            self.decisions.upsert_tool(&record, event).await?;
+            self.catalogue.put(record.clone());
+            self.metrics.event("tool.classified");
+        }
+        Ok(self.catalogue.get(tool.as_str()).unwrap_or(record))
+    }
+}
+
+impl AppState {
+    /// Loads what decisions need at start: the policy set, the catalogue (with the configuration's
+    /// classifications applied), and the budgets spent so far (rebuilt from the ledger).
+    pub async fn load_decision_state(&self, configured: &[(ToolName, Classification)]) -> Result<(), String> {
+        self.load_policies().await?;
+        self.catalogue.load(self.decisions.tools().await.map_err(|e| e.to_string())?);
+        for (tool, c) in configured {
+            self.classify_tool("config", tool, c, "config")
+                .await
+                .map_err(|e| format!("classifying `{tool}`: {e:?}"))?;
+        }
+        for (mandate_id, n) in self.decisions.allow_counts().await.map_err(|e| e.to_string())? {
+            if let Some(m) = self.store.mandate(&mandate_id).await.map_err(|e| e.to_string())? {
+                self.budgets.add(&m.record.lineage, &mandate_id, n);
+            }
+        }
+        Ok(())
+    }
+}

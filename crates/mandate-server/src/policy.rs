@@ -1,0 +1,108 @@
+//! The active organisation policy: one validated Cedar set, swapped atomically.
+//!
+//! A new set is validated against the schema before it is stored; a set that fails never replaces
+//! the active one. Sets are versioned in the store (who, when, text) and every change is an event
+//! with the ids added and removed. Before the store's set is loaded, nothing is permitted.
+
+use mandate_policy::ValidatedPolicySet;
+use std::sync::{Arc, RwLock};
+
+/// The active policy set and its stored version number.
+#[derive(Default)]
+pub struct PolicyHandle {
+    active: RwLock<Option<(i64, Arc<ValidatedPolicySet>)>>,
+}
+
+impl PolicyHandle {
+    /// The active set and its version; `None` until one is loaded (every decision then denies).
+    pub fn current(&self) -> Option<(i64, Arc<ValidatedPolicySet>)> {
+        self.active.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes `set` the active one.
+    pub fn replace(&self, version: i64, set: Arc<ValidatedPolicySet>) {
+        *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some((version, set));
+    }
+}
+
+/// What changed between two sets, by policy id.
+pub fn diff(before: Option<&ValidatedPolicySet>, after: &ValidatedPolicySet) -> serde_json::Value {
+    let old: Vec<&str> = before.map(|b| b.ids().collect()).unwrap_or_default();
+    let new: Vec<&str> = after.ids().collect();
+    let added: Vec<&str> = new.iter().filter(|id| !old.contains(id)).copied().collect();
+    let removed: Vec<&str> = old.iter().filter(|id| !new.contains(id)).copied().collect();
+    let changed: Vec<&str> = match before {
+        Some(b) => after
+            .policies()
+            .iter()
+            .filter(|p| b.policies().iter().any(|q| q.id == p.id && (q.effect != p.effect || q.hold != p.hold)))
+            .map(|p| p.id.as_str())
+            .collect(),
+        None => Vec::new(),
+    };
+    serde_json::json!({"added": added, "removed": removed, "effect_or_hold_changed": changed})
+}
+
+impl crate::state::AppState {
+    /// Validates `text` and, if it passes, stores it as the next version and makes it active. A set
+    /// that fails is refused with every problem, and the active set keeps deciding.
+    pub async fn replace_policies(
+        &self,
+        actor: &str,
+        text: &str,
+    ) -> Result<(i64, Arc<ValidatedPolicySet>), crate::error::ApiError> {
+        let set = match ValidatedPolicySet::parse(text) {
+            Ok(set) => Arc::new(set),
+            Err(e) => {
+                let problems = crate::routes::decisions::problems(&e);
+                let detail = serde_json::json!({"problems": problems});
+                let event = mandate_core::event::NewEvent::new(
+                    "policy.refused",
+                    actor,
+                    crate::clock::millis(self.clock.now()),
+                    &detail,
+                );
+                self.store.append_event(event).await?;
+                return Err(crate::error::ApiError::bad_request(
+                    "policy.invalid",
+                    format!("the policy set was refused and the active one is unchanged: {}", problems.join("; ")),
+                ));
+            }
+        };
+        let before = self.policy.current();
+        let detail = serde_json::json!({
+            "sha256": set.version(),
+            "previous_sha256": before.as_ref().map(|(_, b)| b.version().to_owned()),
+            "diff": diff(before.as_ref().map(|(_, b)| b.as_ref()), &set),
+        });
+        let now = crate::clock::millis(self.clock.now());
+        let event = mandate_core::event::NewEvent::new("policy.updated", actor, now, &detail);
+        let version = self.decisions.insert_policy_version(set.text(), set.version(), actor, now, event).await?;
+        self.policy.replace(version, set.clone());
+        self.metrics.event("policy.updated");
+        tracing::info!(version, sha256 = set.version(), "policy set replaced");
+        Ok((version, set))
+    }
+
+    /// Loads the newest stored policy set, or installs the shipped default as version 1.
+    pub async fn load_policies(&self) -> Result<(), String> {
+        match self.decisions.latest_policy().await.map_err(|e| e.to_string())? {
+            Some(stored) => {
+                let set = ValidatedPolicySet::parse(&stored.text).map_err(|e| {
+                    format!(
+                        "stored policy version {} no longer validates against this build's schema: {}",
+                        stored.version,
+                        crate::routes::decisions::problems(&e).join("; ")
+                    )
+                })?;
+                self.policy.replace(stored.version, Arc::new(set));
+            }
+            None => {
+                self.replace_policies("system", mandate_policy::DEFAULT_POLICIES)
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+            }
+        }
+        Ok(())
+    }
+}
