@@ -727,6 +727,7 @@ pub fn chain_tree(
     mandates: &[StoredMandate],
     now: i64,
     revocations: &crate::state::Revocations,
+    budgets: &crate::budget::Budgets,
 ) -> Option<MandateView> {
     fn attach(node: &mut MandateView, all: &[MandateView]) {
         node.children = all.iter().filter(|m| m.parent_id.as_deref() == Some(node.id.as_str())).cloned().collect();
@@ -734,8 +735,14 @@ pub fn chain_tree(
             attach(child, all);
         }
     }
-    let views: Vec<MandateView> =
-        mandates.iter().map(|m| MandateView::new(m, now, revocations.revoked_in(&m.record).is_some())).collect();
+    let views: Vec<MandateView> = mandates
+        .iter()
+        .map(|m| {
+            let mut v = MandateView::new(m, now, revocations.revoked_in(&m.record).is_some());
+            v.used_calls = budgets.used(&m.record.id);
+            v
+        })
+        .collect();
     let mut root = views.iter().find(|m| m.parent_id.is_none())?.clone();
     attach(&mut root, &views);
     Some(root)

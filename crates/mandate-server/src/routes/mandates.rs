@@ -84,7 +84,9 @@ pub async fn show(
         return Err(ApiError::forbidden(format!("mandate `{id}` is not yours to read")));
     }
     let revoked_ancestor = state.revocations.revoked_in(&m.record).is_some();
-    Ok(ApiJson(MandateView::new(&m, state.now_secs(), revoked_ancestor)))
+    let mut view = MandateView::new(&m, state.now_secs(), revoked_ancestor);
+    view.used_calls = state.budgets.used(&m.record.id);
+    Ok(ApiJson(view))
 }
 
 /// Revoke a mandate and every mandate descending from it. The root human, an owner of an agent in
@@ -130,7 +132,7 @@ pub async fn chain(
     if !state.may_read(&caller, &root.record).await? {
         return Err(ApiError::forbidden(format!("chain `{chain_id}` is not yours to read")));
     }
-    let tree = chain_tree(&mandates, state.now_secs(), &state.revocations)
+    let tree = chain_tree(&mandates, state.now_secs(), &state.revocations, &state.budgets)
         .ok_or_else(|| ApiError::not_found("chain.not_found", format!("no chain `{chain_id}`")))?;
     Ok(ApiJson(tree))
 }
