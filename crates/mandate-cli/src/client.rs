@@ -36,6 +36,18 @@ impl Client {
         self.send("PATCH", path, Some(body))
     }
 
+    /// `PUT path` with a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send("PUT", path, Some(body))
+    }
+
+    /// `PUT path` with a text body.
+    pub fn put_text(&self, path: &str, text: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let request = self.agent.request("PUT", &url).set("Authorization", &format!("Bearer {}", self.token));
+        self.answer(request.set("Content-Type", "text/plain").send_string(text))
+    }
+
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let request = self.agent.request(method, &url).set("Authorization", &format!("Bearer {}", self.token));
@@ -43,6 +55,10 @@ impl Client {
             Some(b) => request.send_json(b),
             None => request.call(),
         };
+        self.answer(result)
+    }
+
+    fn answer(&self, result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Value> {
         match result {
             Ok(response) => response.into_json().map_err(|e| anyhow!("the server's answer is not JSON: {e}")),
             Err(ureq::Error::Status(status, response)) => {

@@ -3,9 +3,12 @@
 //! environment for settings; the server receives one validated [`ServerConfig`].
 
 use anyhow::{bail, Context as _};
+use mandate_core::agent::Environment;
 use mandate_core::id::TrustDomain;
 use mandate_core::lifecycle::ReviewSettings;
-use mandate_core::mandate::MandateLimits;
+use mandate_core::mandate::{Action, MandateLimits};
+use mandate_core::pattern::ToolName;
+use mandate_server::catalogue::Classification;
 use mandate_server::state::{MandateSettings, Settings};
 use mandate_server::ServerConfig;
 use serde::Deserialize;
@@ -36,6 +39,47 @@ pub struct FileConfig {
     /// Mandate issuance settings.
     #[serde(default)]
     pub mandates: MandatesSection,
+    /// MCP servers behind the gateway, and the classification of their tools.
+    #[serde(default)]
+    pub gateway: GatewaySection,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// `[[gateway.servers]]`.
+    #[serde(default)]
+    pub servers: Vec<GatewayServer>,
+}
+
+/// One `[[gateway.servers]]`: an upstream MCP server and its tools' classification.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayServer {
+    /// The server's name: the `server` part of `server/tool`, served at `/mcp/<name>`.
+    pub name: String,
+    /// A stdio upstream: the command to start.
+    pub command: Option<Vec<String>>,
+    /// A Streamable HTTP upstream.
+    pub url: Option<String>,
+    /// Headers injected towards the upstream (never shown to agents).
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// The environment of the server: `sandbox`, `pilot` or `production` (default).
+    pub environment: Option<String>,
+    /// `[gateway.servers.tools.<tool>]`: data class and risk level of each tool.
+    #[serde(default)]
+    pub tools: std::collections::BTreeMap<String, ToolClassification>,
+}
+
+/// `[gateway.servers.tools.<tool>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolClassification {
+    /// `public`, `internal`, `financial`, `pii`, `secret`, or one the organisation adds.
+    pub data_class: String,
+    /// `read`, `write`, `destructive` or `egress`.
+    pub risk: String,
 }
 
 /// `[mandates]`.
@@ -177,9 +221,42 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         admin_token: o.admin_token,
         demo: o.demo,
         issuer_from_listener,
-        catalogue: Vec::new(),
+        catalogue: resolve_catalogue(&file.gateway)?,
     };
     Ok((config, log_format))
+}
+
+fn resolve_catalogue(gateway: &GatewaySection) -> anyhow::Result<Vec<(ToolName, Classification)>> {
+    let mut out = Vec::new();
+    for (i, server) in gateway.servers.iter().enumerate() {
+        let at = format!("gateway.servers[{i}] (`{}`)", server.name);
+        if server.command.is_some() && server.url.is_some() {
+            bail!("{at}: give either `command` or `url`, not both");
+        }
+        let environment = match server.environment.as_deref() {
+            None | Some("production") => Environment::Production,
+            Some("pilot") => Environment::Pilot,
+            Some("sandbox") => Environment::Sandbox,
+            Some(other) => bail!("{at}.environment: `{other}` must be `sandbox`, `pilot` or `production`"),
+        };
+        for (tool, class) in &server.tools {
+            let name = ToolName::parse(&format!("{}/{tool}", server.name))
+                .map_err(|e| anyhow::anyhow!("{at}.tools.{tool}: {e}"))?;
+            mandate_core::pattern::DataClass::parse(&class.data_class)
+                .map_err(|e| anyhow::anyhow!("{at}.tools.{tool}.data_class: {e}"))?;
+            let risk: Action = serde_json::from_value(serde_json::Value::String(class.risk.clone())).map_err(|_| {
+                anyhow::anyhow!(
+                    "{at}.tools.{tool}.risk: `{}` must be `read`, `write`, `destructive` or `egress`",
+                    class.risk
+                )
+            })?;
+            out.push((
+                name,
+                Classification { data_class: class.data_class.clone(), risk, server_environment: Some(environment) },
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<MandateSettings> {
@@ -264,12 +341,36 @@ mod tests {
     fn bad_files_name_the_file_line_and_field() {
         assert_eq!(
             err("trust_domain = \"example.org\"\nlisen = \"x\"\n"),
-            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`"
+            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`, `gateway`"
         );
         let e = err("[review]\nstale_after_days = \"soon\"\n");
         assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");
         let e = err("listen = \n");
         assert!(e.starts_with("mandate.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn gateway_servers_classify_their_tools() {
+        let text = r#"
+[[gateway.servers]]
+name = "everything"
+command = ["npx", "@modelcontextprotocol/server-everything"]
+environment = "sandbox"
+[gateway.servers.tools.echo]
+data_class = "public"
+risk = "read"
+"#;
+        let (config, _) = resolve(parse_file(text, Path::new("m.toml")).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(config.catalogue.len(), 1);
+        let (name, class) = &config.catalogue[0];
+        assert_eq!(name.as_str(), "everything/echo");
+        assert_eq!(
+            (class.data_class.as_str(), class.risk, class.server_environment),
+            ("public", Action::Read, Some(Environment::Sandbox))
+        );
+        let bad = text.replace("risk = \"read\"", "risk = \"fast\"");
+        let e = resolve(parse_file(&bad, Path::new("m.toml")).unwrap(), Overrides::default()).unwrap_err().to_string();
+        assert_eq!(e, "gateway.servers[0] (`everything`).tools.echo.risk: `fast` must be `read`, `write`, `destructive` or `egress`");
     }
 
     #[test]

@@ -56,6 +56,17 @@ enum Command {
     Revoke(commands::mandate::RevokeArgs),
     /// Show a mandate chain as a tree.
     Chain(commands::mandate::ChainArgs),
+    /// Decide one tool call without making it (exit 0 allow, 1 deny, 2 approval required).
+    Check(commands::decide::CheckArgs),
+    /// The human approval queue: list, approve, deny.
+    #[command(subcommand)]
+    Approvals(commands::decide::ApprovalsCommand),
+    /// Organisation policy as code: validate and test offline, get and put on the server.
+    #[command(subcommand)]
+    Policy(commands::decide::PolicyCommand),
+    /// The tool catalogue: list and classify tools.
+    #[command(subcommand)]
+    Tools(commands::decide::ToolsCommand),
     /// List or rotate the mandate signing keys.
     #[command(subcommand)]
     Keys(commands::mandate::KeysCommand),
@@ -78,9 +89,23 @@ pub fn main() -> ExitCode {
         Command::Revoke(a) => commands::mandate::revoke(a),
         Command::Chain(a) => commands::mandate::chain(a),
         Command::Keys(cmd) => commands::mandate::keys(cmd),
+        Command::Check(a) => return exit(commands::decide::check(a)),
+        Command::Approvals(cmd) => commands::decide::approvals(cmd),
+        Command::Policy(cmd) => commands::decide::policy(cmd),
+        Command::Tools(cmd) => commands::decide::tools(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE

@@ -43,8 +43,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: std::env::var("MANDATE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
         demo: args.demo,
     };
+    let upstreams: Vec<String> = file
+        .gateway
+        .servers
+        .iter()
+        .filter(|s| s.command.is_some() || s.url.is_some())
+        .map(|s| s.name.clone())
+        .collect();
     let (config, log_format) = config::resolve(file, overrides)?;
     init_logging(log_format);
+    for name in upstreams {
+        // Say so rather than let an operator believe the upstream is protected.
+        tracing::warn!(server = %name, "the MCP gateway is not in this build: the server's tool classification is used, its upstream is not proxied");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let server = Server::start(config, Arc::new(SystemClock)).await?;
@@ -107,25 +118,36 @@ fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap) {
         }
         println!("Demo agents' private keys: {}", demo.agent_keys_dir.display());
         println!();
-        println!("Try, in another terminal with the two exports above:");
-        println!("    mandate agent list                    # six agents: finance, HR, a sandbox experiment, ...");
-        println!("    mandate review                        # an orphan, a stale and overdue agent, a widened boundary, a sandbox owner");
-        println!("    mandate agent show hr-onboarding      # its history: registered, certified, boundary widened by a mover event");
-        println!("    mandate agent certify hr-onboarding   # clears the review; `mandate review` again");
-        println!("    mandate agent suspend finance-close --reason 'incident 42'   # the kill switch");
-        println!("    mandate audit tail                    # every event, hash-chained");
+        let carol = demo.humans.iter().find(|(h, _)| h == "carol@example.org").map(|(_, k)| k.as_str()).unwrap_or("");
         let alice = demo.humans.iter().find(|(h, _)| h == "alice@example.org").map(|(_, k)| k.as_str()).unwrap_or("");
         let keys = demo.agent_keys_dir.display();
+        println!("Today's story already happened: Alice granted the finance agent a mandate for the October close;");
+        println!("it read the ledger, converted currency and delegated accounts payable to the reconciler, which");
+        println!("strayed into November and was refused; its e-mail to the controller waits for approval.");
         println!();
-        println!("Alice grants the finance agent a mandate for one task, and it delegates part of it:");
+        println!("Try, in another terminal with the two exports above:");
+        println!("    mandate chain {}      # the chain: who granted what, each hop", demo.chain_id);
+        println!("    mandate audit tail --kind decision    # every call: allowed, refused, held, with reasons");
+        println!("    MANDATE_TOKEN={carol} mandate approvals list   # Carol, an approver, sees the held e-mail");
+        println!("    mandate agent list                    # six agents: finance, HR, the lab, ...");
+        println!("    mandate review                        # an orphan, a stale and overdue agent, a widened boundary, a sandbox owner");
+        println!("    mandate agent show hr-onboarding      # its history: registered, certified, boundary widened");
+        println!(
+            "    mandate agent suspend reconciler --reason 'incident 42'   # the kill switch: revokes its mandates"
+        );
+        println!("    mandate policy get                    # organisation policy as code (Cedar)");
+        println!();
+        println!("Grant, delegate and check a call yourself:");
         println!("    MANDATE_TOKEN={alice} mandate grant --agent finance-close --category finance.close \\");
         println!("      --purpose 'Prepare the October 2026 close report' --tools erp/read_ledger,fx/convert \\");
-        println!("      --resources 'erp://ledger/2026-10/*' --data-classes financial --max-depth 1 > mandate.jwt");
+        println!(
+            "      --resources 'erp://ledger/2026-10/*' --data-classes financial,internal --max-depth 1 > mandate.jwt"
+        );
+        println!("    mandate check --token @mandate.jwt --key {keys}/finance-close.jwk \\");
+        println!("      --tool erp/read_ledger --resource erp://ledger/2026-10/ap --explain");
         println!("    mandate delegate --token @mandate.jwt --key {keys}/finance-close.jwk \\");
         println!("      --to reconciler --to-key {keys}/reconciler.jwk --tools erp/read_ledger \\");
         println!("      --resources 'erp://ledger/2026-10/ap' --data-classes financial > child.jwt");
-        println!("    mandate chain <chain id printed by grant>   # the chain as a tree");
-        println!("    mandate agent suspend reconciler      # revokes every mandate it appears in");
         println!("(with cargo: `cargo run --release -- agent list`, and so on)");
     }
     if bootstrap.admin_token.is_none() && bootstrap.demo.is_none() {

@@ -30,6 +30,8 @@ pub struct DemoOrg {
     pub humans: Vec<(String, String)>,
     /// Where the demo agents' private keys were written.
     pub agent_keys_dir: std::path::PathBuf,
+    /// The chain of today's story.
+    pub chain_id: String,
 }
 
 /// Removes a previous demo database, refusing to touch one that is not a demo's.
@@ -94,7 +96,7 @@ pub async fn seed(state: &AppState, data_dir: &Path) -> Result<DemoOrg, StartErr
         DemoAgent {
             spec: json!({"id": "finance-close", "name": "Finance close agent", "owner": "user:alice@example.org",
                 "purpose": "Prepare the monthly close report", "class": "enterprise", "environment": "production",
-                "boundary": {"tools": ["erp/*", "fx/convert"], "data_classes": ["internal", "financial"],
+                "boundary": {"tools": ["erp/*", "fx/convert", "mail/send"], "data_classes": ["internal", "financial"],
                              "may_delegate_to": ["reconciler"], "max_depth": 2}}),
             registered_days_ago: 20,
         },
@@ -130,12 +132,14 @@ pub async fn seed(state: &AppState, data_dir: &Path) -> Result<DemoOrg, StartErr
             registered_days_ago: 120,
         },
     ];
+    let mut keys = std::collections::HashMap::new();
     for agent in agents {
         let key = SigningKey::generate(&mut rand_core::OsRng);
         let mut spec = agent.spec;
         spec["public_key_jwk"] = Ed25519PublicJwk::from_verifying_key(key.verifying_key()).to_json();
         let id = spec["id"].as_str().unwrap_or_default().to_owned();
         write_private_key(&keys_dir.join(format!("{id}.jwk")), &key)?;
+        keys.insert(id.clone(), key.clone());
         let spec: AgentSpec = serde_json::from_value(spec).map_err(|e| StartError::Demo(e.to_string()))?;
         let id = spec.id.clone();
         state.register_agent(&admin, spec, ago(agent.registered_days_ago)).await.map_err(fail)?;
@@ -163,7 +167,166 @@ pub async fn seed(state: &AppState, data_dir: &Path) -> Result<DemoOrg, StartErr
     let erin = HumanId::parse("erin@example.org").map_err(|e| StartError::Demo(e.to_string()))?;
     state.deactivate_human(&admin, &erin, ago(7)).await.map_err(fail)?;
 
-    Ok(DemoOrg { humans, agent_keys_dir: keys_dir })
+    let chain_id = story(state, &keys).await?;
+    Ok(DemoOrg { humans, agent_keys_dir: keys_dir, chain_id })
+}
+
+/// The tools of the demo's MCP servers, classified.
+const TOOLS: &[(&str, &str, &str, &str)] = &[
+    ("erp/read_ledger", "financial", "read", "production"),
+    ("erp/match_entries", "financial", "read", "production"),
+    ("erp/post_journal", "financial", "write", "production"),
+    ("erp/read_invoices", "financial", "read", "production"),
+    ("fx/convert", "internal", "read", "production"),
+    ("mail/send", "internal", "egress", "production"),
+    ("hr/read_employee", "pii", "read", "production"),
+    ("hr/create_employee", "pii", "write", "production"),
+    ("directory/create_account", "internal", "write", "production"),
+    ("crm/read_pipeline", "internal", "read", "production"),
+    ("everything/echo", "public", "read", "sandbox"),
+];
+
+/// Today's story, played through the real operations with the agents' real keys: Alice grants the
+/// finance agent a mandate for the October close; it reads the ledger and converts currency, hands
+/// the reconciliation of accounts payable to the reconciler, which then strays into November and is
+/// refused; the finance agent's e-mail to the controller waits for Carol's approval.
+async fn story(state: &AppState, keys: &std::collections::HashMap<String, SigningKey>) -> Result<String, StartError> {
+    use crate::decision::AuthorizeRequest;
+    use mandate_core::jose::{sign, sign_proof, ProofClaims, SignHeader};
+    let fail = |what: &str, e: String| StartError::Demo(format!("{what}: {e}"));
+    for (tool, data_class, risk, env) in TOOLS {
+        let name = mandate_core::pattern::ToolName::parse(tool).map_err(|e| fail("tool", e.to_string()))?;
+        let c: crate::catalogue::Classification =
+            serde_json::from_value(json!({"data_class": data_class, "risk": risk, "server_environment": env}))
+                .map_err(|e| fail("tool", e.to_string()))?;
+        state.classify_tool("admin", &name, &c, "config").await.map_err(|e| fail("classify", format!("{e:?}")))?;
+    }
+    let alice_id = HumanId::parse("alice@example.org").map_err(|e| fail("alice", e.to_string()))?;
+    let alice = state
+        .store
+        .human(&alice_id)
+        .await
+        .map_err(|e| fail("alice", e.to_string()))?
+        .ok_or_else(|| fail("alice", "missing".into()))?;
+    let request: mandate_core::mandate::GrantRequest = serde_json::from_value(json!({
+        "agent": "finance-close", "purpose": "Prepare the October 2026 close report", "category": "finance.close",
+        "authorization_details": [
+            {"type": "mcp_tool", "tools": ["erp/read_ledger", "fx/convert"], "resources": ["erp://ledger/2026-10/*"],
+             "data_classes": ["financial", "internal"], "actions": ["read"]},
+            {"type": "mcp_tool", "tools": ["mail/send"], "data_classes": ["internal"], "actions": ["egress"]}],
+        "ttl_seconds": 3600, "max_calls": 200, "max_depth": 1
+    }))
+    .map_err(|e| fail("grant", e.to_string()))?;
+    let granted = state.grant(&Caller::Human(alice), request).await.map_err(|e| fail("grant", format!("{e:?}")))?;
+    let key = |id: &str| keys.get(id).cloned().ok_or_else(|| fail("key", id.to_owned()));
+    let now = state.now_secs();
+    let endpoint = state.settings.mandates.authorize_endpoint();
+    let mut n = 0u32;
+    let mut call = |token: &str, agent: &str, tool: &str, resource: Option<&str>, args: serde_json::Value| {
+        n += 1;
+        let proof = key(agent).and_then(|k| {
+            sign_proof(
+                &ProofClaims {
+                    jti: &format!("demo-{n}"),
+                    htm: "POST",
+                    htu: &endpoint,
+                    iat: now,
+                    access_token: Some(token),
+                },
+                &k,
+            )
+            .map_err(|e| fail("proof", e.to_string()))
+        });
+        let token = token.to_owned();
+        let (tool, resource) = (tool.to_owned(), resource.map(str::to_owned));
+        async move {
+            let request = AuthorizeRequest { token, proof: proof?, tool, arguments: args, resource, approval_id: None };
+            Ok::<_, StartError>(state.authorize(&request, false).await)
+        }
+    };
+    call(
+        &granted.token,
+        "finance-close",
+        "erp/read_ledger",
+        Some("erp://ledger/2026-10/gl"),
+        json!({"period": "2026-10"}),
+    )
+    .await?;
+    call(
+        &granted.token,
+        "finance-close",
+        "fx/convert",
+        Some("erp://ledger/2026-10/gl"),
+        json!({"from": "EUR", "to": "USD"}),
+    )
+    .await?;
+
+    // The finance agent delegates the reconciliation of accounts payable.
+    let token_endpoint = state.settings.mandates.token_endpoint();
+    let proof = sign_proof(
+        &ProofClaims {
+            jti: "demo-delegation",
+            htm: "POST",
+            htu: &token_endpoint,
+            iat: now,
+            access_token: Some(&granted.token),
+        },
+        &key("finance-close")?,
+    )
+    .map_err(|e| fail("proof", e.to_string()))?;
+    let spiffe = state
+        .settings
+        .trust_domain
+        .agent_spiffe_id(&mandate_core::id::AgentId::parse("reconciler").map_err(|e| fail("id", e.to_string()))?);
+    let actor = sign(
+        &json!({"iss": spiffe, "sub": spiffe, "aud": token_endpoint, "iat": now, "exp": now + 60, "jti": "demo-actor"}),
+        &key("reconciler")?,
+        &SignHeader { typ: "JWT", kid: "reconciler" },
+    )
+    .map_err(|e| fail("actor", e.to_string()))?;
+    let form = crate::mandates::TokenExchangeForm {
+        grant_type: "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+        subject_token: Some(granted.token.clone()),
+        subject_token_type: Some("urn:ietf:params:oauth:token-type:jwt".into()),
+        actor_token: Some(actor),
+        actor_token_type: Some("urn:ietf:params:oauth:token-type:jwt".into()),
+        authorization_details: Some(
+            json!([{"type": "mcp_tool", "tools": ["erp/read_ledger"], "resources": ["erp://ledger/2026-10/ap/*"],
+                    "data_classes": ["financial"], "actions": ["read"]}])
+            .to_string(),
+        ),
+        ttl_seconds: None,
+        max_calls: Some(20),
+        max_depth: None,
+    };
+    let child = state.delegate(form, Some(&proof)).await.map_err(|e| fail("delegate", format!("{e:?}")))?;
+    call(
+        &child.access_token,
+        "reconciler",
+        "erp/read_ledger",
+        Some("erp://ledger/2026-10/ap/invoices"),
+        json!({"status": "open"}),
+    )
+    .await?;
+    // Drift: the reconciler reaches for November, which nobody granted.
+    call(
+        &child.access_token,
+        "reconciler",
+        "erp/read_ledger",
+        Some("erp://ledger/2026-11/ap/invoices"),
+        json!({"status": "open"}),
+    )
+    .await?;
+    // The report goes out by e-mail: egress waits for a human.
+    call(
+        &granted.token,
+        "finance-close",
+        "mail/send",
+        None,
+        json!({"to": "controller@example.org", "subject": "October close"}),
+    )
+    .await?;
+    Ok(granted.chain_id)
 }
 
 fn write_private_key(path: &Path, key: &SigningKey) -> Result<(), StartError> {

@@ -128,7 +128,7 @@ pub struct DelegateArgs {
     url: String,
 }
 
-fn signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+pub fn signing_key(path: &Path) -> anyhow::Result<SigningKey> {
     let jwk = read_json(&path.to_owned())?;
     let d = jwk["d"].as_str().with_context(|| format!("`{}` has no private key (`d`)", path.display()))?;
     let bytes: [u8; 32] = URL_SAFE_NO_PAD
@@ -139,19 +139,24 @@ fn signing_key(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&bytes))
 }
 
-fn random_id() -> String {
+pub fn random_id() -> String {
     use rand_core::RngCore;
     let mut b = [0u8; 16];
     rand_core::OsRng.fill_bytes(&mut b);
     URL_SAFE_NO_PAD.encode(b)
 }
 
+/// A token given on the command line, or `@FILE` to read it from a file.
+pub fn read_token(arg: &str) -> anyhow::Result<String> {
+    match arg.strip_prefix('@') {
+        Some(path) => Ok(std::fs::read_to_string(path).with_context(|| format!("reading `{path}`"))?.trim().to_owned()),
+        None => Ok(arg.to_owned()),
+    }
+}
+
 /// Runs `mandate delegate`: signs the parent's proof and the sub-agent's assertion, and exchanges.
 pub fn delegate(a: DelegateArgs) -> anyhow::Result<()> {
-    let token = match a.token.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading `{path}`"))?.trim().to_owned(),
-        None => a.token.clone(),
-    };
+    let token = read_token(&a.token)?;
     let base = a.url.trim_end_matches('/');
     let meta: Value = ureq::get(&format!("{base}/.well-known/oauth-authorization-server"))
         .call()

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod decide;
 pub mod human;
 pub mod mandate;
 pub mod review;
