@@ -87,6 +87,20 @@ pub struct LifecycleRequest {
     pub reason: Option<String>,
 }
 
+/// The agent with `last_active_at` brought forward to its last decided call. Activity is read from
+/// the ledger rather than written to the agent on every call, so the hot path writes nothing more.
+fn with_activity(agent: &Agent, activity: &HashMap<String, i64>) -> Agent {
+    let mut a = agent.clone();
+    if let Some(ms) = activity.get(a.id.as_str()) {
+        if let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(*ms) * 1_000_000) {
+            if t > a.last_active_at {
+                a.last_active_at = t;
+            }
+        }
+    }
+    a
+}
+
 fn agent_error(e: AgentError) -> ApiError {
     let code = match e {
         AgentError::BadText { .. } => "agent.invalid_field",
@@ -143,13 +157,20 @@ impl AppState {
     /// The view of `agent` now.
     pub async fn view_now(&self, agent: &Agent) -> Result<AgentView, ApiError> {
         let owner = self.owner_status(&agent.owner).await?;
-        Ok(self.view(agent, owner, self.clock.now()))
+        let activity = self.activity().await?;
+        Ok(self.view(&with_activity(agent, &activity), owner, self.clock.now()))
+    }
+
+    /// When each agent last acted (its last decided tool call).
+    async fn activity(&self) -> Result<HashMap<String, i64>, ApiError> {
+        Ok(self.decisions.last_activity().await?.into_iter().collect())
     }
 
     /// Views of many agents at `at`, reading each owner once.
     pub async fn views(&self, agents: &[Agent], at: OffsetDateTime) -> Result<Vec<AgentView>, ApiError> {
         let humans: HashMap<HumanId, Human> =
             self.store.humans().await?.into_iter().map(|h| (h.id.clone(), h)).collect();
+        let activity = self.activity().await?;
         Ok(agents
             .iter()
             .map(|a| {
@@ -158,7 +179,7 @@ impl AppState {
                     Some(_) => OwnerStatus::Inactive,
                     None => OwnerStatus::Unknown,
                 };
-                self.view(a, owner, at)
+                self.view(&with_activity(a, &activity), owner, at)
             })
             .collect())
     }

@@ -431,3 +431,32 @@ fn explain_shows_every_step() {
     let (_, plain) = org.server.client(None).post("/v1/authorize", &json!({"token": token, "proof": proof(1, "POST", AUTHORIZE, token, t, &jti()), "tool": "erp/read_ledger", "resource": "erp://ledger/2026-10/ap"}));
     assert!(plain.get("explain").is_none());
 }
+
+#[test]
+fn a_decided_call_is_activity_so_a_working_agent_is_not_stale() {
+    let org = org();
+    org.server.clock.advance(time::Duration::days(35));
+    let m = close_mandate(&org, json!({}));
+    let d = call(
+        &org,
+        m["token"].as_str().unwrap(),
+        1,
+        "erp/read_ledger",
+        Some("erp://ledger/2026-10/ap"),
+        json!({}),
+        json!({}),
+    );
+    assert_eq!(d["decision"], "allow");
+    let (_, report) = org.server.admin().get("/v1/review");
+    let stale: Vec<&str> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "stale"))
+        .map(|i| i["agent"].as_str().unwrap())
+        .collect();
+    assert!(!stale.contains(&"finance-close"), "{report}");
+    assert!(stale.contains(&"reconciler"), "an agent that never acted is stale: {report}");
+    let (_, agent) = org.server.admin().get("/v1/agents/finance-close");
+    assert_eq!(agent["last_active_at"], "2026-12-06T09:00:00Z");
+}

@@ -108,6 +108,9 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// How many `allow` decisions each mandate made itself (not counting descendants).
     async fn allow_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// When each agent last had a tool call decided (its last activity), Unix milliseconds.
+    async fn last_activity(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
     /// Stores a new approval with its event.
     async fn insert_approval(&self, approval: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError>;
     /// One approval.

@@ -150,6 +150,15 @@ impl DecisionStore for SqliteStore {
         Ok(rows.into_iter().map(|(id, n)| (id, u64::try_from(n).unwrap_or(0))).collect())
     }
 
+    async fn last_activity(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT agent_id, MAX(at_ms) FROM events WHERE kind = 'decision' AND agent_id IS NOT NULL GROUP BY agent_id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)
+    }
+
     async fn insert_approval(&self, a: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError> {
         let doc = a.detail.to_string();
         let mut tx = self.writer.begin().await.map_err(db)?;
@@ -305,6 +314,11 @@ mod tests {
             store.append_event(e).await.unwrap();
         }
         assert_eq!(store.allow_counts().await.unwrap(), vec![("m1".to_owned(), 3)]);
+        let mut e = event("decision");
+        e.agent = Some("finance-close".into());
+        e.at_ms = 5_000;
+        store.append_event(e).await.unwrap();
+        assert_eq!(store.last_activity().await.unwrap(), vec![("finance-close".to_owned(), 5_000)]);
     }
 
     #[tokio::test]
