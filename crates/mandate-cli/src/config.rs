@@ -104,6 +104,8 @@ pub struct MandatesSection {
     pub clock_skew_seconds: Option<u32>,
     /// How long a held call waits for approval, in seconds (default 900).
     pub approval_ttl_seconds: Option<u32>,
+    /// How many proof ids the replay cache remembers (default 1000000, about 100 MB at most).
+    pub replay_cache_capacity: Option<usize>,
 }
 
 /// `[server]`.
@@ -289,6 +291,10 @@ fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<Ma
     if !(60..=86_400).contains(&approval_ttl_secs) {
         bail!("mandates.approval_ttl_seconds: {approval_ttl_secs} must be between 60 and 86400");
     }
+    let replay_cache_capacity = m.replay_cache_capacity.unwrap_or(1_000_000);
+    if !(1_000..=50_000_000).contains(&replay_cache_capacity) {
+        bail!("mandates.replay_cache_capacity: {replay_cache_capacity} must be between 1000 and 50000000");
+    }
     let clock_skew_secs = m.clock_skew_seconds.unwrap_or(30);
     if clock_skew_secs > 300 {
         bail!("mandates.clock_skew_seconds: {clock_skew_secs} must be at most 300");
@@ -305,6 +311,7 @@ fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<Ma
         proof_max_age_secs,
         clock_skew_secs,
         approval_ttl_secs,
+        replay_cache_capacity,
     })
 }
 

@@ -40,6 +40,9 @@ pub struct MandateSettings {
     pub proof_max_age_secs: u32,
     /// How long a held call waits for a human, in seconds.
     pub approval_ttl_secs: u32,
+    /// How many proof ids to remember (size it for the proof rate times the proof window); when
+    /// full of live ids, new proofs are refused rather than letting an old one be replayed.
+    pub replay_cache_capacity: usize,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub clock_skew_secs: u32,
 }
@@ -135,6 +138,7 @@ impl AppState {
         // A proof is refused once older than its maximum age plus the skew, so remembering its id for
         // that long is enough to refuse every replay.
         let window = settings.mandates.proof_max_age_secs + 2 * settings.mandates.clock_skew_secs;
+        let settings_replay_capacity = settings.mandates.replay_cache_capacity;
         Self {
             decisions: store.clone(),
             store,
@@ -144,7 +148,7 @@ impl AppState {
             lifecycle,
             keys,
             revocations: Arc::new(Revocations::default()),
-            replay: Arc::new(Mutex::new(ReplayCache::new(100_000, window))),
+            replay: Arc::new(Mutex::new(ReplayCache::new(settings_replay_capacity, window))),
             policy: Arc::default(),
             budgets: Arc::default(),
             behaviour: Arc::default(),

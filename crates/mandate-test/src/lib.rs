@@ -51,6 +51,7 @@ pub fn settings() -> Settings {
             },
             proof_max_age_secs: 60,
             approval_ttl_secs: 900,
+            replay_cache_capacity: 100_000,
             clock_skew_secs: 30,
         },
     }
