@@ -379,6 +379,9 @@ impl AppState {
         let event = NewEvent::new("human.deactivated", &caller.principal(), millis(now), &detail);
         let event = NewEvent { resource: Some(human.principal.to_string()), ..event };
         self.store.update_human(&human, event).await?;
+        // A leaver's authority leaves with them: every live mandate they granted is revoked.
+        let selector = mandate_store::MandateSelector::Root(human.principal.clone());
+        self.revoke(caller, selector, format!("`{}` was deactivated", human.principal)).await?;
         self.record("human.deactivated");
         Ok(human)
     }

@@ -535,3 +535,14 @@ fn key_rotation_keeps_live_mandates_verifying() {
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids, vec![new_kid.as_str()]);
 }
+
+#[test]
+fn deactivating_a_human_revokes_what_they_granted() {
+    let org = org();
+    let granted = grant(&org);
+    let (status, _) = org.server.admin().post("/v1/humans/alice@example.org/deactivate", &json!({}));
+    assert_eq!(status, 200);
+    let (_, m) = org.server.admin().get(&format!("/v1/mandates/{}", granted["mandate_id"].as_str().unwrap()));
+    assert_eq!(m["state"], "revoked", "{m}");
+    assert_eq!(m["revocation"]["reason"], "`user:alice@example.org` was deactivated");
+}
