@@ -343,9 +343,6 @@ impl AppState {
         let now = self.now_secs();
         let m = &self.settings.mandates;
         let fail = |code: &str, msg: String| (code.to_owned(), msg);
-        let raw = RawToken::decode(token, &Limits::TOKEN).map_err(|e| fail(e.code(), e.to_string()))?;
-        let keys = |kid: &str| self.keys.verifying(kid, now);
-        let verified = raw.verify(&keys, Some(MANDATE_TYP)).map_err(|e| fail(e.code(), e.to_string()))?;
         let rules = TimeRules {
             now,
             skew_secs: m.clock_skew_secs,
@@ -353,6 +350,18 @@ impl AppState {
             require_iat: true,
             max_lifetime_secs: Some(m.limits.max_ttl_secs),
         };
+        let digest = crate::state::TokenCache::digest(token);
+        if let Some(hit) = self.tokens.get(&digest) {
+            // The exact bytes verified before: what can have changed since is time and the key's
+            // publication, so those are checked again; revocation is the caller's next step.
+            check_time(&hit.time_claims, &rules).map_err(|e| fail(e.code(), e.to_string()))?;
+            if self.keys.verifying(&hit.kid, now).is_some() {
+                return Ok(hit.stored);
+            }
+        }
+        let raw = RawToken::decode(token, &Limits::TOKEN).map_err(|e| fail(e.code(), e.to_string()))?;
+        let keys = |kid: &str| self.keys.verifying(kid, now);
+        let verified = raw.verify(&keys, Some(MANDATE_TYP)).map_err(|e| fail(e.code(), e.to_string()))?;
         check_time(verified.claims(), &rules).map_err(|e| fail(e.code(), e.to_string()))?;
         check_issuer(verified.claims(), &m.issuer).map_err(|e| fail(e.code(), e.to_string()))?;
         check_audience(verified.claims(), &m.audience).map_err(|e| fail(e.code(), e.to_string()))?;
@@ -367,6 +376,13 @@ impl AppState {
         if sub != self.settings.trust_domain.agent_spiffe_id(&stored.record.agent) {
             return Err(fail("mandate.subject_mismatch", "the token's subject is not the mandate's agent".into()));
         }
+        let time_claims: serde_json::Map<String, serde_json::Value> = ["exp", "nbf", "iat"]
+            .iter()
+            .filter_map(|k| verified.claims().get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        let kid = verified.kid().unwrap_or_default().to_owned();
+        let exp = stored.record.expires_at;
+        self.tokens.insert(digest, crate::state::CachedToken { stored: stored.clone(), kid, time_claims }, exp, now);
         Ok(stored)
     }
 

@@ -59,6 +59,52 @@ impl MandateSettings {
     }
 }
 
+/// Mandate tokens that verified, by the SHA-256 of their exact text, so that an agent's repeated calls
+/// with the same mandate pay for its signature once. Bounded; expired entries go first, and when
+/// still full the cache is emptied (a miss only costs a verification).
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<[u8; 32], (CachedToken, i64)>>,
+}
+
+/// A verified token's facts.
+#[derive(Debug, Clone)]
+pub struct CachedToken {
+    /// Its stored mandate.
+    pub stored: mandate_store::StoredMandate,
+    /// The key that signed it.
+    pub kid: String,
+    /// Its `exp`, `nbf` and `iat`, checked again on every use.
+    pub time_claims: serde_json::Map<String, serde_json::Value>,
+}
+
+const TOKEN_CACHE_CAPACITY: usize = 100_000;
+
+impl TokenCache {
+    /// The cache key of a token.
+    pub fn digest(token: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// A verified token, if cached.
+    pub fn get(&self, digest: &[u8; 32]) -> Option<CachedToken> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(digest).map(|(t, _)| t.clone())
+    }
+
+    /// Remembers a verified token until `expires_at`.
+    pub fn insert(&self, digest: [u8; 32], token: CachedToken, expires_at: i64, now: i64) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= TOKEN_CACHE_CAPACITY {
+            map.retain(|_, (_, exp)| *exp > now);
+            if map.len() >= TOKEN_CACHE_CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert(digest, (token, expires_at));
+    }
+}
+
 /// Revoked mandates that have not expired yet, checked in memory on every use.
 #[derive(Debug, Default)]
 pub struct Revocations {
@@ -124,6 +170,8 @@ pub struct AppState {
     pub behaviour: Arc<crate::behaviour::Behaviour>,
     /// The tool catalogue.
     pub catalogue: Arc<crate::catalogue::Catalogue>,
+    /// Verified mandate tokens.
+    pub tokens: Arc<TokenCache>,
 }
 
 impl AppState {
@@ -153,6 +201,7 @@ impl AppState {
             budgets: Arc::default(),
             behaviour: Arc::default(),
             catalogue: Arc::default(),
+            tokens: Arc::default(),
         }
     }
 
