@@ -5,8 +5,27 @@
 use std::path::Path;
 
 const PREFIXES: &[&str] = &[
-    "token", "proof", "mandate", "chain", "scope", "request", "budget", "policy", "approval", "decision",
-    "internal", "grant", "delegation", "actor", "auth", "agent", "human", "tool", "oidc", "key", "admin",
+    "token",
+    "proof",
+    "mandate",
+    "chain",
+    "scope",
+    "request",
+    "budget",
+    "policy",
+    "approval",
+    "decision",
+    "internal",
+    "grant",
+    "delegation",
+    "actor",
+    "auth",
+    "agent",
+    "human",
+    "tool",
+    "oidc",
+    "key",
+    "admin",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<String>) {
