@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mandate_test::agent_spec;
+use mandate_test::process::Serve;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,39 +14,9 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_mandate");
 const TOKEN: &str = "binary-test-admin-token-0123456789";
 
-struct Running {
-    child: Child,
-    url: String,
-    banner: Vec<String>,
-}
-
 /// Starts `mandate serve` on an ephemeral port and waits for its banner.
-fn serve(dir: &Path, extra: &[&str], admin_token: Option<&str>) -> Running {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(dir.join("data")).args(extra);
-    cmd.current_dir(dir).env_remove("MANDATE_ADMIN_TOKEN").env("MANDATE_LOG", "info");
-    if let Some(t) = admin_token {
-        cmd.env("MANDATE_ADMIN_TOKEN", t);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx.recv_timeout(Duration::from_secs(30)).expect("the server printed nothing");
-    let url = first.rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
-    // The rest of the banner arrives at once.
-    let mut banner = vec![first];
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-        banner.push(line);
-    }
-    Running { child, url, banner }
+fn serve(dir: &Path, extra: &[&str], admin_token: Option<&str>) -> Serve {
+    Serve::start(BIN, dir, extra, admin_token)
 }
 
 fn cli(url: &str, token: &str, args: &[&str]) -> Output {
@@ -97,8 +67,7 @@ fn the_demo_answers_the_cli() {
     assert!(tail.contains("incident 42"), "{tail}");
 
     // A second `--demo` start is fresh and prints new credentials.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     let mut again = serve(dir.path(), &["--demo"], None);
     let token2 = again
         .banner
@@ -114,8 +83,7 @@ fn the_demo_answers_the_cli() {
         serde_json::from_slice(&cli(&again.url, &token2, &["agent", "show", "finance-close", "--json"]).stdout)
             .unwrap();
     assert_eq!(agent["agent"]["state"], "active");
-    again.child.kill().unwrap();
-    again.child.wait().unwrap();
+    again.kill();
 }
 
 #[test]
@@ -136,8 +104,7 @@ fn cli_errors_are_one_line_and_fail() {
         .unwrap();
     assert_eq!(no_token.status.code(), Some(1));
     assert!(stderr(&no_token).starts_with("error: set MANDATE_TOKEN"), "{}", stderr(&no_token));
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     let down = cli(&server.url, TOKEN, &["agent", "list"]);
     assert_eq!(down.status.code(), Some(1));
     let message = stderr(&down);
@@ -170,8 +137,7 @@ fn register_and_update_from_the_cli() {
     assert!(listed.contains("finance-close"), "{listed}");
     let bad = cli(&server.url, TOKEN, &["agent", "list", "--state", "sleeping"]);
     assert!(stderr(&bad).contains("request.invalid_query"), "{}", stderr(&bad));
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
 }
 
 #[test]
@@ -238,8 +204,7 @@ fn sigkill_during_registrations_loses_no_acknowledged_registration() {
     while acknowledged.lock().unwrap().len() < 40 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().unwrap();
@@ -277,8 +242,7 @@ fn sigkill_during_registrations_loses_no_acknowledged_registration() {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
         assert_eq!(pair[1]["seq"].as_i64().unwrap(), pair[0]["seq"].as_i64().unwrap() + 1);
     }
-    restarted.child.kill().unwrap();
-    restarted.child.wait().unwrap();
+    restarted.kill();
 }
 
 #[test]
@@ -306,8 +270,7 @@ fn bad_configuration_fails_fast_with_file_line_and_field() {
 fn demo_never_replaces_real_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path(), &[], Some(TOKEN));
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     let out = Command::new(BIN)
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))

@@ -2,73 +2,18 @@
 //! as code validated and tested offline.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mandate_test::process::Serve;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mandate");
 
-struct Demo {
-    child: Child,
-    url: String,
-    humans: Vec<(String, String)>,
-    keys: String,
+fn demo(dir: &Path) -> Serve {
+    Serve::start(BIN, dir, &["--demo"], None)
 }
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Demo {
-    fn key_of(&self, human: &str) -> &str {
-        &self.humans.iter().find(|(h, _)| h == human).unwrap().1
-    }
-}
-
-fn demo(dir: &Path) -> Demo {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .env_remove("MANDATE_ADMIN_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = vec![rx.recv_timeout(Duration::from_secs(30)).expect("the demo printed nothing")];
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-        lines.push(line);
-    }
-    let url = lines[0].rsplit(' ').next().unwrap().to_owned();
-    let humans = lines
-        .iter()
-        .filter(|l| {
-            l.starts_with("    ") && l.contains("@example.org ") && l.contains("mnd_") && !l.contains("MANDATE_TOKEN")
-        })
-        .map(|l| {
-            let mut parts = l.split_whitespace();
-            (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
-        })
-        .collect();
-    let keys =
-        lines.iter().find(|l| l.contains("Demo agents' private keys:")).unwrap().rsplit(' ').next().unwrap().to_owned();
-    Demo { child, url, humans, keys }
-}
-
-fn run(demo: &Demo, token: &str, args: &[&str]) -> Output {
+fn run(demo: &Serve, token: &str, args: &[&str]) -> Output {
     Command::new(BIN).args(args).env("MANDATE_URL", &demo.url).env("MANDATE_TOKEN", token).output().unwrap()
 }
 
@@ -76,8 +21,8 @@ fn run(demo: &Demo, token: &str, args: &[&str]) -> Output {
 fn check_answers_with_exit_codes_and_a_held_call_goes_through_once_approved() {
     let dir = tempfile::tempdir().unwrap();
     let demo = demo(dir.path());
-    let alice = demo.key_of("alice@example.org").to_owned();
-    let carol = demo.key_of("carol@example.org").to_owned();
+    let alice = demo.demo_key("alice@example.org");
+    let carol = demo.demo_key("carol@example.org");
     let out = run(
         &demo,
         &alice,
@@ -103,7 +48,7 @@ fn check_answers_with_exit_codes_and_a_held_call_goes_through_once_approved() {
     let token_file = dir.path().join("m.jwt");
     std::fs::write(&token_file, granted["token"].as_str().unwrap()).unwrap();
     let token = format!("@{}", token_file.display());
-    let key = format!("{}/finance-close.jwk", demo.keys);
+    let key = format!("{}/finance-close.jwk", demo.demo_keys_dir());
 
     let allowed =
         run(&demo, &alice, &["check", "--token", &token, "--key", &key, "--tool", "erp/read_ledger", "--explain"]);

@@ -2,62 +2,18 @@
 //! library (PyJWT) from nothing but the published JWKS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mandate_test::process::Serve;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mandate");
 
-struct Demo {
-    child: Child,
-    url: String,
-    admin: String,
-    alice: String,
-    keys: String,
+fn demo(dir: &Path) -> Serve {
+    Serve::start(BIN, dir, &["--demo"], None)
 }
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn demo(dir: &Path) -> Demo {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .env_remove("MANDATE_ADMIN_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = vec![rx.recv_timeout(Duration::from_secs(30)).expect("the demo printed nothing")];
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-        lines.push(line);
-    }
-    let url = lines[0].rsplit(' ').next().unwrap().to_owned();
-    let find = |needle: &str| {
-        lines.iter().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} in {lines:?}")).clone()
-    };
-    let admin = find("export MANDATE_TOKEN=").rsplit('=').next().unwrap().to_owned();
-    let alice = find("alice@example.org ").split_whitespace().nth(1).unwrap().to_owned();
-    let keys = find("Demo agents' private keys:").rsplit(' ').next().unwrap().to_owned();
-    Demo { child, url, admin, alice, keys }
-}
-
-fn run(demo: &Demo, token: &str, args: &[&str]) -> Output {
+fn run(demo: &Serve, token: &str, args: &[&str]) -> Output {
     Command::new(BIN).args(args).env("MANDATE_URL", &demo.url).env("MANDATE_TOKEN", token).output().unwrap()
 }
 
@@ -66,10 +22,10 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn grant(demo: &Demo) -> Value {
+fn grant(demo: &Serve) -> Value {
     let out = ok(run(
         demo,
-        &demo.alice,
+        &demo.demo_key("alice@example.org"),
         &[
             "grant",
             "--agent",
@@ -92,7 +48,7 @@ fn grant(demo: &Demo) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
-fn pyjwt(demo: &Demo, token: &str) -> Output {
+fn pyjwt(demo: &Serve, token: &str) -> Output {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/verify_mandate.py");
     Command::new("python3")
         .arg(script)
@@ -138,12 +94,12 @@ fn grant_delegate_chain_and_revoke_from_the_cli() {
     let chain_id = granted["chain_id"].as_str().unwrap().to_owned();
     let parent = dir.path().join("mandate.jwt");
     std::fs::write(&parent, granted["token"].as_str().unwrap()).unwrap();
-    let key = format!("{}/finance-close.jwk", demo.keys);
-    let to_key = format!("{}/reconciler.jwk", demo.keys);
+    let key = format!("{}/finance-close.jwk", demo.demo_keys_dir());
+    let to_key = format!("{}/reconciler.jwk", demo.demo_keys_dir());
     let token_arg = format!("@{}", parent.display());
     let out = ok(run(
         &demo,
-        &demo.alice,
+        &demo.demo_key("alice@example.org"),
         &[
             "delegate",
             "--token",
@@ -168,7 +124,7 @@ fn grant_delegate_chain_and_revoke_from_the_cli() {
     // Widening is refused with the OAuth error and Mandate's code, on one line.
     let widen = run(
         &demo,
-        &demo.alice,
+        &demo.demo_key("alice@example.org"),
         &[
             "delegate",
             "--token",
@@ -189,13 +145,17 @@ fn grant_delegate_chain_and_revoke_from_the_cli() {
     let err = String::from_utf8_lossy(&widen.stderr);
     assert!(err.contains("invalid_scope delegation.scope_widened"), "{err}");
 
-    let tree = ok(run(&demo, &demo.alice, &["chain", &chain_id]));
+    let tree = ok(run(&demo, &demo.demo_key("alice@example.org"), &["chain", &chain_id]));
     assert!(tree.contains("- finance-close [active]"), "{tree}");
     assert!(tree.contains("  - reconciler [active]"), "{tree}");
-    let revoked = ok(run(&demo, &demo.alice, &["revoke", "--chain", &chain_id, "--reason", "report done"]));
+    let revoked = ok(run(
+        &demo,
+        &demo.demo_key("alice@example.org"),
+        &["revoke", "--chain", &chain_id, "--reason", "report done"],
+    ));
     assert!(revoked.starts_with("Revoked 2 mandate(s)"), "{revoked}");
-    let tree = ok(run(&demo, &demo.admin, &["chain", &chain_id]));
+    let tree = ok(run(&demo, &demo.admin_token(), &["chain", &chain_id]));
     assert!(tree.contains("[revoked]") && tree.contains("report done") && !tree.contains("[active]"), "{tree}");
-    let keys = ok(run(&demo, &demo.admin, &["keys", "rotate"]));
+    let keys = ok(run(&demo, &demo.admin_token(), &["keys", "rotate"]));
     assert!(keys.contains("signing") && keys.contains("verifying only"), "{keys}");
 }

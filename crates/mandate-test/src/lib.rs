@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod process;
+
 use ed25519_dalek::SigningKey;
 use mandate_core::id::TrustDomain;
 use mandate_core::jwk::Ed25519PublicJwk;
