@@ -11,6 +11,7 @@ pub mod human;
 pub mod id;
 pub mod jose;
 pub mod jwk;
+pub mod ledger;
 pub mod lifecycle;
 pub mod mandate;
 pub mod oidc;
