@@ -7,9 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod decisions;
+pub mod ledger;
 mod sqlite;
 
 pub use decisions::{ApprovalRecord, DecisionStore, PolicyVersion, ToolRecord};
+pub use ledger::{GroupCommitOptions, Ledger, LedgerQuery, Reach, VerifyOptions, VerifyReport};
+pub use sqlite::ledger::verify_file;
 pub use sqlite::{supported_schema_version, SqliteStore};
 
 use async_trait::async_trait;
@@ -148,7 +151,7 @@ pub enum MandateSelector {
 
 /// The repository interface every backend implements.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Ledger + Send + Sync + 'static {
     /// Writes an agent change and its event; `Conflict` when registering an existing id or when the
     /// agent changed since `before` was read. Returns the event's sequence number.
     async fn record_agent_change(&self, change: AgentChange<'_>) -> Result<i64, StoreError>;

@@ -23,6 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod decisions;
+pub(crate) mod ledger;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -31,6 +32,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 pub struct SqliteStore {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    /// Batches `append_event` into shared transactions (see [`ledger::group`]).
+    group: ledger::group::GroupCommit,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
@@ -48,6 +51,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, refuses a schema newer than this build,
     /// and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, crate::GroupCommitOptions::default()).await
+    }
+
+    /// [`SqliteStore::open`] with group commit tuned (benchmarks compare batches against one
+    /// transaction per event).
+    pub async fn open_with(path: &Path, group: crate::GroupCommitOptions) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -55,16 +64,22 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(db)?;
+        // The writer keeps up to 64 MiB of pages: a group-commit batch touches one index page per
+        // active chain, agent and tool, and those should stay in memory between batches.
+        let writer_options = options.clone().pragma("cache_size", "-65536");
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(writer_options).await.map_err(db)?;
         check_schema_version(&writer).await?;
         MIGRATOR.run(&writer).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         let reader =
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
-        Ok(Self { writer, reader })
+        let group = ledger::group::GroupCommit::start(writer.clone(), group.max_batch);
+        Ok(Self { writer, reader, group })
     }
 
-    /// Closes both pools, waiting for in-flight statements; the WAL is checkpointed on the last close.
+    /// Commits the queued appends, then closes both pools, waiting for in-flight statements; the WAL is
+    /// checkpointed on the last close.
     pub async fn close(&self) {
+        self.group.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -366,10 +381,8 @@ impl Store for SqliteStore {
     }
 
     async fn append_event(&self, event: NewEvent) -> Result<i64, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        let seq = append(&mut tx, &event).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(seq)
+        // Group commit: returns once the batch holding the event has committed (FULL sync).
+        self.group.append(event).await
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
