@@ -2,7 +2,8 @@
 //! key, ID tokens signed here, and the exact error each hostile token must get.
 //!
 //! The RSA key is a 2048-bit test key generated once with `openssl genrsa 2048` and written out as
-//! JWK members, so the tests need no key generation and no PEM parser; it protects nothing. Hostile
+//! JWK members (in `crates/mandate-test/fixtures/rsa_test_key.rs`, shared with the server's tests), so
+//! the tests need no key generation and no PEM parser; it protects nothing. Hostile
 //! tokens are assembled by hand (header and payload texts signed over exactly those bytes), so the
 //! corpus does not depend on the code under test. One vector comes from RFC 7515 appendix A.2, so
 //! the RS256 verification is also checked against a signature we did not make.
@@ -21,12 +22,9 @@ const NOW: i64 = 1_800_000_000;
 const ISSUER: &str = "https://idp.example.org/realms/corp";
 const AUDIENCE: &str = "mandate";
 
-/// The test RSA key (2048 bits, `e` = 65537), as JWK members.
-const RSA_N: &str = "2j67adSgGzy0R_zLdLR8XcBSkEXxp4jzrdnz-ZzjhQ2YWl3K2x1vPfrBGjczeJaE8lSpkbr3k24lF4D-IeOdv1JkmrwhR_h04oa-fbpDaPI92NWzpWyUBYRNJGYa3-nUeNtL5AG5KRQhycp9YJzYRab0rnxfaxsJFNmXhCr78ZmcYnbao7H7VSexDLgp-BE1Cl-aCeAscP7mAml3-3GTRWPyiOkvgEldPgXgxfNTy_tax_N7rC-mtrICZRce3xXS4cCBz_zYrSXT5GSFt98QIhS9l7-w9JTRZ-XkAgWUKpCHjbz-jXDRF1S5FIKmY-qRXpZruBamMmZ8VM7rEL-GkQ";
-const RSA_E: &str = "AQAB";
-const RSA_D: &str = "AqzGqMUnojXUAtbdGoTUymRfTq_gxpwl2nFjrWFII5sXTTI9mIJrmN-gKsVW7ukvX3X8rxHS036D214kHz-2MQBeRcw8_zATJKygnJNiHKDtc6Eo5sPmK4wj0uiidzCbP1D2xOhlf9Skll_SOhMqDm59rL7O_5XQ_m2tTvwk4uDoi3Wh_nTW8lz7j5KHI6WHLZynycMyF7pk4sDdxRA0xkc-_8TW1w-7Kggyyd-QescALHvK77cI-vmc-HN-19wsP-4gFz_Ns9GtEmK5j8SnvR5sjD4Pu6l4EO42F74ZUxBGDNBbMW7PNE41H7iZZTV75b-_HWTonEB_i-MKYC9ogQ";
-const RSA_P: &str = "_vdt_O4rk39Epjb6N9qXwEtBjPkvx5TmyvXJxrOClmuAdxReqNAQlb6DFbpGSh8F9rbf1VDOumUj1Dh6fxGUeWj9YWqLWpc8OGimMSvG5YvRjAWXljglKhhU-oTVyE-fbylvl2T4sT1ychFL0HC-etbU_z1MjqytXEGMrJG0SLE";
-const RSA_Q: &str = "2yEyoZrOiyWqVkVXGIsORH9t6yY08R1GCuhe1B86A8m1LnuvEBT9WTjNWQGGM9_1Kt032TAfmyAL7UwYRIosdZCLqka40Xe2zwOoCadasaFx6ReUZHH0Pe5aKsI0edEH2LPZZFthsRB9gmTn60jc2xjhQgwIKIWb3mD-wRfuk-E";
+// The test RSA key (2048 bits, `e` = 65537) as JWK members `RSA_N`, `RSA_E`, `RSA_D`, `RSA_P` and
+// `RSA_Q`, shared with mandate-test's local OIDC issuer.
+include!("../../../mandate-test/fixtures/rsa_test_key.rs");
 
 /// The modulus of another test key, 1024 bits: too small to trust.
 const RSA_1024_N: &str = "sSI-2AwdxypK4vkluEMNfdEyMfHW0ToylClAU02rgXfLotbZ5dFS1ewDzleJrRXVOas3tL9zzFqDl7G_SFBB0sXSKPw_tSxFK4_pCLhS6XDeJZ-2O0xLmD2psLsSdTWm9v5FizzTdt7X4ntqpLjVYNDVw8qv0A8Fm0ucLLTyojE";
