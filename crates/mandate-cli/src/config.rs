@@ -4,10 +4,13 @@
 
 use anyhow::{bail, Context as _};
 use mandate_core::agent::Environment;
-use mandate_core::id::TrustDomain;
+use mandate_core::human::Role;
+use mandate_core::id::{Group, TrustDomain};
 use mandate_core::lifecycle::ReviewSettings;
 use mandate_core::mandate::{Action, MandateLimits};
+use mandate_core::oidc::{IssuerKeys, OidcSettings};
 use mandate_core::pattern::ToolName;
+use mandate_server::auth::oidc::OidcConfig;
 use mandate_server::catalogue::Classification;
 use mandate_server::state::{MandateSettings, Settings};
 use mandate_server::ServerConfig;
@@ -42,6 +45,44 @@ pub struct FileConfig {
     /// MCP servers behind the gateway, and the classification of their tools.
     #[serde(default)]
     pub gateway: GatewaySection,
+    /// The IdP whose OIDC ID tokens authenticate humans (absent: API keys only).
+    pub oidc: Option<OidcSection>,
+}
+
+/// `[oidc]`: the organisation's IdP. Humans present its ID tokens as bearer credentials.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The issuer identifier, compared exactly with `iss` (required).
+    pub issuer: Option<String>,
+    /// Mandate's client id at the IdP, which `aud` must contain (required).
+    pub audience: Option<String>,
+    /// The issuer's JWKS as a file (required): Mandate never fetches keys over the network. Read at
+    /// start and again on SIGHUP.
+    pub jwks_file: Option<PathBuf>,
+    /// The claim holding the human id, a lower-case `name@domain` (default `email`).
+    pub username_claim: Option<String>,
+    /// The claim holding the human's groups (default `groups`).
+    pub groups_claim: Option<String>,
+    /// Tolerated disagreement between the IdP's clock and ours, in seconds (default 60).
+    pub clock_skew_seconds: Option<u32>,
+    /// Refuse ID tokens whose `auth_time` is older than this many seconds (default: not checked).
+    pub max_auth_age_seconds: Option<u32>,
+    /// `[oidc.roles]`: IdP groups that give Mandate roles.
+    #[serde(default)]
+    pub roles: OidcRolesSection,
+}
+
+/// `[oidc.roles]`: for each Mandate role, the IdP groups whose members hold it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcRolesSection {
+    /// Groups whose members are administrators.
+    pub admin: Option<Vec<String>>,
+    /// Groups whose members are approvers.
+    pub approver: Option<Vec<String>>,
+    /// Groups whose members are auditors.
+    pub auditor: Option<Vec<String>>,
 }
 
 /// `[gateway]`.
@@ -216,10 +257,17 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     }
     let issuer_from_listener = file.mandates.issuer.is_none();
     let mandates = resolve_mandates(file.mandates, listen)?;
+    let oidc = file.oidc.map(resolve_oidc).transpose()?;
     let config = ServerConfig {
         listen,
         data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./mandate-data")),
-        settings: Settings { trust_domain, review: ReviewSettings { stale_after_days }, max_body_bytes, mandates },
+        settings: Settings {
+            trust_domain,
+            review: ReviewSettings { stale_after_days },
+            max_body_bytes,
+            mandates,
+            oidc,
+        },
         admin_token: o.admin_token,
         demo: o.demo,
         issuer_from_listener,
@@ -315,6 +363,69 @@ fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<Ma
     })
 }
 
+fn resolve_oidc(section: OidcSection) -> anyhow::Result<OidcConfig> {
+    let required = |value: Option<String>, name: &str, what: &str| -> anyhow::Result<String> {
+        match value {
+            Some(value) if !value.trim().is_empty() => Ok(value),
+            Some(_) => bail!("oidc.{name}: must not be empty"),
+            None => bail!("oidc.{name}: required when `[oidc]` is present ({what})"),
+        }
+    };
+    let issuer = required(section.issuer, "issuer", "the issuer identifier, compared exactly with `iss`")?;
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        bail!("oidc.issuer: `{issuer}` must be the issuer's http(s) URL, exactly as its ID tokens' `iss` says it");
+    }
+    let audience = required(section.audience, "audience", "Mandate's client id at the IdP, which `aud` must contain")?;
+    let Some(jwks_file) = section.jwks_file else {
+        bail!("oidc.jwks_file: required when `[oidc]` is present (the issuer's JWKS as a file: Mandate never fetches keys over the network)");
+    };
+    let mut settings = OidcSettings::new(issuer, audience);
+    if let Some(claim) = section.username_claim {
+        settings.username_claim = required(Some(claim), "username_claim", "")?;
+    }
+    if let Some(claim) = section.groups_claim {
+        settings.groups_claim = required(Some(claim), "groups_claim", "")?;
+    }
+    settings.skew_secs = section.clock_skew_seconds.unwrap_or(OidcSettings::DEFAULT_SKEW_SECS);
+    if settings.skew_secs > 300 {
+        bail!("oidc.clock_skew_seconds: {} must be at most 300", settings.skew_secs);
+    }
+    if let Some(max_age) = section.max_auth_age_seconds {
+        if max_age == 0 {
+            bail!("oidc.max_auth_age_seconds: must be at least 1");
+        }
+        settings.max_age_secs = Some(max_age);
+    }
+    let mut roles = std::collections::BTreeMap::new();
+    let listed = [
+        (Role::Admin, "admin", section.roles.admin),
+        (Role::Approver, "approver", section.roles.approver),
+        (Role::Auditor, "auditor", section.roles.auditor),
+    ];
+    for (role, name, groups) in listed {
+        let groups = groups
+            .unwrap_or_default()
+            .iter()
+            .map(|group| Group::parse(group).map_err(|e| anyhow::anyhow!("oidc.roles.{name}: `{group}`: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if !groups.is_empty() {
+            roles.insert(role, groups);
+        }
+    }
+    let keys = load_jwks(&jwks_file)?;
+    Ok(OidcConfig { settings, keys, jwks_file, roles })
+}
+
+/// Reads the OIDC issuer's JWKS file (at start, and again when the server is told to reload it),
+/// naming the file in every error.
+pub fn load_jwks(path: &Path) -> anyhow::Result<IssuerKeys> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("oidc.jwks_file: cannot read `{shown}`"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("oidc.jwks_file: `{shown}` is not JSON"))?;
+    IssuerKeys::from_jwks_json(&json).map_err(|e| anyhow::anyhow!("oidc.jwks_file: `{shown}`: {e}"))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -348,7 +459,7 @@ mod tests {
     fn bad_files_name_the_file_line_and_field() {
         assert_eq!(
             err("trust_domain = \"example.org\"\nlisen = \"x\"\n"),
-            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`, `gateway`"
+            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`"
         );
         let e = err("[review]\nstale_after_days = \"soon\"\n");
         assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");
@@ -380,6 +491,100 @@ risk = "read"
         assert_eq!(e, "gateway.servers[0] (`everything`).tools.echo.risk: `fast` must be `read`, `write`, `destructive` or `egress`");
     }
 
+    /// A JWKS file with one Ed25519 key in `dir`, and the `[oidc]` section naming it.
+    fn oidc_file(dir: &Path) -> (PathBuf, String) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let mut jwk = mandate_core::jwk::Ed25519PublicJwk::from_verifying_key(key.verifying_key()).to_json();
+        jwk["kid"] = "idp-1".into();
+        let path = dir.join("idp-jwks.json");
+        std::fs::write(&path, serde_json::json!({"keys": [jwk]}).to_string()).unwrap();
+        let text = format!(
+            "[oidc]\nissuer = \"https://idp.example.org\"\naudience = \"mandate\"\njwks_file = '{}'\n",
+            path.display()
+        );
+        (path, text)
+    }
+
+    fn resolve_text(text: &str) -> anyhow::Result<ServerConfig> {
+        Ok(resolve(parse_file(text, Path::new("m.toml"))?, Overrides::default())?.0)
+    }
+
+    #[test]
+    fn the_oidc_section_is_read_with_its_defaults_and_role_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, section) = oidc_file(dir.path());
+        assert!(resolve_text("").unwrap().settings.oidc.is_none(), "no section, no OIDC");
+        let text = format!("{section}clock_skew_seconds = 10\n[oidc.roles]\napprover = [\"finance-approvers\"]\nauditor = [\"audit\", \"risk\"]\n");
+        let oidc = resolve_text(&text).unwrap().settings.oidc.unwrap();
+        let mut expected = OidcSettings::new("https://idp.example.org", "mandate");
+        expected.skew_secs = 10;
+        assert_eq!(oidc.settings, expected);
+        assert_eq!((oidc.settings.username_claim.as_str(), oidc.settings.groups_claim.as_str()), ("email", "groups"));
+        assert_eq!(oidc.jwks_file, path);
+        assert_eq!(oidc.keys.kids().collect::<Vec<_>>(), [Some("idp-1")]);
+        let roles: Vec<(Role, Vec<String>)> =
+            oidc.roles.iter().map(|(r, g)| (*r, g.iter().map(ToString::to_string).collect())).collect();
+        assert_eq!(
+            roles,
+            [
+                (Role::Approver, vec!["finance-approvers".to_owned()]),
+                (Role::Auditor, vec!["audit".to_owned(), "risk".to_owned()])
+            ]
+        );
+        let claims = format!(
+            "{section}username_claim = \"preferred_username\"\ngroups_claim = \"roles\"\nmax_auth_age_seconds = 3600\n"
+        );
+        let oidc = resolve_text(&claims).unwrap().settings.oidc.unwrap();
+        assert_eq!(
+            (oidc.settings.username_claim.as_str(), oidc.settings.groups_claim.as_str(), oidc.settings.max_age_secs),
+            ("preferred_username", "roles", Some(3600))
+        );
+    }
+
+    #[test]
+    fn the_readme_example_configuration_parses() {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+        let start = readme.find("```toml\n# mandate.toml").expect("the example in README.md") + "```toml\n".len();
+        let example = &readme[start..start + readme[start..].find("```").unwrap()];
+        let file = parse_file(example, Path::new("README.md")).unwrap();
+        let oidc = file.oidc.unwrap();
+        assert_eq!(oidc.roles.approver, Some(vec!["finance-approvers".to_owned()]));
+        assert_eq!(oidc.jwks_file, Some(PathBuf::from("/etc/mandate/idp-jwks.json")));
+    }
+
+    #[test]
+    fn a_bad_oidc_section_names_the_field_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, section) = oidc_file(dir.path());
+        let check = |text: &str, expected: &str| {
+            let e = format!("{:#}", resolve_text(text).unwrap_err());
+            assert!(e.starts_with(expected), "{e}\nshould start with {expected}");
+        };
+        check(&section.replace("audience = \"mandate\"\n", ""), "oidc.audience: required when `[oidc]` is present");
+        check(&section.replace("issuer = \"https://idp.example.org\"\n", ""), "oidc.issuer: required");
+        check(&section.replace("https://idp.example.org", "idp.example.org"), "oidc.issuer: `idp.example.org`");
+        check(&section.replace("audience = \"mandate\"", "audience = \" \""), "oidc.audience: must not be empty");
+        check(&section.replace(&format!("jwks_file = '{}'\n", path.display()), ""), "oidc.jwks_file: required");
+        check(&format!("{section}clock_skew_seconds = 301\n"), "oidc.clock_skew_seconds: 301");
+        check(
+            &format!("{section}[oidc.roles]\napprover = [\"Finance Approvers\"]\n"),
+            "oidc.roles.approver: `Finance Approvers`",
+        );
+        check(
+            &format!("{section}jwks_url = \"https://idp.example.org/jwks\"\n"),
+            "m.toml:5:1: unknown field `jwks_url`",
+        );
+        check(&format!("{section}[oidc.roles]\nowner = [\"x\"]\n"), "m.toml:6:1: unknown field `owner`");
+        // The file: missing, not JSON, or without a usable key; each error names it.
+        let missing = dir.path().join("nowhere.json");
+        let shown = missing.display().to_string();
+        check(&section.replace(&path.display().to_string(), &shown), &format!("oidc.jwks_file: cannot read `{shown}`"));
+        std::fs::write(&path, "{not json").unwrap();
+        check(&section, &format!("oidc.jwks_file: `{}` is not JSON", path.display()));
+        std::fs::write(&path, r#"{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}"#).unwrap();
+        check(&section, &format!("oidc.jwks_file: `{}`: the issuer's JWKS has no usable", path.display()));
+    }
+
     #[test]
     fn bad_values_name_the_setting() {
         let check = |file: &str, o: Overrides, expected: &str| {
@@ -392,5 +597,8 @@ risk = "read"
         check("[server]\nmax_body_bytes = 1", Overrides::default(), "server.max_body_bytes:");
         check("", Overrides { database_url: Some("postgres://x".into()), ..Overrides::default() }, "database_url");
         check("", Overrides { admin_token: Some("short".into()), ..Overrides::default() }, "MANDATE_ADMIN_TOKEN");
+        let dotted =
+            Overrides { admin_token: Some("looks.like.a-jwt-0123456789abcdef".into()), ..Overrides::default() };
+        check("", dotted, "MANDATE_ADMIN_TOKEN must not contain `.`");
     }
 }

@@ -56,9 +56,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // Say so rather than let an operator believe the upstream is protected.
         tracing::warn!(server = %name, "the MCP gateway is not in this build: the server's tool classification is used, its upstream is not proxied");
     }
+    if let Some(oidc) = &config.settings.oidc {
+        log_issuer_keys(&oidc.jwks_file, &oidc.keys);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let server = Server::start(config, Arc::new(SystemClock)).await?;
+        if let Some(oidc) = server.state().oidc.clone() {
+            tokio::spawn(reload_issuer_keys_on_hangup(oidc));
+        }
         print_banner(server.addr, &server.bootstrap);
         server.serve(shutdown_signal()).await?;
         Ok(())
@@ -98,6 +104,42 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
+}
+
+/// Logs which of the OIDC issuer's keys are in use, and why any were left out.
+fn log_issuer_keys(file: &std::path::Path, keys: &mandate_core::oidc::IssuerKeys) {
+    let kids: Vec<&str> = keys.kids().map(|kid| kid.unwrap_or("(no kid)")).collect();
+    tracing::info!(file = %file.display(), kids = ?kids, "OIDC issuer keys loaded");
+    for skipped in keys.skipped() {
+        tracing::warn!(file = %file.display(), kid = skipped.kid.as_deref().unwrap_or("(no kid)"), reason = %skipped.reason, "OIDC issuer key left out");
+    }
+}
+
+/// Reads the OIDC issuer's JWKS file again on every SIGHUP, so an operator hands over rotated keys by
+/// replacing the file and signalling, without a restart. A file that fails to load changes nothing:
+/// the keys in use stay, and the error is logged.
+async fn reload_issuer_keys_on_hangup(oidc: Arc<mandate_server::auth::oidc::OidcAuthenticator>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: restart the server to load a new OIDC JWKS file");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match config::load_jwks(oidc.jwks_file()) {
+                Ok(keys) => {
+                    log_issuer_keys(oidc.jwks_file(), &keys);
+                    oidc.replace_keys(keys);
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: the OIDC JWKS file did not load; the keys in use stay")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = oidc;
 }
 
 fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap) {

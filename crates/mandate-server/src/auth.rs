@@ -1,13 +1,19 @@
-//! Who is calling: API keys presented as bearer tokens, resolved to the administrator or a human.
+//! Who is calling: bearer API keys, resolved to the administrator or a human, and humans' OIDC ID
+//! tokens (see [`oidc`]).
 //!
 //! Keys are 256-bit random secrets shown once and stored only as SHA-256 hashes. A deactivated
-//! human's keys stop working at the next request. Authorization of each action (who may register,
-//! certify, suspend...) is decided in [`Caller`]'s methods, next to the roles they read.
+//! human's keys stop working at the next request. A bearer value shaped like a JWT (three
+//! dot-separated parts) is an ID token: API keys start with `mnd_` and never contain a dot, and the
+//! administrator token may not either. Authorization of each action (who may register, certify,
+//! suspend...) is decided in [`Caller`]'s methods, next to the roles they read.
+
+pub mod oidc;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use mandate_core::agent::Agent;
@@ -30,7 +36,7 @@ pub fn generate_api_key() -> String {
 pub enum Caller {
     /// The bootstrap administrator credential.
     Admin,
-    /// A human with an API key.
+    /// A human, with an API key or an OIDC ID token.
     Human(Human),
 }
 
@@ -90,30 +96,100 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+/// Whether a bearer value is to be read as a JWT (an OIDC ID token) rather than an API key.
+pub fn looks_like_jwt(bearer: &str) -> bool {
+    !bearer.starts_with(API_KEY_PREFIX) && bearer.split('.').count() == 3
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+/// A refused credential: its problem document, with the RFC 6750 section 3 `WWW-Authenticate`
+/// challenge naming the error (`invalid_request` for a malformed header, `invalid_token` for a
+/// credential that did not verify, none when there was no credential at all, per section 3.1).
+#[derive(Debug)]
+pub struct AuthRejection(pub ApiError);
+
+impl From<ApiError> for AuthRejection {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        let code = self.0.code();
+        let error = match code {
+            _ if self.0.status() != StatusCode::UNAUTHORIZED => None,
+            "auth.missing_credentials" => None,
+            "auth.malformed_credentials" => Some("invalid_request"),
+            _ => Some("invalid_token"),
+        };
+        let mut response = self.0.into_response();
+        if let Some(error) = error {
+            // Codes are dotted lower-case words, so the header value needs no escaping.
+            let challenge = format!(r#"Bearer realm="mandate", error="{error}", error_description="{code}""#);
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AuthRejection> {
         let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("auth.missing_credentials", "send an API key as `Authorization: Bearer <key>`")
+            ApiError::unauthorized(
+                "auth.missing_credentials",
+                "send an API key or an OIDC ID token as `Authorization: Bearer <credential>`",
+            )
         })?;
-        let key = value
+        let bearer = value
             .to_str()
             .ok()
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
-            .filter(|key| !key.is_empty())
+            .map(|(_, credential)| credential.trim())
+            .filter(|credential| !credential.is_empty())
             .ok_or_else(|| {
-                ApiError::unauthorized("auth.malformed_credentials", "the Authorization header must be `Bearer <key>`")
+                ApiError::unauthorized(
+                    "auth.malformed_credentials",
+                    "the Authorization header must be `Bearer <credential>`",
+                )
             })?;
-        match state.store.credential(&hash_api_key(key)).await? {
+        if looks_like_jwt(bearer) {
+            return Ok(Caller::Human(id_token_human(state, bearer).await?));
+        }
+        match state.store.credential(&hash_api_key(bearer)).await.map_err(ApiError::from)? {
             Some(CredentialOwner::Admin) => Ok(Caller::Admin),
             Some(CredentialOwner::Human(h)) => Ok(Caller::Human(h)),
             None => Err(ApiError::unauthorized(
                 "auth.invalid_credentials",
                 "the API key is unknown, replaced, or belongs to a deactivated human",
-            )),
+            )
+            .into()),
         }
     }
+}
+
+/// The human an OIDC ID token stands for, or why it is refused (401 with the `oidc.*` code).
+async fn id_token_human(state: &AppState, token: &str) -> Result<Human, ApiError> {
+    let Some(oidc) = &state.oidc else {
+        return Err(ApiError::unauthorized(
+            "auth.oidc_not_configured",
+            "the bearer value is a JWT, taken for an OIDC ID token, but this server has no `[oidc]` issuer configured; use an API key",
+        ));
+    };
+    let identity = oidc.verify(token, state.now_secs()).map_err(|e| {
+        tracing::info!(code = e.code(), issuer = oidc.issuer(), "OIDC ID token refused");
+        ApiError::unauthorized(e.code(), format!("the OIDC ID token was refused: {e}"))
+    })?;
+    let id = identity.human.clone();
+    let registered = state.store.human(&id).await?;
+    oidc.human(identity, registered, state.clock.now()).ok_or_else(|| {
+        ApiError::unauthorized(
+            "auth.invalid_credentials",
+            format!("the human `{id}` is deactivated in Mandate; a valid ID token does not bring them back"),
+        )
+    })
 }

@@ -186,6 +186,9 @@ pub enum StartError {
     /// The administrator token given is too weak.
     #[error("MANDATE_ADMIN_TOKEN must be at least 24 characters")]
     WeakAdminToken,
+    /// The administrator token given contains a `.`, so it would be taken for an OIDC ID token.
+    #[error("MANDATE_ADMIN_TOKEN must not contain `.`: a bearer value with dots is read as an OIDC ID token")]
+    DottedAdminToken,
     /// The signing keys could not be loaded or created.
     #[error("{0}")]
     Keys(String),
@@ -323,6 +326,9 @@ async fn bootstrap_admin(state: &AppState, given: Option<&str>) -> Result<Option
 pub fn validate_admin_token(token: &str) -> Result<(), StartError> {
     if token.chars().count() < 24 {
         return Err(StartError::WeakAdminToken);
+    }
+    if token.contains('.') {
+        return Err(StartError::DottedAdminToken);
     }
     Ok(())
 }

@@ -25,6 +25,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How mandates are issued and checked.
     pub mandates: MandateSettings,
+    /// The IdP whose OIDC ID tokens authenticate humans; `None` accepts API keys only.
+    pub oidc: Option<crate::auth::oidc::OidcConfig>,
 }
 
 /// How mandates are issued and checked.
@@ -172,6 +174,9 @@ pub struct AppState {
     pub catalogue: Arc<crate::catalogue::Catalogue>,
     /// Verified mandate tokens.
     pub tokens: Arc<TokenCache>,
+    /// The OIDC issuer humans authenticate with, when configured; its keys can be replaced while
+    /// running.
+    pub oidc: Option<Arc<crate::auth::oidc::OidcAuthenticator>>,
 }
 
 impl AppState {
@@ -187,6 +192,7 @@ impl AppState {
         // that long is enough to refuse every replay.
         let window = settings.mandates.proof_max_age_secs + 2 * settings.mandates.clock_skew_secs;
         let settings_replay_capacity = settings.mandates.replay_cache_capacity;
+        let oidc = settings.oidc.clone().map(|config| Arc::new(crate::auth::oidc::OidcAuthenticator::new(config)));
         Self {
             decisions: store.clone(),
             store,
@@ -202,6 +208,7 @@ impl AppState {
             behaviour: Arc::default(),
             catalogue: Arc::default(),
             tokens: Arc::default(),
+            oidc,
         }
     }
 

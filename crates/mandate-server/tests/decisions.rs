@@ -350,10 +350,11 @@ fn a_held_call_is_approved_used_once_and_never_reused_or_moved() {
     assert_eq!((d["decision"].as_str(), codes(&d)), (Some("approval_required"), one("approval.pending", 1)));
     let (_, queue) = org.carol.get("/v1/approvals");
     assert_eq!(queue["approvals"][0]["id"], approval.as_str());
-    // The agent cannot approve its own call: its mandate is no credential here.
+    // The agent cannot approve its own call: its mandate is no credential here (a JWT is taken for
+    // a human's OIDC ID token, and this server trusts no IdP; tests/oidc.rs has the case with one).
     let agent = org.server.client(Some(token));
     let (status, problem) = agent.post(&format!("/v1/approvals/{approval}/approve"), &json!({}));
-    assert_eq!((status, problem["code"].as_str()), (401, Some("auth.invalid_credentials")));
+    assert_eq!((status, problem["code"].as_str()), (401, Some("auth.oidc_not_configured")));
     // Someone with neither the approver role nor ownership may not either.
     let bob = org.server.human("bob@example.org", json!({}));
     let (status, problem) = bob.post(&format!("/v1/approvals/{approval}/approve"), &json!({}));

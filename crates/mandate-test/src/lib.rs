@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod oidc;
 pub mod process;
 
 use ed25519_dalek::SigningKey;
@@ -32,6 +33,7 @@ pub struct TestServer {
     /// The clock the server reads; move it with `clock.advance(..)`.
     pub clock: Arc<ManualClock>,
     data_dir: PathBuf,
+    settings: Settings,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -56,16 +58,23 @@ pub fn settings() -> Settings {
             replay_cache_capacity: 100_000,
             clock_skew_secs: 30,
         },
+        oidc: None,
     }
 }
 
 impl TestServer {
     /// Starts a server over the database in `data_dir` (created if needed) at the clock's time.
     pub fn start(data_dir: &Path, clock: Arc<ManualClock>) -> Self {
+        Self::start_with(data_dir, clock, settings())
+    }
+
+    /// [`TestServer::start`] with other settings, e.g. [`settings`] with an OIDC issuer
+    /// ([`oidc::TestIssuer::config`]).
+    pub fn start_with(data_dir: &Path, clock: Arc<ManualClock>, settings: Settings) -> Self {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.to_owned(),
-            settings: settings(),
+            settings: settings.clone(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             demo: false,
             issuer_from_listener: false,
@@ -92,6 +101,7 @@ impl TestServer {
             url: format!("http://{addr}"),
             clock,
             data_dir: data_dir.to_owned(),
+            settings,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         }
@@ -105,10 +115,17 @@ impl TestServer {
         (dir, server)
     }
 
-    /// Stops this server and starts another over the same database and clock.
+    /// A server with `settings` over a new database in `dir` at 2026-11-01 09:00 UTC; for settings
+    /// that name files the test writes in the same directory first (an OIDC issuer's JWKS).
+    pub fn fresh_in(dir: &Path, settings: Settings) -> Self {
+        let clock = Arc::new(ManualClock::new(datetime!(2026-11-01 09:00 UTC)));
+        Self::start_with(&dir.join("data"), clock, settings)
+    }
+
+    /// Stops this server and starts another over the same database, clock and settings.
     pub fn restart(mut self) -> Self {
         self.stop();
-        Self::start(&self.data_dir.clone(), self.clock.clone())
+        Self::start_with(&self.data_dir.clone(), self.clock.clone(), self.settings.clone())
     }
 
     fn stop(&mut self) {
