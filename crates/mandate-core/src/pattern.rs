@@ -629,7 +629,10 @@ fn normalise_resource(input: &str, pattern: bool) -> Result<Glob, PatternError> 
             if segment.is_empty() && !(star && i + 1 == segments.len()) {
                 return Err(PatternError::ResourceEmptySegment(owned()));
             }
-            if *segment == "." || *segment == ".." {
+            // A segment's path parameters (`..;x`) are dropped by some servers before they resolve
+            // dot segments, so `..;` is a dot segment too: judged by what precedes the first `;`.
+            let bare = segment.split(';').next().unwrap_or(segment);
+            if bare == "." || bare == ".." {
                 return Err(PatternError::ResourceDotSegment(owned()));
             }
         }

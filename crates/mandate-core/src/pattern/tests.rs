@@ -120,6 +120,11 @@ fn resources() {
     check_resource("erp://Ledger/..", Err(ResourceDotSegment(e("erp://Ledger/.."))));
     check_resource("erp://l/a/./b", Err(ResourceDotSegment(e("erp://l/a/./b"))));
     check_resource("erp://l/%2e%2E/x", Err(ResourceDotSegment(e("erp://l/%2e%2E/x"))));
+    // `..;` is resolved as `..` by servers that strip path parameters first.
+    check_resource("erp://l/2026-10/..;/2026-11", Err(ResourceDotSegment(e("erp://l/2026-10/..;/2026-11"))));
+    check_resource("erp://l/%2e%2e;x/y", Err(ResourceDotSegment(e("erp://l/%2e%2e;x/y"))));
+    check_resource("erp://l/.;/y", Err(ResourceDotSegment(e("erp://l/.;/y"))));
+    check_resource("erp://l/a;b/y", Ok("erp://l/a;b/y"));
     check_resource("erp://l/..*", Err(ResourceDotSegment(e("erp://l/..*"))));
     check_resource("erp://l/a%2Fb", Err(ResourcePercent { input: e("erp://l/a%2Fb"), escape: e("%2F") }));
     for escape in ["%5C", "%25", "%00", "%C3", "%2A", "%2f"] {
