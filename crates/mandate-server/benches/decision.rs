@@ -1,0 +1,398 @@
+//! The whole tool-call decision, in process, beside its own unavoidable parts measured in the same run.
+//!
+//! What is measured (issue 5: "the whole decision costs at most 1.5x the sum of those parts"):
+//!
+//! - `decision/authorize`: [`AppState::authorize`] for an allowed call with a warm token cache: token
+//!   (cache hit), proof, revocation, chain (registry reads), scope (stored ancestors), budget,
+//!   behaviour, Cedar, and the decision event appended to the ledger, durable (SQLite, WAL,
+//!   `synchronous = FULL`, on the directory in `MANDATE_BENCH_DIR` or the system's temporary one).
+//!   Every call carries its own proof, signed before the clock starts, with a fresh `iat` and a unique
+//!   `jti`, exactly as an agent would send it;
+//! - `decision/ed25519_verify_proof`: one raw `verify_strict` of such a proof's signature, the
+//!   signature check no decision can skip;
+//! - `decision/cedar_call`: one Cedar evaluation (`decide_call`) of the same request against the same
+//!   active policy set;
+//! - `decision/ledger_append`: one durable append of an event of the decision's size, alone: the
+//!   fsync the contract ("an allow is durable before it is returned") puts on every decision.
+//!
+//! The four run round-robin, call by call (as `mandate-core`'s token benchmarks do), so that load
+//! that comes and goes on a shared two-core machine weighs on all of them alike; each prints its time
+//! relative to the parts over the very same iterations. `scripts/bench.sh` reads those lines and
+//! writes the table in BENCHMARKS.md.
+//!
+//! Besides, `behaviour/assess_*` measures the drift check alone with as many recent calls in its
+//! one-minute window as a chain making calls at that rate has, because it grows with the call rate.
+
+// Benchmark setup with fixed, valid inputs: a failure is a bug in the benchmark itself, and
+// panicking is the right way for a bench binary to report it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, Criterion};
+use ed25519_dalek::{Signature, SigningKey};
+use mandate_core::event::NewEvent;
+use mandate_core::id::{AgentId, HumanId};
+use mandate_core::jose::{sign_proof, verify_proof, Htu, ProofClaims, ProofExpectations};
+use mandate_core::jwk::Ed25519PublicJwk;
+use mandate_policy::{AgentFacts, CallRequest, HumanFacts, Outcome, ToolFacts};
+use mandate_server::behaviour::{Behaviour, CallShape};
+use mandate_server::clock::SystemClock;
+use mandate_server::decision::AuthorizeRequest;
+use mandate_server::state::AppState;
+use mandate_server::{Server, ServerConfig};
+use mandate_test::{agent_jwk, agent_key, agent_spec, ADMIN_TOKEN, ISSUER};
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+/// Criterion's samples per benchmark.
+const SAMPLES: usize = 40;
+const TOOL: &str = "erp/read_ledger";
+const RESOURCE: &str = "erp://ledger/2026-10/ap";
+const PURPOSE: &str = "Prepare the October 2026 close report";
+const CATEGORY: &str = "finance.close";
+
+/// A server's state over a fresh database, an organisation set up through the API, and a mandate.
+struct Fixture {
+    state: AppState,
+    token: String,
+    agent: SigningKey,
+    authorize_url: String,
+    /// Kept so that its store stays open; its listener is never served (requests go to the router
+    /// and to `authorize` directly).
+    _server: Server,
+    /// Dropped after the server and before the directory (fields drop in order).
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn bench_dir() -> PathBuf {
+    std::env::var_os("MANDATE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+}
+
+async fn call(state: &AppState, method: &str, path: &str, bearer: &str, body: &Value) -> Value {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {bearer}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = mandate_server::app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {path}: {status} {value}");
+    value
+}
+
+fn fixture() -> Fixture {
+    // Two workers, as `mandate serve` has on this machine; the bench thread drives the decisions.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    std::fs::create_dir_all(bench_dir()).unwrap();
+    let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+    eprintln!("database in {}", dir.path().display());
+    let mut settings = mandate_test::settings();
+    // Neither the budget nor the replay cache is what is measured here.
+    settings.mandates.limits.max_calls_ceiling = 100_000_000;
+    settings.mandates.replay_cache_capacity = 2_000_000;
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        settings,
+        admin_token: Some(ADMIN_TOKEN.to_owned()),
+        demo: false,
+        issuer_from_listener: false,
+        catalogue: Vec::new(),
+        ledger: mandate_server::ledger::LedgerSettings::DEFAULT,
+    };
+    let (server, state, token) = runtime.block_on(async {
+        let server = Server::start(config, Arc::new(SystemClock)).await.unwrap();
+        let state = server.state().clone();
+        let alice =
+            call(&state, "POST", "/v1/humans", ADMIN_TOKEN, &json!({"id": "alice@example.org", "groups": ["finance"]}))
+                .await;
+        let alice_key = alice["api_key"].as_str().unwrap().to_owned();
+        let spec = agent_spec("finance-close", "user:alice@example.org", json!({"public_key_jwk": agent_jwk(1)}));
+        call(&state, "POST", "/v1/agents", ADMIN_TOKEN, &spec).await;
+        call(
+            &state,
+            "PUT",
+            &format!("/v1/tools/{TOOL}"),
+            ADMIN_TOKEN,
+            &json!({"data_class": "financial", "risk": "read", "server_environment": "production"}),
+        )
+        .await;
+        let granted = call(
+            &state,
+            "POST",
+            "/v1/mandates",
+            &alice_key,
+            &json!({"agent": "finance-close", "purpose": PURPOSE, "category": CATEGORY,
+                    "authorization_details": [{"type": "mcp_tool", "tools": [TOOL, "fx/convert"],
+                        "resources": ["erp://ledger/2026-10/*"], "data_classes": ["financial", "internal"],
+                        "actions": ["read"]}],
+                    "max_calls": 100_000_000u64, "ttl_seconds": 3600}),
+        )
+        .await;
+        (server, state, granted["token"].as_str().unwrap().to_owned())
+    });
+    let authorize_url = format!("{ISSUER}/v1/authorize");
+    Fixture { runtime, state, token, agent: agent_key(1), authorize_url, _server: server, _dir: dir }
+}
+
+impl Fixture {
+    /// A call with a fresh proof of its own.
+    fn request(&self, n: u64) -> AuthorizeRequest {
+        let iat = time::OffsetDateTime::now_utc().unix_timestamp();
+        let jti = format!("bench-{n}-{iat}");
+        let claims =
+            ProofClaims { jti: &jti, htm: "POST", htu: &self.authorize_url, iat, access_token: Some(&self.token) };
+        AuthorizeRequest {
+            token: self.token.clone(),
+            proof: sign_proof(&claims, &self.agent).unwrap(),
+            tool: TOOL.to_owned(),
+            arguments: json!({"period": "2026-10", "account": "ap"}),
+            resource: Some(RESOURCE.to_owned()),
+            approval_id: None,
+        }
+    }
+
+    fn authorize(&self, request: &AuthorizeRequest) -> Value {
+        let response = self.runtime.block_on(self.state.authorize(request, false));
+        serde_json::to_value(response).unwrap()
+    }
+}
+
+/// The Cedar request `authorize` builds for the benchmark's call, from the same registry facts.
+fn cedar_request(risk: &Value) -> CallRequest {
+    let now = time::OffsetDateTime::now_utc();
+    CallRequest {
+        agent: AgentFacts {
+            id: "finance-close".into(),
+            class: "enterprise".into(),
+            environment: "production".into(),
+            owner: "alice@example.org".into(),
+            state: "active".into(),
+        },
+        chain: Vec::new(),
+        root: HumanFacts {
+            id: "alice@example.org".into(),
+            groups: vec!["finance".into()],
+            roles: Vec::new(),
+            sandbox: false,
+        },
+        tool: ToolFacts {
+            name: TOOL.into(),
+            server: "erp".into(),
+            server_environment: "production".into(),
+            data_class: "financial".into(),
+            risk: "read".into(),
+        },
+        category: CATEGORY.into(),
+        purpose: PURPOSE.into(),
+        depth: 0,
+        action: "read".into(),
+        resource_uri: Some(RESOURCE.into()),
+        hour: now.hour(),
+        weekday: now.weekday().number_from_monday(),
+        risk_score: risk["score"].as_u64().unwrap_or(0) as u32,
+        signals: risk["signals"]
+            .as_array()
+            .map(|s| s.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The ledger event of the benchmark's decision, with a detail of the same shape and size.
+fn decision_event(n: u64) -> NewEvent {
+    let detail = json!({
+        "reasons": [{"code": "decision.allowed", "message": "within the mandate, every ancestor, the chain's boundaries and policy", "hop": 1}],
+        "policies": ["call.within-mandate"], "risk": {"score": 20, "signals": ["volume"]},
+        "data_class": "financial", "action": "read", "depth": 1, "root": "user:alice@example.org",
+        "approval_id": null, "policy_version": "1:0123456789abcdef",
+        "arguments": {"sha256": format!("{n:064x}"), "bytes": 34},
+    });
+    let at = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let mut event = NewEvent::new("decision", "spiffe://example.org/agent/finance-close", at, &detail);
+    event.agent = Some("finance-close".into());
+    event.chain_id = Some("bench-chain".into());
+    event.mandate_id = Some("bench-mandate".into());
+    event.tool = Some(TOOL.into());
+    event.resource = Some(RESOURCE.into());
+    event.decision = Some("allow".into());
+    event
+}
+
+fn decision(c: &mut Criterion) {
+    let f = fixture();
+    let (_, policies) = f.state.policy.current().expect("a policy set is active");
+
+    // Sanity, and the behaviour the Cedar request must carry: one real decision first.
+    let first = f.authorize(&f.request(0));
+    assert_eq!(first["decision"], "allow", "{first}");
+    let cedar = cedar_request(&first["risk"]);
+    let decided = policies.decide_call(&cedar);
+    assert_eq!(
+        (decided.outcome, decided.matched.clone()),
+        (
+            Outcome::Allow,
+            first["policies"]
+                .as_array()
+                .map(|p| p.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        )
+    );
+
+    // The raw signature check of a proof: its signing input and signature, as `verify_proof` sees them.
+    let sample = f.request(0).proof;
+    let (signing_input, signature) = sample.rsplit_once('.').unwrap();
+    let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+    let agent_public = f.agent.verifying_key();
+    agent_public.verify_strict(signing_input.as_bytes(), &signature).unwrap();
+    eprintln!(
+        "mandate token: {} bytes; proof: {} bytes; first decision: {} (risk {})",
+        f.token.len(),
+        sample.len(),
+        first["decision"],
+        first["risk"]
+    );
+
+    // `ops` run in this order in every round; `authorize` gets the pre-signed request of its round.
+    const OPS: [&str; 4] = ["ed25519_verify_proof", "cedar_call", "ledger_append", "authorize"];
+    let mut counter = 1u64;
+    let mut run = |iters: u64| -> [Duration; 4] {
+        let requests: Vec<AuthorizeRequest> = (0..iters).map(|i| f.request(counter + i)).collect();
+        let events: Vec<NewEvent> = (0..iters).map(|i| decision_event(counter + i)).collect();
+        counter += iters;
+        let mut totals = [Duration::ZERO; 4];
+        for (request, event) in requests.iter().zip(events) {
+            let start = Instant::now();
+            black_box(agent_public.verify_strict(black_box(signing_input.as_bytes()), black_box(&signature))).unwrap();
+            totals[0] += start.elapsed();
+
+            let start = Instant::now();
+            let d = policies.decide_call(black_box(&cedar));
+            assert_eq!(d.outcome, Outcome::Allow);
+            totals[1] += start.elapsed();
+
+            let start = Instant::now();
+            black_box(f.runtime.block_on(f.state.store.append_event(event)).unwrap());
+            totals[2] += start.elapsed();
+
+            let start = Instant::now();
+            let response = f.runtime.block_on(f.state.authorize(black_box(request), false));
+            totals[3] += start.elapsed();
+            assert_eq!(response.decision, "allow", "{:?}", response.reasons);
+        }
+        totals
+    };
+
+    let mut group = c.benchmark_group("decision");
+    for (index, name) in OPS.iter().enumerate() {
+        // Per sample: the op's time over the same iterations' (verify + cedar) and append.
+        let mut ratios: Vec<(f64, f64)> = Vec::new();
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                let t = run(iters);
+                let parts = t[0].as_secs_f64() + t[1].as_secs_f64();
+                ratios.push((t[index].as_secs_f64() / parts, (t[3].as_secs_f64() - t[2].as_secs_f64()) / parts));
+                t[index]
+            })
+        });
+        let mut samples = ratios.split_off(ratios.len().saturating_sub(SAMPLES));
+        if samples.is_empty() {
+            continue;
+        }
+        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let median = samples[samples.len() / 2].0;
+        println!("paired ratio decision/{name} / parts: {median:.4} (median of {} interleaved samples)", samples.len());
+        if *name == "authorize" {
+            samples.sort_by(|a, b| a.1.total_cmp(&b.1));
+            let median = samples[samples.len() / 2].1;
+            println!(
+                "paired ratio decision/authorize_minus_ledger_append / parts: {median:.4} (median of {} interleaved samples)",
+                samples.len()
+            );
+        }
+    }
+    group.finish();
+
+    // Where the rest of the time goes: the decision's other steps, each alone (not paired).
+    let mut group = c.benchmark_group("decision_steps");
+    let htu = Htu::parse(&f.authorize_url).unwrap();
+    let jkt = Ed25519PublicJwk::from_verifying_key(agent_public).thumbprint();
+    let agent_id = AgentId::parse("finance-close").unwrap();
+    let human_id = HumanId::parse("alice@example.org").unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let expectations = ProofExpectations {
+        htm: "POST",
+        htu: &htu,
+        access_token: Some(&f.token),
+        expected_jkt: &jkt,
+        now,
+        max_age_secs: 60,
+        skew_secs: 30,
+    };
+    let proof = sample.clone();
+    verify_proof(&proof, &expectations).unwrap();
+    group.bench_function("verify_proof", |b| b.iter(|| verify_proof(black_box(&proof), &expectations).unwrap()));
+    group.bench_function("verify_token_cached", |b| {
+        b.iter(|| f.runtime.block_on(f.state.verify_token(black_box(&f.token))).unwrap())
+    });
+    group.bench_function("store_agent", |b| {
+        b.iter(|| f.runtime.block_on(f.state.store.agent(black_box(&agent_id))).unwrap().unwrap())
+    });
+    group.bench_function("store_human", |b| {
+        b.iter(|| f.runtime.block_on(f.state.store.human(black_box(&human_id))).unwrap().unwrap())
+    });
+    group.bench_function("block_on_empty", |b| b.iter(|| f.runtime.block_on(async { black_box(1) })));
+    group.finish();
+}
+
+/// `Behaviour::assess` for one chain with `n` calls in the last minute (n = rate x 60 s).
+fn behaviour(c: &mut Criterion) {
+    let mut group = c.benchmark_group("behaviour");
+    for per_sec in [10u32, 1_000, 5_000] {
+        let b = Behaviour::default();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let shape = |t: i64| CallShape {
+            chain_id: "chain",
+            agent: "finance-close",
+            tool: TOOL,
+            data_class: "financial",
+            classified: true,
+            depth: 1,
+            now: t,
+        };
+        for i in 0..per_sec * 60 {
+            b.record(&shape(now - 59 + i64::from(i / per_sec)));
+        }
+        group.bench_function(format!("assess_{per_sec}_calls_per_sec"), |bench| {
+            bench.iter(|| black_box(b.assess(black_box(&shape(now)))))
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    // Two shared cores: short runs, enough samples for a stable median.
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(SAMPLES)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = decision, behaviour
+}
+criterion_main!(benches);
