@@ -1,0 +1,225 @@
+//! `mandate-load`: a load test of `POST /v1/authorize` over HTTP, on loopback only.
+//!
+//! It starts `mandate serve` from a binary over a fresh data directory (or targets one already
+//! running on loopback), sets up an organisation through the HTTP API (a human, an agent, the tool's
+//! classification, mandates with budgets far above what a run spends), then, for each concurrency
+//! level, drives `POST /v1/authorize` from N clients for a fixed time: one keep-alive connection and
+//! one request in flight per client, a DPoP proof of its own on every call. It prints decisions per
+//! second, latency percentiles, error counts and where the CPU went, and stops by itself: every
+//! level is bounded in time and in calls (the proofs signed for it), and the server it started is
+//! stopped at the end.
+//!
+//! `scripts/load.sh` builds the binaries, runs this, and writes the `## Load` section of
+//! BENCHMARKS.md from its JSON output.
+
+mod cpu;
+mod http;
+mod run;
+mod server;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use http::Target;
+use run::{LevelPlan, LevelResult};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Load test of `POST /v1/authorize` on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "mandate-load", version)]
+struct Args {
+    /// The `mandate` binary to start (over a fresh temporary data directory).
+    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+    server: Option<PathBuf>,
+    /// Or the base URL of a server already running on loopback, e.g. `http://127.0.0.1:8080`.
+    #[arg(long, requires = "admin_token")]
+    url: Option<String>,
+    /// The administrator token of the server given by `--url`.
+    #[arg(long, env = "MANDATE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Where to create the started server's data directory (its file system decides what an fsync
+    /// costs; the default is the system's temporary directory).
+    #[arg(long)]
+    data_parent: Option<PathBuf>,
+    /// `MANDATE_LOG` for the started server (its own default: one log line per decision).
+    #[arg(long, default_value = "info,sqlx=warn")]
+    server_log: String,
+    /// Concurrency levels, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Seconds measured at each level.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of unmeasured calls before each level's window.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// All clients share one mandate (one chain) instead of one mandate each.
+    #[arg(long)]
+    shared_mandate: bool,
+    /// The highest rate, in decisions per second, the proofs signed for a level can sustain; a
+    /// level that runs out is flagged.
+    #[arg(long, default_value_t = 20_000)]
+    max_rate: usize,
+    /// The highest rate one client can sustain (caps the proofs signed per client).
+    #[arg(long, default_value_t = 5_000)]
+    max_rate_per_client: usize,
+    /// Write the results as JSON to this file too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Limits that keep a run bounded whatever the flags say.
+const MAX_CLIENTS: usize = 512;
+const MAX_LEVELS: usize = 8;
+const MAX_SECONDS: u64 = 50;
+const MAX_PROOFS_PER_LEVEL: usize = 2_000_000;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("mandate-load: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if args.clients.is_empty() || args.clients.len() > MAX_LEVELS {
+        bail!("--clients: give 1 to {MAX_LEVELS} levels");
+    }
+    if let Some(c) = args.clients.iter().find(|c| **c == 0 || **c > MAX_CLIENTS) {
+        bail!("--clients: {c} is not within 1..={MAX_CLIENTS}");
+    }
+    // Proofs are accepted up to 60 s after they were signed: the warm-up and window must fit.
+    if args.duration == 0 || args.duration + args.warmup > MAX_SECONDS {
+        bail!("--duration and --warmup: at least 1 s measured and at most {MAX_SECONDS} s in all, so that proofs signed before a level are still fresh at its end");
+    }
+    let spawned = match &args.server {
+        Some(binary) => {
+            let parent = args.data_parent.clone().unwrap_or_else(std::env::temp_dir);
+            let options = server::SpawnOptions { binary, data_parent: &parent, log_filter: &args.server_log };
+            Some(server::Spawned::start(&options)?)
+        }
+        None => None,
+    };
+    let (url, admin_token) = match (&spawned, &args.url, &args.admin_token) {
+        (Some(s), _, _) => (s.url.clone(), s.admin_token.clone()),
+        (None, Some(u), Some(t)) => (u.clone(), t.clone()),
+        _ => bail!("give --server, or --url with --admin-token"),
+    };
+    let target = Target::parse(&url)?;
+    let server_pid = spawned.as_ref().map(server::Spawned::pid);
+    if let Some(s) = &spawned {
+        eprintln!(
+            "server: pid {}, {}, data in {}, log {}",
+            s.pid(),
+            s.url,
+            s.data_dir.path().display(),
+            s.log_path().display()
+        );
+    }
+
+    let setup = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let most_clients = args.clients.iter().copied().max().unwrap_or(1);
+    let mandates = if args.shared_mandate { 1 } else { most_clients };
+    let org = setup.block_on(async {
+        server::wait_healthy(&target, Duration::from_secs(30)).await?;
+        server::set_up(&target, &admin_token, mandates).await
+    })?;
+    drop(setup);
+    eprintln!("org: {} mandate(s) for one agent, proofs for {}", org.tokens.len(), org.authorize_url);
+
+    let mut results: Vec<LevelResult> = Vec::new();
+    for &clients in &args.clients {
+        let seconds = (args.warmup + args.duration) as usize;
+        let per_client = (args.max_rate * seconds / clients).min(args.max_rate_per_client * seconds).max(1);
+        let per_client = per_client.min(MAX_PROOFS_PER_LEVEL / clients);
+        let plan = LevelPlan {
+            clients,
+            warmup: Duration::from_secs(args.warmup),
+            duration: Duration::from_secs(args.duration),
+            proofs_per_client: per_client,
+            shared_mandate: args.shared_mandate,
+            request_timeout: REQUEST_TIMEOUT,
+        };
+        eprintln!(
+            "level: {clients} client(s), signing {} proofs, then {} s + {} s",
+            per_client * clients,
+            args.warmup,
+            args.duration
+        );
+        let r =
+            run::run_level(&target, &org, &plan, server_pid).with_context(|| format!("level of {clients} clients"))?;
+        eprintln!("  {}", summary(&r));
+        results.push(r);
+    }
+
+    println!("{}", table(&results));
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "url": url,
+            "started_server": args.server.as_ref().map(|p| p.display().to_string()),
+            "server_log": args.server_log,
+            "shared_mandate": args.shared_mandate,
+            "warmup_secs": args.warmup,
+            "duration_secs": args.duration,
+            "levels": results,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(r) = results.iter().find(|r| r.denied + r.http_errors + r.io_errors > 0 || r.proofs_exhausted) {
+        eprintln!(
+            "warning: level of {} clients: {}",
+            r.clients,
+            r.first_error.clone().unwrap_or_else(|| "ran out of proofs".into())
+        );
+    }
+    Ok(())
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn summary(r: &LevelResult) -> String {
+    format!(
+        "{:.0} decisions/s, p50 {} ms, p99 {} ms, errors {}, cores: server {:.2}, client {:.2}, other {:.2}{}",
+        r.decisions_per_sec,
+        ms(r.p50_us),
+        ms(r.p99_us),
+        r.denied + r.http_errors + r.io_errors,
+        r.server_cores,
+        r.client_cores,
+        r.other_cores,
+        if r.proofs_exhausted { " (ran out of proofs)" } else { "" }
+    )
+}
+
+/// The results as a Markdown table.
+fn table(results: &[LevelResult]) -> String {
+    let mut out = String::from(
+        "| clients | mandates | decisions/s | p50 ms | p90 ms | p99 ms | max ms | allowed | denied | http errors | io errors | server cores | client cores | other cores |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in results {
+        out.push_str(&format!(
+            "| {} | {} | {:.0}{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |\n",
+            r.clients,
+            r.mandates,
+            r.decisions_per_sec,
+            if r.proofs_exhausted { " (ran out of proofs)" } else { "" },
+            ms(r.p50_us),
+            ms(r.p90_us),
+            ms(r.p99_us),
+            ms(r.max_us),
+            r.allowed,
+            r.denied,
+            r.http_errors,
+            r.io_errors,
+            r.server_cores,
+            r.client_cores,
+            r.other_cores
+        ));
+    }
+    out
+}
