@@ -103,6 +103,12 @@ impl Catalogue {
         }
     }
 
+    /// Every catalogued tool that `pattern` matches.
+    pub fn matching(&self, pattern: &mandate_core::pattern::ToolPattern) -> Vec<ToolRecord> {
+        let map = self.tools.read().unwrap_or_else(|p| p.into_inner());
+        map.values().filter(|t| ToolName::parse(&t.name).is_ok_and(|n| pattern.matches(&n))).cloned().collect()
+    }
+
     fn put(&self, t: ToolRecord) {
         self.tools.write().unwrap_or_else(|p| p.into_inner()).insert(t.name.clone(), t);
     }

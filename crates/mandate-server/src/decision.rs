@@ -276,21 +276,16 @@ impl AppState {
                 return Verdict::Deny;
             }
         };
-        let replay_key = format!("dpop:{}:{}", proof.jkt(), proof.jti());
-        let replayed = self.replay.lock().unwrap_or_else(|p| p.into_inner()).check_and_insert(&replay_key, now);
-        if let Err(e) = replayed {
-            ctx.reason(e.code(), e.to_string(), Some(record.depth));
-            ctx.step("proof", "fail", e.to_string());
-            return Verdict::Deny;
-        }
         ctx.step(
             "proof",
             "pass",
             format!("signed by the key of `cnf.jkt` `{}`, jti `{}`", record.key_thumbprint, proof.jti()),
         );
 
-        // 3. Revocation of this mandate or any ancestor, from memory.
-        if let Some(revoked) = self.revocations.revoked_in(&record) {
+        // 3. Revocation of this mandate or any ancestor, from memory, and from the store's record.
+        let revoked =
+            self.revocations.revoked_in(&record).or_else(|| stored.revocation.as_ref().map(|_| record.id.clone()));
+        if let Some(revoked) = revoked {
             let hop = if revoked == record.id {
                 record.depth
             } else {
@@ -347,6 +342,13 @@ impl AppState {
                             Some(hop),
                         );
                     }
+                    if i + 1 == record.chain_agents.len() && a.public_key_jwk.thumbprint() != record.key_thumbprint {
+                        ctx.reason(
+                            "chain.key_replaced",
+                            format!("agent `{id}`'s key was replaced after this mandate was issued"),
+                            Some(hop),
+                        );
+                    }
                     if !a.boundary.environments.contains(&class.server_environment) {
                         ctx.reason(
                             "chain.environment_not_allowed",
@@ -370,12 +372,21 @@ impl AppState {
                     agents.push(a);
                 }
                 Ok(None) => ctx.reason("chain.agent_unknown", format!("agent `{id}` is not registered"), Some(hop)),
-                Err(e) => ctx.reason("internal.error", format!("reading agent `{id}`: {e}"), Some(hop)),
+                Err(e) => self.internal(ctx, format!("reading agent `{id}`: {e}"), Some(hop)),
             }
         }
         if !ctx.reasons.is_empty() {
             let detail = ctx.reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>().join("; ");
             ctx.step("chain", "fail", detail);
+            return Verdict::Deny;
+        }
+        // The proof's id is remembered only now, once the mandate and its chain are known to be live:
+        // a revoked or suspended agent cannot fill the replay cache and lock everyone else out.
+        let replay_key = format!("dpop:{}:{}", proof.jkt(), proof.jti());
+        let replayed = self.replay.lock().unwrap_or_else(|p| p.into_inner()).check_and_insert(&replay_key, now);
+        if let Err(e) = replayed {
+            ctx.reason(e.code(), e.to_string(), Some(record.depth));
+            ctx.step("proof", "fail", e.to_string());
             return Verdict::Deny;
         }
         ctx.step(
@@ -392,7 +403,7 @@ impl AppState {
                 Ok(None) => {
                     ctx.reason("chain.mandate_unknown", format!("ancestor `{id}` is not a stored mandate"), None)
                 }
-                Err(e) => ctx.reason("internal.error", format!("reading mandate `{id}`: {e}"), None),
+                Err(e) => self.internal(ctx, format!("reading mandate `{id}`: {e}"), None),
             }
         }
         chain.push(record.clone());
@@ -442,6 +453,15 @@ impl AppState {
         };
         ctx.risk = self.behaviour.assess(&shape);
         let root = match self.store.human(&record.root.human()).await {
+            Ok(Some(h)) if !h.active => {
+                ctx.reason(
+                    "chain.root_inactive",
+                    format!("`{}` who granted this chain was deactivated", record.root),
+                    Some(1),
+                );
+                ctx.step("chain", "fail", "the root human was deactivated");
+                return Verdict::Deny;
+            }
             Ok(Some(h)) => HumanFacts {
                 id: h.id.to_string(),
                 groups: h.groups.iter().map(ToString::to_string).collect(),
@@ -531,6 +551,12 @@ impl AppState {
     }
 
     fn allow(&self, ctx: &mut Ctx, chain: &[&MandateRecord], shape: &CallShape<'_>) -> Verdict {
+        // A revocation acknowledged while this decision was being made wins.
+        if let Some(revoked) = chain.last().and_then(|m| self.revocations.revoked_in(m)) {
+            ctx.reason("mandate.revoked", format!("mandate `{revoked}` was revoked during the decision"), None);
+            ctx.step("revocation", "fail", "revoked while deciding");
+            return Verdict::Deny;
+        }
         match self.budgets.consume(chain) {
             Ok(()) => {
                 self.behaviour.record(shape);
@@ -592,7 +618,7 @@ impl AppState {
             event.tool = Some(tool.to_string());
             event.resource = approval.resource.clone();
             if let Err(e) = self.decisions.insert_approval(&approval, event).await {
-                ctx.reason("internal.error", format!("recording the approval: {e}"), None);
+                self.internal(ctx, format!("recording the approval: {e}"), None);
                 return Verdict::Deny;
             }
             self.metrics.event("approval.created");
@@ -612,7 +638,7 @@ impl AppState {
                 return Verdict::Deny;
             }
             Err(e) => {
-                ctx.reason("internal.error", format!("reading approval `{id}`: {e}"), None);
+                self.internal(ctx, format!("reading approval `{id}`: {e}"), None);
                 return Verdict::Deny;
             }
         };
@@ -685,13 +711,13 @@ impl AppState {
                     }
                     Err(e) => {
                         self.budgets.refund(chain);
-                        ctx.reason("internal.error", format!("using approval `{id}`: {e}"), None);
+                        self.internal(ctx, format!("using approval `{id}`: {e}"), None);
                         Verdict::Deny
                     }
                 }
             }
             other => {
-                ctx.reason("internal.error", format!("approval `{id}` has unknown status `{other}`"), None);
+                self.internal(ctx, format!("approval `{id}` has unknown status `{other}`"), None);
                 Verdict::Deny
             }
         }
@@ -770,7 +796,7 @@ impl AppState {
             decision,
             agent = record.as_ref().map(|r| r.agent.as_str()).unwrap_or("unknown"),
             mandate_id = record.as_ref().map(|r| r.id.as_str()).unwrap_or(""),
-            tool = %request.tool,
+            tool = %request.tool.chars().take(200).collect::<String>().escape_debug(),
             policy_ids = ?ctx.policies,
             reasons = ?ctx.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
             "decision"
@@ -789,6 +815,15 @@ impl AppState {
             chain_id: record.as_ref().map(|r| r.chain_id.clone()),
             explain: explain.then_some(ctx.steps),
         }
+    }
+}
+
+impl AppState {
+    /// Records an internal fault as a deny reason without telling the caller what broke: the detail
+    /// goes to the log, found by the request id.
+    fn internal(&self, ctx: &mut Ctx, detail: String, hop: Option<u8>) {
+        tracing::error!(detail = %detail, "a fault inside a decision; denying");
+        ctx.reason("internal.error", "a fault inside the server; the decision is a deny (see the server's log)", hop);
     }
 }
 

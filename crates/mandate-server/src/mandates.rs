@@ -110,6 +110,10 @@ pub struct TokenExchangeForm {
     pub max_depth: Option<u8>,
 }
 
+/// The most policy questions one grant may raise (tools x data classes x actions, after expanding
+/// patterns against the catalogue): a bound on the work one request can cause.
+const MAX_GRANT_QUESTIONS: usize = 256;
+
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -268,54 +272,81 @@ impl AppState {
             state: agent.state.as_str().to_owned(),
         };
         let mut matched = Vec::new();
+        // Every question policy must answer, each once: a tool pattern is asked about as written and
+        // about every catalogued tool it covers, so `*/list_vendors` cannot slip an ERP tool past a
+        // rule written as `erp/*`; and about every data class and every action it asks for.
+        let mut questions: Vec<(String, String, String, String, Vec<String>, Vec<String>)> = Vec::new();
         for entry in &request.authorization_details.0 {
             let data_classes: Vec<String> = entry.data_classes.iter().map(ToString::to_string).collect();
             let actions: Vec<String> = entry.actions.iter().map(|a| a.as_str().to_owned()).collect();
-            for tool in &entry.tools {
-                let server = tool.as_str().split('/').next().unwrap_or_default().to_owned();
-                let server_environment = self
-                    .catalogue
-                    .get(tool.as_str())
-                    .map(|t| t.server_environment)
-                    .unwrap_or_else(|| agent.environment.as_str().to_owned());
-                for data_class in &data_classes {
-                    let decision = policies.decide_grant(&mandate_policy::GrantRequest {
-                        human: human_facts.clone(),
-                        agent: agent_facts.clone(),
-                        tool: ToolFacts {
-                            name: tool.to_string(),
-                            server: server.clone(),
-                            server_environment: server_environment.clone(),
-                            data_class: data_class.clone(),
-                            risk: actions.first().cloned().unwrap_or_else(|| "read".to_owned()),
-                        },
-                        category: request.category.clone(),
-                        purpose: request.purpose.clone(),
-                        data_classes: data_classes.clone(),
-                        actions: actions.clone(),
-                    });
-                    if decision.outcome != Outcome::Allow {
-                        let why = if decision.matched.is_empty() {
-                            "no policy lets you grant it".to_owned()
-                        } else {
-                            format!(
-                                "forbidden by policy {}",
-                                decision.matched.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-                            )
-                        };
-                        return Err(grant_problem(
-                            "grant.not_permitted",
-                            format!(
-                                "`{}` may not grant `{tool}` with data class `{data_class}`: {why}",
-                                human.principal
-                            ),
-                        ));
-                    }
-                    for id in decision.matched {
-                        if !matched.contains(&id) {
-                            matched.push(id);
+            for pattern in &entry.tools {
+                let mut names: Vec<(String, String)> =
+                    vec![(pattern.to_string(), agent.environment.as_str().to_owned())];
+                for t in self.catalogue.matching(pattern) {
+                    names.push((t.name, t.server_environment));
+                }
+                for (name, env) in names {
+                    for data_class in &data_classes {
+                        for action in &actions {
+                            let q = (
+                                name.clone(),
+                                env.clone(),
+                                data_class.clone(),
+                                action.clone(),
+                                data_classes.clone(),
+                                actions.clone(),
+                            );
+                            if !questions.iter().any(|p| p.0 == q.0 && p.2 == q.2 && p.3 == q.3 && p.4 == q.4) {
+                                questions.push(q);
+                            }
                         }
                     }
+                }
+            }
+        }
+        if questions.len() > MAX_GRANT_QUESTIONS {
+            return Err(grant_problem(
+                "grant.invalid_scope",
+                format!(
+                    "the grant asks about {} tool, data class and action combinations; at most {MAX_GRANT_QUESTIONS}: narrow it",
+                    questions.len()
+                ),
+            ));
+        }
+        for (name, server_environment, data_class, action, data_classes, actions) in questions {
+            let server = name.split('/').next().unwrap_or_default().to_owned();
+            let decision = policies.decide_grant(&mandate_policy::GrantRequest {
+                human: human_facts.clone(),
+                agent: agent_facts.clone(),
+                tool: ToolFacts {
+                    name: name.clone(),
+                    server,
+                    server_environment,
+                    data_class: data_class.clone(),
+                    risk: action,
+                },
+                category: request.category.clone(),
+                purpose: request.purpose.clone(),
+                data_classes,
+                actions,
+            });
+            if decision.outcome != Outcome::Allow {
+                let why = if decision.matched.is_empty() {
+                    "no policy lets you grant it".to_owned()
+                } else {
+                    format!(
+                        "forbidden by policy {}",
+                        decision.matched.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                return Err(grant_problem(
+                    "grant.not_permitted",
+                    format!("`{}` may not grant `{name}` with data class `{data_class}`: {why}", human.principal),
+                ));
+            }
+            for id in decision.matched {
+                if !matched.contains(&id) {
+                    matched.push(id);
                 }
             }
         }
@@ -356,7 +387,7 @@ impl AppState {
             // publication, so those are checked again; revocation is the caller's next step.
             check_time(&hit.time_claims, &rules).map_err(|e| fail(e.code(), e.to_string()))?;
             if self.keys.verifying(&hit.kid, now).is_some() {
-                return Ok(hit.stored);
+                return expiry_exact(hit.stored, now);
             }
         }
         let raw = RawToken::decode(token, &Limits::TOKEN).map_err(|e| fail(e.code(), e.to_string()))?;
@@ -383,7 +414,7 @@ impl AppState {
         let kid = verified.kid().unwrap_or_default().to_owned();
         let exp = stored.record.expires_at;
         self.tokens.insert(digest, crate::state::CachedToken { stored: stored.clone(), kid, time_claims }, exp, now);
-        Ok(stored)
+        expiry_exact(stored, now)
     }
 
     /// Every agent of a chain must still be active.
@@ -586,9 +617,18 @@ impl AppState {
             skew_secs: self.settings.mandates.clock_skew_secs,
             require_nbf: false,
             require_iat: true,
-            max_lifetime_secs: Some(300),
+            max_lifetime_secs: Some(120),
         };
         check_time(claims, &rules).map_err(|e| bad(&e.code().replace("token.", "actor."), e.to_string()))?;
+        // An assertion is fresh like a proof, so the replay cache remembers it for as long as it is
+        // acceptable.
+        let iat = claims.get("iat").and_then(serde_json::Value::as_i64).unwrap_or(i64::MIN);
+        if now.saturating_sub(iat) > i64::from(self.settings.mandates.proof_max_age_secs) {
+            return Err(bad(
+                "actor.stale",
+                format!("the assertion is older than {} seconds", self.settings.mandates.proof_max_age_secs),
+            ));
+        }
         let jti = claims
             .get("jti")
             .and_then(|v| v.as_str())
@@ -736,6 +776,16 @@ impl MandateView {
             children: Vec::new(),
         }
     }
+}
+
+/// The token's `exp` is accepted with clock skew, for the agent's clock; the mandate itself ends at
+/// its stored expiry on this server's clock, without skew. Past it, a revocation may already have
+/// been forgotten, so nothing may be allowed.
+fn expiry_exact(stored: StoredMandate, now: i64) -> Result<StoredMandate, (String, String)> {
+    if now >= stored.record.expires_at {
+        return Err(("token.expired".to_owned(), format!("mandate `{}` has expired", stored.record.id)));
+    }
+    Ok(stored)
 }
 
 /// Builds the tree of a chain from its mandates (ordered by depth).

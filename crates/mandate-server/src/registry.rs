@@ -269,6 +269,11 @@ impl AppState {
                 })
                 .await?;
             self.record("agent.updated");
+            if moved.raised.contains(&mandate_core::agent::ReviewReason::KeyChanged) {
+                // A replaced key is usually a leaked one: the mandates bound to the old key go with it.
+                let why = format!("agent `{id}`'s key was replaced");
+                self.revoke(caller, mandate_store::MandateSelector::Agent(id.clone()), why).await?;
+            }
             tracing::info!(agent = %id, review_raised = ?moved.raised, "agent updated");
         }
         self.view_now(&moved.agent).await

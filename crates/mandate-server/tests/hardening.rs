@@ -1,0 +1,160 @@
+//! Attacks found in review, each as the request sequence that used to get through.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mandate_test::{actor_token, agent_jwk, agent_spec, post_form, proof, TestServer};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const ALICE: &str = "user:alice@example.org";
+const AUTHORIZE: &str = "https://mandate.test/v1/authorize";
+const TOKEN_ENDPOINT: &str = "https://mandate.test/oauth/token";
+
+static JTI: AtomicU32 = AtomicU32::new(0);
+fn jti() -> String {
+    format!("h-{}", JTI.fetch_add(1, Ordering::Relaxed))
+}
+
+fn setup() -> (tempfile::TempDir, TestServer, mandate_test::Client) {
+    let (dir, server) = TestServer::fresh();
+    let alice = server.human("alice@example.org", json!({"groups": ["finance"]}));
+    let admin = server.admin();
+    for spec in [
+        agent_spec("finance-close", ALICE, json!({})),
+        agent_spec(
+            "reconciler",
+            ALICE,
+            json!({"public_key_jwk": agent_jwk(2), "boundary": {"tools": ["erp/read_ledger"], "data_classes": ["financial"]}}),
+        ),
+        agent_spec(
+            "anything",
+            ALICE,
+            json!({"public_key_jwk": agent_jwk(6), "boundary": {"tools": ["*/*"], "data_classes": ["internal", "financial"]}}),
+        ),
+    ] {
+        assert_eq!(admin.post("/v1/agents", &spec).0, 201);
+    }
+    for (tool, class) in [("erp/read_ledger", "financial"), ("erp/list_vendors", "internal")] {
+        let r = admin.raw(
+            "PUT",
+            &format!("/v1/tools/{tool}"),
+            Some(&json!({"data_class": class, "risk": "read"}).to_string()),
+        );
+        assert_eq!(r.status(), 200);
+    }
+    (dir, server, alice)
+}
+
+fn grant(client: &mandate_test::Client, extra: Value) -> Value {
+    let mut body = json!({"agent": "finance-close", "purpose": "October close", "category": "finance.close",
+        "authorization_details": [{"type": "mcp_tool", "tools": ["erp/read_ledger"], "data_classes": ["financial"], "actions": ["read"]}],
+        "max_depth": 1});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, granted) = client.post("/v1/mandates", &body);
+    assert_eq!(status, 201, "{granted}");
+    granted
+}
+
+fn decide(server: &TestServer, token: &str, seed: u8) -> Value {
+    let t = server.clock.now_secs();
+    let body =
+        json!({"token": token, "proof": proof(seed, "POST", AUTHORIZE, token, t, &jti()), "tool": "erp/read_ledger"});
+    server.client(None).post("/v1/authorize", &body).1
+}
+
+fn code(d: &Value) -> &str {
+    d["reasons"][0]["code"].as_str().or(d["code"].as_str()).unwrap_or("<none>")
+}
+
+#[test]
+fn replacing_an_agents_key_cuts_off_the_old_key() {
+    let (_dir, server, alice) = setup();
+    let m = grant(&alice, json!({}));
+    let token = m["token"].as_str().unwrap();
+    assert_eq!(decide(&server, token, 1)["decision"], "allow");
+    let (status, _) = server.admin().patch("/v1/agents/finance-close", &json!({"public_key_jwk": agent_jwk(9)}));
+    assert_eq!(status, 200);
+    let d = decide(&server, token, 1);
+    assert_eq!((d["decision"].as_str(), code(&d)), (Some("deny"), "mandate.revoked"), "{d}");
+}
+
+#[test]
+fn a_revoked_mandate_stays_dead_after_its_expiry_and_a_restart() {
+    let (_dir, server, alice) = setup();
+    let m = grant(&alice, json!({"ttl_seconds": 60}));
+    let token = m["token"].as_str().unwrap().to_owned();
+    alice.post(&format!("/v1/mandates/{}/revoke", m["mandate_id"].as_str().unwrap()), &json!({}));
+    // Past its expiry but within the clock skew the token itself tolerates.
+    server.clock.advance(time::Duration::seconds(61));
+    let server = server.restart();
+    let d = decide(&server, &token, 1);
+    assert_eq!((d["decision"].as_str(), code(&d)), (Some("deny"), "token.expired"), "{d}");
+}
+
+#[test]
+fn a_wildcard_server_cannot_slip_a_tool_past_a_policy_written_for_its_server() {
+    let (_dir, server, _alice) = setup();
+    let bob = server.human("bob@example.org", json!({"groups": ["sales"]}));
+    let body = |tools: Value| {
+        json!({"agent": "anything", "purpose": "vendors", "category": "sales.outreach",
+            "authorization_details": [{"type": "mcp_tool", "tools": tools, "data_classes": ["internal"], "actions": ["read"]}]})
+    };
+    for tools in [json!(["erp/list_vendors"]), json!(["*/list_vendors"]), json!(["e*/*"]), json!(["*/*"])] {
+        let (status, problem) = bob.post("/v1/mandates", &body(tools.clone()));
+        assert_eq!((status, problem["code"].as_str()), (403, Some("grant.not_permitted")), "{tools}: {problem}");
+    }
+}
+
+#[test]
+fn one_grant_cannot_ask_policy_thousands_of_questions() {
+    let (_dir, _server, alice) = setup();
+    let tools = |from: usize| (from..from + 35).map(|i| format!("erp/tool_{i}")).collect::<Vec<String>>();
+    let entry = |from: usize| json!({"type": "mcp_tool", "tools": tools(from), "data_classes": ["internal", "financial"], "actions": ["read", "write"]});
+    let body = json!({"agent": "anything", "purpose": "p", "category": "finance.close",
+        "authorization_details": [entry(0), entry(35)]});
+    let (status, problem) = alice.post("/v1/mandates", &body);
+    assert_eq!((status, problem["code"].as_str()), (400, Some("grant.invalid_scope")), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("280"), "{problem}");
+}
+
+#[test]
+fn an_old_actor_assertion_is_refused_even_if_unexpired() {
+    let (_dir, server, alice) = setup();
+    let m = grant(&alice, json!({}));
+    let parent = m["token"].as_str().unwrap();
+    let t = server.clock.now_secs();
+    let details =
+        json!([{"type": "mcp_tool", "tools": ["erp/read_ledger"], "data_classes": ["financial"], "actions": ["read"]}])
+            .to_string();
+    let stale_actor = actor_token(2, "reconciler", TOKEN_ENDPOINT, t - 90, &jti());
+    let (status, body) = post_form(
+        &format!("{}/oauth/token", server.url),
+        Some(&proof(1, "POST", TOKEN_ENDPOINT, parent, t, &jti())),
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", parent),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("actor_token", &stale_actor),
+            ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("authorization_details", &details),
+        ],
+    );
+    assert_eq!((status, body["code"].as_str()), (400, Some("actor.stale")), "{body}");
+}
+
+#[test]
+fn a_resource_with_a_parameterised_dot_segment_is_refused() {
+    let (_dir, server, alice) = setup();
+    let m = grant(
+        &alice,
+        json!({"authorization_details": [{"type": "mcp_tool", "tools": ["erp/read_ledger"], "resources": ["erp://ledger/2026-10/*"], "data_classes": ["financial"], "actions": ["read"]}]}),
+    );
+    let token = m["token"].as_str().unwrap();
+    let t = server.clock.now_secs();
+    for resource in ["erp://ledger/2026-10/..;/2026-11/ap", "erp://ledger/2026-10/%2e%2e;/2026-11/ap"] {
+        let body = json!({"token": token, "proof": proof(1, "POST", AUTHORIZE, token, t, &jti()), "tool": "erp/read_ledger", "resource": resource});
+        let d = server.client(None).post("/v1/authorize", &body).1;
+        assert_eq!((d["decision"].as_str(), code(&d)), (Some("deny"), "request.invalid_resource"), "{resource}: {d}");
+    }
+}
