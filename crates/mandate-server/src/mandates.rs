@@ -110,6 +110,10 @@ pub struct TokenExchangeForm {
     pub max_depth: Option<u8>,
 }
 
+/// One question to grant policy: a tool (as written, or a catalogued tool a pattern covers), its
+/// server's environment, one data class and one action, with the entry's classes and actions.
+type GrantQuestion = (String, String, String, String, Vec<String>, Vec<String>);
+
 /// The most policy questions one grant may raise (tools x data classes x actions, after expanding
 /// patterns against the catalogue): a bound on the work one request can cause.
 const MAX_GRANT_QUESTIONS: usize = 256;
@@ -275,7 +279,7 @@ impl AppState {
         // Every question policy must answer, each once: a tool pattern is asked about as written and
         // about every catalogued tool it covers, so `*/list_vendors` cannot slip an ERP tool past a
         // rule written as `erp/*`; and about every data class and every action it asks for.
-        let mut questions: Vec<(String, String, String, String, Vec<String>, Vec<String>)> = Vec::new();
+        let mut questions: Vec<GrantQuestion> = Vec::new();
         for entry in &request.authorization_details.0 {
             let data_classes: Vec<String> = entry.data_classes.iter().map(ToString::to_string).collect();
             let actions: Vec<String> = entry.actions.iter().map(|a| a.as_str().to_owned()).collect();
