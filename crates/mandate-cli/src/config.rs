@@ -12,6 +12,7 @@ use mandate_core::oidc::{IssuerKeys, OidcSettings};
 use mandate_core::pattern::ToolName;
 use mandate_server::auth::oidc::OidcConfig;
 use mandate_server::catalogue::Classification;
+use mandate_server::ledger::LedgerSettings;
 use mandate_server::state::{MandateSettings, Settings};
 use mandate_server::ServerConfig;
 use serde::Deserialize;
@@ -47,6 +48,19 @@ pub struct FileConfig {
     pub gateway: GatewaySection,
     /// The IdP whose OIDC ID tokens authenticate humans (absent: API keys only).
     pub oidc: Option<OidcSection>,
+    /// Ledger checkpoints.
+    #[serde(default)]
+    pub ledger: LedgerSection,
+}
+
+/// `[ledger]`: how often the server signs a checkpoint of the ledger's head.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// Sign a checkpoint once this many events were appended since the last one (default 10000).
+    pub checkpoint_every_events: Option<u64>,
+    /// Sign a checkpoint this many seconds after the last one, if events were appended (default 60).
+    pub checkpoint_every_seconds: Option<u64>,
 }
 
 /// `[oidc]`: the organisation's IdP. Humans present its ID tokens as bearer credentials.
@@ -272,8 +286,21 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         demo: o.demo,
         issuer_from_listener,
         catalogue: resolve_catalogue(&file.gateway)?,
+        ledger: resolve_ledger(&file.ledger)?,
     };
     Ok((config, log_format))
+}
+
+fn resolve_ledger(section: &LedgerSection) -> anyhow::Result<LedgerSettings> {
+    let events = section.checkpoint_every_events.unwrap_or(LedgerSettings::DEFAULT.checkpoint_every_events);
+    if !(1..=100_000_000).contains(&events) {
+        bail!("ledger.checkpoint_every_events: {events} must be between 1 and 100000000");
+    }
+    let seconds = section.checkpoint_every_seconds.unwrap_or(LedgerSettings::DEFAULT.checkpoint_every_seconds);
+    if !(1..=86_400).contains(&seconds) {
+        bail!("ledger.checkpoint_every_seconds: {seconds} must be between 1 and 86400");
+    }
+    Ok(LedgerSettings { checkpoint_every_events: events, checkpoint_every_seconds: seconds })
 }
 
 fn resolve_catalogue(gateway: &GatewaySection) -> anyhow::Result<Vec<(ToolName, Classification)>> {
@@ -459,7 +486,7 @@ mod tests {
     fn bad_files_name_the_file_line_and_field() {
         assert_eq!(
             err("trust_domain = \"example.org\"\nlisen = \"x\"\n"),
-            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`"
+            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`, `ledger`"
         );
         let e = err("[review]\nstale_after_days = \"soon\"\n");
         assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");
@@ -600,5 +627,18 @@ risk = "read"
         let dotted =
             Overrides { admin_token: Some("looks.like.a-jwt-0123456789abcdef".into()), ..Overrides::default() };
         check("", dotted, "MANDATE_ADMIN_TOKEN must not contain `.`");
+    }
+
+    #[test]
+    fn the_ledger_section_sets_how_often_checkpoints_are_signed() {
+        let ledger = |text: &str| resolve(parse_file(text, Path::new("m.toml")).unwrap(), Overrides::default());
+        let defaults = ledger("").unwrap().0.ledger;
+        assert_eq!((defaults.checkpoint_every_events, defaults.checkpoint_every_seconds), (10_000, 60));
+        let set = ledger("[ledger]\ncheckpoint_every_events = 500\ncheckpoint_every_seconds = 5\n").unwrap().0.ledger;
+        assert_eq!((set.checkpoint_every_events, set.checkpoint_every_seconds), (500, 5));
+        let e = ledger("[ledger]\ncheckpoint_every_events = 0\n").unwrap_err().to_string();
+        assert!(e.starts_with("ledger.checkpoint_every_events: 0"), "{e}");
+        let e = ledger("[ledger]\ncheckpoint_every_seconds = 90000\n").unwrap_err().to_string();
+        assert!(e.starts_with("ledger.checkpoint_every_seconds: 90000"), "{e}");
     }
 }

@@ -417,7 +417,7 @@ impl Verifier {
                     self.next_seq,
                     ProblemKind::Truncated,
                     format!(
-                        "the ledger ends at event {last}, but {label}: events {} to {at} were removed",
+                        "the ledger ends at event {last} although {label} exists: events {} to {at} were removed",
                         self.next_seq
                     ),
                 ),

@@ -15,6 +15,7 @@ pub mod decision;
 pub mod demo;
 pub mod error;
 pub mod keys;
+pub mod ledger;
 pub mod mandates;
 pub mod metrics;
 pub mod policy;
@@ -83,6 +84,12 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(humans::show))
         .routes(routes!(humans::deactivate))
         .routes(routes!(audit::query))
+        .routes(routes!(audit::verify, audit::verify_against))
+        .routes(routes!(audit::checkpoints, audit::take_checkpoint))
+        .routes(routes!(audit::latest_checkpoint))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::chain_story))
+        .routes(routes!(audit::blast_radius))
         .routes(routes!(mandates::grant))
         .routes(routes!(mandates::show))
         .routes(routes!(mandates::revoke))
@@ -159,6 +166,8 @@ pub struct ServerConfig {
     pub issuer_from_listener: bool,
     /// Tool classifications from the configuration file.
     pub catalogue: Vec<(mandate_core::pattern::ToolName, catalogue::Classification)>,
+    /// How often the ledger is checkpointed.
+    pub ledger: ledger::LedgerSettings,
 }
 
 /// Why the server could not start.
@@ -229,6 +238,7 @@ pub struct Server {
     pub addr: SocketAddr,
     /// What to show the operator.
     pub bootstrap: Bootstrap,
+    ledger: ledger::LedgerSettings,
 }
 
 /// The database file inside a data directory.
@@ -274,7 +284,7 @@ impl Server {
             .await
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         let demo = if config.demo { Some(demo::seed(&state, dir).await?) } else { None };
-        Ok(Self { listener, state, store, addr, bootstrap: Bootstrap { admin_token, demo } })
+        Ok(Self { listener, state, store, addr, bootstrap: Bootstrap { admin_token, demo }, ledger: config.ledger })
     }
 
     /// The shared state (for tests that want to look inside).
@@ -282,12 +292,18 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish, and
-    /// closes the database (checkpointing its write-ahead log).
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
+    /// signs a last ledger checkpoint, and closes the database (checkpointing its write-ahead log).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let app = app(self.state.clone());
+        let checkpointer = ledger::spawn_checkpointer(self.state.clone(), self.ledger);
         tracing::info!(addr = %self.addr, "listening");
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        checkpointer.abort();
+        // After a clean stop the whole ledger is covered by a signed checkpoint.
+        if let Err(e) = self.state.checkpoint().await {
+            tracing::warn!(error = %e, "the last ledger checkpoint failed");
+        }
         self.store.close().await;
         tracing::info!("stopped");
         result.map_err(StartError::Serve)

@@ -23,6 +23,10 @@ use time::macros::datetime;
 /// port the server listens on, as behind a proxy.
 pub const ISSUER: &str = "https://mandate.test";
 
+/// How often test servers checkpoint their ledger: often enough that tests see checkpoints.
+pub const LEDGER: mandate_server::ledger::LedgerSettings =
+    mandate_server::ledger::LedgerSettings { checkpoint_every_events: 20, checkpoint_every_seconds: 3600 };
+
 /// The administrator token every test server uses.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
@@ -79,6 +83,7 @@ impl TestServer {
             demo: false,
             issuer_from_listener: false,
             catalogue: Vec::new(),
+            ledger: LEDGER,
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
