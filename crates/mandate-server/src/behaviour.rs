@@ -93,7 +93,8 @@ impl Behaviour {
             if agents > FAN_OUT_AGENTS {
                 raised.push("fan_out");
             }
-            let recent = s.recent.iter().filter(|t| call.now - **t < VOLUME_WINDOW_SECS).count();
+            // Times are recorded in order, so the window's start is found by bisection, not a scan.
+            let recent = s.recent.len() - s.recent.partition_point(|t| call.now - *t >= VOLUME_WINDOW_SECS);
             if recent >= VOLUME_CALLS {
                 raised.push("volume");
             }

@@ -333,7 +333,7 @@ impl AppState {
         let mut agents = Vec::with_capacity(record.chain_agents.len());
         for (i, id) in record.chain_agents.iter().enumerate() {
             let hop = (i + 1) as u8;
-            match self.store.agent(id).await {
+            match self.cached_agent(id).await {
                 Ok(Some(a)) => {
                     if a.state != AgentState::Active {
                         ctx.reason(
@@ -452,7 +452,7 @@ impl AppState {
             now,
         };
         ctx.risk = self.behaviour.assess(&shape);
-        let root = match self.store.human(&record.root.human()).await {
+        let root = match self.cached_human(&record.root.human()).await {
             Ok(Some(h)) if !h.active => {
                 ctx.reason(
                     "chain.root_inactive",

@@ -425,7 +425,7 @@ impl AppState {
     async fn chain_agents_active(&self, record: &MandateRecord) -> Result<Vec<Agent>, (String, String)> {
         let mut agents = Vec::with_capacity(record.chain_agents.len());
         for id in &record.chain_agents {
-            let agent = self.store.agent(id).await.map_err(|e| ("internal".to_owned(), e.to_string()))?;
+            let agent = self.cached_agent(id).await.map_err(|e| ("internal".to_owned(), e.to_string()))?;
             match agent {
                 Some(a) if a.state == AgentState::Active => agents.push(a),
                 Some(a) => {

@@ -231,6 +231,7 @@ impl AppState {
                 mandate_store::StoreError::Conflict(detail) => ApiError::conflict("agent.exists", detail),
                 other => other.into(),
             })?;
+        self.registry.put_agent(&agent);
         self.record("agent.registered");
         tracing::info!(agent = %agent.id, owner = %agent.owner, "agent registered");
         let owner = self.owner_status(&agent.owner).await?;
@@ -268,6 +269,7 @@ impl AppState {
                     event,
                 })
                 .await?;
+            self.registry.put_agent(&moved.agent);
             self.record("agent.updated");
             if moved.raised.contains(&mandate_core::agent::ReviewReason::KeyChanged) {
                 // A replaced key is usually a leaked one: the mandates bound to the old key go with it.
@@ -321,6 +323,7 @@ impl AppState {
                     event,
                 })
                 .await?;
+            self.registry.put_agent(&t.agent);
             self.record(kind);
             tracing::info!(agent = %id, action = action.as_str(), state = t.agent.state.as_str(), "agent lifecycle");
             if t.blocks_mandates {
@@ -354,6 +357,7 @@ impl AppState {
             mandate_store::StoreError::Conflict(detail) => ApiError::conflict("human.exists", detail),
             other => other.into(),
         })?;
+        self.registry.put_human(&human);
         self.record("human.created");
         Ok(CreatedHuman { human, api_key })
     }
@@ -384,6 +388,7 @@ impl AppState {
         let event = NewEvent::new("human.deactivated", &caller.principal(), millis(now), &detail);
         let event = NewEvent { resource: Some(human.principal.to_string()), ..event };
         self.store.update_human(&human, event).await?;
+        self.registry.put_human(&human);
         // A leaver's authority leaves with them: every live mandate they granted is revoked.
         let selector = mandate_store::MandateSelector::Root(human.principal.clone());
         self.revoke(caller, selector, format!("`{}` was deactivated", human.principal)).await?;

@@ -107,6 +107,69 @@ impl TokenCache {
     }
 }
 
+/// Agents and humans as last written by this server, so that a decision does not read the registry
+/// from the database. Every registry write goes through `registry.rs`, which puts the new value here
+/// after the write commits; a reader that missed only fills an empty entry, so a read that raced a
+/// write can never put back the older value. Several nodes sharing one database (the PostgreSQL issue) will need to
+/// hear each other's writes before they may use this.
+#[derive(Debug, Default)]
+pub struct RegistryCache {
+    agents: RwLock<HashMap<mandate_core::id::AgentId, mandate_core::agent::Agent>>,
+    humans: RwLock<HashMap<mandate_core::id::HumanId, Option<mandate_core::human::Human>>>,
+}
+
+impl RegistryCache {
+    /// The agent as just written.
+    pub fn put_agent(&self, agent: &mandate_core::agent::Agent) {
+        self.agents.write().unwrap_or_else(|p| p.into_inner()).insert(agent.id.clone(), agent.clone());
+    }
+
+    /// The human as just written.
+    pub fn put_human(&self, human: &mandate_core::human::Human) {
+        self.humans.write().unwrap_or_else(|p| p.into_inner()).insert(human.id.clone(), Some(human.clone()));
+    }
+}
+
+impl AppState {
+    /// An agent, from memory or the store.
+    pub async fn cached_agent(
+        &self,
+        id: &mandate_core::id::AgentId,
+    ) -> Result<Option<mandate_core::agent::Agent>, mandate_store::StoreError> {
+        if let Some(a) = self.registry.agents.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(Some(a.clone()));
+        }
+        let agent = self.store.agent(id).await?;
+        if let Some(a) = &agent {
+            self.registry
+                .agents
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(id.clone())
+                .or_insert_with(|| a.clone());
+        }
+        Ok(agent)
+    }
+
+    /// A human (or the fact that there is none), from memory or the store.
+    pub async fn cached_human(
+        &self,
+        id: &mandate_core::id::HumanId,
+    ) -> Result<Option<mandate_core::human::Human>, mandate_store::StoreError> {
+        if let Some(h) = self.registry.humans.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(h.clone());
+        }
+        let human = self.store.human(id).await?;
+        self.registry
+            .humans
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.clone())
+            .or_insert_with(|| human.clone());
+        Ok(human)
+    }
+}
+
 /// Revoked mandates that have not expired yet, checked in memory on every use.
 #[derive(Debug, Default)]
 pub struct Revocations {
@@ -174,6 +237,8 @@ pub struct AppState {
     pub catalogue: Arc<crate::catalogue::Catalogue>,
     /// Verified mandate tokens.
     pub tokens: Arc<TokenCache>,
+    /// Agents and humans, for decisions.
+    pub registry: Arc<RegistryCache>,
     /// The OIDC issuer humans authenticate with, when configured; its keys can be replaced while
     /// running.
     pub oidc: Option<Arc<crate::auth::oidc::OidcAuthenticator>>,
@@ -208,6 +273,7 @@ impl AppState {
             behaviour: Arc::default(),
             catalogue: Arc::default(),
             tokens: Arc::default(),
+            registry: Arc::default(),
             oidc,
         }
     }
