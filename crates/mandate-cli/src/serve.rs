@@ -170,6 +170,9 @@ fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap) {
         println!("Try, in another terminal with the two exports above:");
         println!("    mandate chain {}      # the chain: who granted what, each hop", demo.chain_id);
         println!("    mandate audit tail --kind decision    # every call: allowed, refused, held, with reasons");
+        println!("    mandate audit chain {}   # the story: every call under every hop, and why", demo.chain_id);
+        println!("    mandate audit blast-radius --agent finance-close  # what it touched; what is still live");
+        println!("    mandate audit verify                  # the hash chain and its signed checkpoints");
         println!("    MANDATE_TOKEN={carol} mandate approvals list   # Carol, an approver, sees the held e-mail");
         println!("    mandate agent list                    # six agents: finance, HR, the lab, ...");
         println!("    mandate review                        # an orphan, a stale and overdue agent, a widened boundary, a sandbox owner");
