@@ -70,3 +70,12 @@ impl CpuSample {
         (server, this, other)
     }
 }
+
+/// Cores used by processes other than this one and `server_pid`, over `over`.
+pub fn others_busy(server_pid: Option<u32>, over: Duration) -> f64 {
+    let before = CpuSample::take(server_pid);
+    let started = std::time::Instant::now();
+    std::thread::sleep(over);
+    let after = CpuSample::take(server_pid);
+    CpuSample::cores(&before, &after, started.elapsed()).2
+}

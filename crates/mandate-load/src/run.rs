@@ -69,6 +69,9 @@ pub struct LevelResult {
     pub proofs_exhausted: bool,
     /// The first unexpected answer, for diagnosis.
     pub first_error: Option<String>,
+    /// Runs of this level made to get one that other processes did not disturb (1 when the first was
+    /// clean).
+    pub attempts: u32,
 }
 
 #[derive(Default)]
@@ -110,7 +113,10 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
     let mandates = if plan.shared_mandate { 1 } else { plan.clients };
     anyhow::ensure!(org.tokens.len() >= mandates, "{mandates} mandates needed, {} granted", org.tokens.len());
     let signing_started = Instant::now();
-    let run_tag = format!("{}-{}-c{}", std::process::id(), unix_now(), plan.clients);
+    // Unique across levels and their retries: a `jti` the server saw before would be a replay.
+    static LEVELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let level = LEVELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let run_tag = format!("{}-{}-l{level}-c{}", std::process::id(), unix_now(), plan.clients);
     let pools: Vec<(String, Vec<String>)> = (0..plan.clients)
         .map(|c| {
             let token = org.tokens[if plan.shared_mandate { 0 } else { c }].clone();
@@ -192,6 +198,7 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
         signing_secs,
         proofs_exhausted: total.exhausted,
         first_error: total.first_error,
+        attempts: 1,
     })
 }
 
