@@ -353,6 +353,18 @@ fn decision(c: &mut Criterion) {
     group.bench_function("store_human", |b| {
         b.iter(|| f.runtime.block_on(f.state.store.human(black_box(&human_id))).unwrap().unwrap())
     });
+    // The part of each read that is not SQLite or the hand-off to its worker thread: the JSON document
+    // the registry stores, parsed back into the core type.
+    let agent_doc =
+        serde_json::to_string(&f.runtime.block_on(f.state.store.agent(&agent_id)).unwrap().unwrap()).unwrap();
+    let human_doc =
+        serde_json::to_string(&f.runtime.block_on(f.state.store.human(&human_id)).unwrap().unwrap()).unwrap();
+    group.bench_function("agent_from_json", |b| {
+        b.iter(|| serde_json::from_str::<mandate_core::agent::Agent>(black_box(&agent_doc)).unwrap())
+    });
+    group.bench_function("human_from_json", |b| {
+        b.iter(|| serde_json::from_str::<mandate_core::human::Human>(black_box(&human_doc)).unwrap())
+    });
     group.bench_function("block_on_empty", |b| b.iter(|| f.runtime.block_on(async { black_box(1) })));
     group.finish();
 }
