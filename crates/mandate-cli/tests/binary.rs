@@ -155,8 +155,7 @@ fn sigterm_stops_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
-    let mut err = String::new();
-    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = server.log();
     assert!(err.contains("stopped"), "{err}");
     // Closing checkpointed the write-ahead log into the database file.
     let wal = dir.path().join("data/mandate.db-wal");

@@ -52,13 +52,9 @@ fn post(url: &str, token: Option<&str>, body: &Value) -> Result<Value, String> {
     }
 }
 
-/// Starts `mandate serve` and keeps reading its log, so that a full pipe never stalls it.
+/// Starts `mandate serve` (its log is read continuously by `Serve`).
 fn started(dir: &Path, extra: &[&str]) -> Serve {
-    let mut serve = Serve::start(BIN, dir, extra, None);
-    if let Some(mut log) = serve.child.stderr.take() {
-        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
-    }
-    serve
+    Serve::start(BIN, dir, extra, None)
 }
 
 fn demo_key(serve: &Serve, agent: &str) -> SigningKey {

@@ -4,12 +4,16 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running `mandate serve`.
 pub struct Serve {
-    /// The process (its standard error is piped, for tests that read the log).
+    /// The process. Its standard error is read continuously into [`Serve::log`], so a chatty
+    /// server never stalls on a full pipe.
     pub child: Child,
+    log: Arc<Mutex<String>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     /// What it printed at start.
@@ -28,6 +32,16 @@ impl Serve {
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let sink = log.clone();
+        let log_reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            while matches!(stderr.read_line(&mut line), Ok(n) if n > 0) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -44,7 +58,17 @@ impl Serve {
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
             banner.push(line);
         }
-        Self { child, url, banner }
+        Self { child, url, banner, log, log_reader: Some(log_reader) }
+    }
+
+    /// What the server logged so far; once it has exited, all of it.
+    pub fn log(&mut self) -> String {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if let Some(reader) = self.log_reader.take() {
+                let _ = reader.join();
+            }
+        }
+        self.log.lock().unwrap().clone()
     }
 
     /// The first banner line containing `needle`.
