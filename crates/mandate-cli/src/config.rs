@@ -61,7 +61,15 @@ pub struct LedgerSection {
     pub checkpoint_every_events: Option<u64>,
     /// Sign a checkpoint this many seconds after the last one, if events were appended (default 60).
     pub checkpoint_every_seconds: Option<u64>,
+    /// Keep the values of tool-call arguments in decision events (default false: hash and size only).
+    pub keep_arguments: Option<bool>,
+    /// Argument member names never kept, at any depth, case-insensitive (default: common secret names).
+    pub redact_arguments: Option<Vec<String>>,
 }
+
+/// Argument names redacted by default when argument values are kept.
+const DEFAULT_REDACTED: &[&str] =
+    &["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie", "private_key", "ssn"];
 
 /// `[oidc]`: the organisation's IdP. Humans present its ID tokens as bearer credentials.
 #[derive(Debug, Default, Deserialize)]
@@ -281,6 +289,14 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
             max_body_bytes,
             mandates,
             oidc,
+            arguments: mandate_server::state::ArgumentRetention {
+                keep: file.ledger.keep_arguments.unwrap_or(false),
+                redact: file
+                    .ledger
+                    .redact_arguments
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_REDACTED.iter().map(|s| (*s).to_owned()).collect()),
+            },
         },
         admin_token: o.admin_token,
         demo: o.demo,
@@ -627,6 +643,17 @@ risk = "read"
         let dotted =
             Overrides { admin_token: Some("looks.like.a-jwt-0123456789abcdef".into()), ..Overrides::default() };
         check("", dotted, "MANDATE_ADMIN_TOKEN must not contain `.`");
+    }
+
+    #[test]
+    fn argument_values_are_kept_only_on_request_with_a_default_redaction_list() {
+        let read =
+            |text: &str| resolve(parse_file(text, Path::new("m.toml")).unwrap(), Overrides::default()).unwrap().0;
+        assert!(!read("").settings.arguments.keep);
+        let kept = read("[ledger]\nkeep_arguments = true\n").settings.arguments;
+        assert!(kept.keep && kept.redact.contains(&"password".to_owned()));
+        let custom = read("[ledger]\nkeep_arguments = true\nredact_arguments = [\"iban\"]\n").settings.arguments;
+        assert_eq!(custom.redact, vec!["iban".to_owned()]);
     }
 
     #[test]

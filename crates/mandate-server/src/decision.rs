@@ -759,7 +759,11 @@ impl AppState {
             "root": record.as_ref().map(|r| r.root.to_string()),
             "approval_id": ctx.approval_id,
             "policy_version": ctx.policy_version,
-            "arguments": {"sha256": hex::encode(Sha256::digest(canonical.as_bytes())), "bytes": canonical.len()},
+            "arguments": {
+                "sha256": hex::encode(Sha256::digest(canonical.as_bytes())),
+                "bytes": canonical.len(),
+                "value": self.settings.arguments.kept(&request.arguments),
+            },
         });
         let mut event = NewEvent::new("decision", &actor, millis(self.clock.now()), &detail);
         if let Some(r) = &record {

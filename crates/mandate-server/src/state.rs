@@ -25,8 +25,44 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How mandates are issued and checked.
     pub mandates: MandateSettings,
+    /// Whether decision events keep the call's argument values (redacted), beside their hash.
+    pub arguments: ArgumentRetention,
     /// The IdP whose OIDC ID tokens authenticate humans; `None` accepts API keys only.
     pub oidc: Option<crate::auth::oidc::OidcConfig>,
+}
+
+/// What the ledger keeps of a call's arguments. By default only their SHA-256 and size; with `keep`,
+/// also their value, with every member whose name is in `redact` (at any depth, case-insensitive)
+/// replaced by `"[redacted]"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArgumentRetention {
+    /// Keep argument values.
+    pub keep: bool,
+    /// Member names whose values are never kept.
+    pub redact: Vec<String>,
+}
+
+impl ArgumentRetention {
+    /// The value to keep, if any.
+    pub fn kept(&self, arguments: &serde_json::Value) -> Option<serde_json::Value> {
+        fn scrub(v: &serde_json::Value, redact: &[String]) -> serde_json::Value {
+            match v {
+                serde_json::Value::Object(map) => serde_json::Value::Object(
+                    map.iter()
+                        .map(|(k, v)| {
+                            let hidden = redact.iter().any(|r| r.eq_ignore_ascii_case(k));
+                            (k.clone(), if hidden { serde_json::Value::from("[redacted]") } else { scrub(v, redact) })
+                        })
+                        .collect(),
+                ),
+                serde_json::Value::Array(items) => {
+                    serde_json::Value::Array(items.iter().map(|i| scrub(i, redact)).collect())
+                }
+                other => other.clone(),
+            }
+        }
+        self.keep.then(|| scrub(arguments, &self.redact))
+    }
 }
 
 /// How mandates are issued and checked.

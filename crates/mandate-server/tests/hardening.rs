@@ -158,3 +158,30 @@ fn a_resource_with_a_parameterised_dot_segment_is_refused() {
         assert_eq!((d["decision"].as_str(), code(&d)), (Some("deny"), "request.invalid_resource"), "{resource}: {d}");
     }
 }
+
+#[test]
+fn argument_values_are_kept_only_when_asked_and_then_redacted() {
+    let read = |keep: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = mandate_test::settings();
+        settings.arguments = mandate_server::state::ArgumentRetention { keep, redact: vec!["password".into()] };
+        let server = TestServer::fresh_in(dir.path(), settings);
+        let alice = server.human("alice@example.org", json!({"groups": ["finance"]}));
+        assert_eq!(server.admin().post("/v1/agents", &agent_spec("finance-close", ALICE, json!({}))).0, 201);
+        let m = grant(&alice, json!({}));
+        let token = m["token"].as_str().unwrap();
+        let t = server.clock.now_secs();
+        let args = json!({"period": "2026-10", "auth": {"Password": "hunter2"}});
+        let body = json!({"token": token, "proof": proof(1, "POST", AUTHORIZE, token, t, &jti()), "tool": "erp/read_ledger", "arguments": args});
+        let d = server.client(None).post("/v1/authorize", &body).1;
+        let (_, events) = server.admin().get("/v1/audit?kind=decision");
+        let e = events["events"].as_array().unwrap().iter().find(|e| e["seq"] == d["ledger_seq"]).unwrap().clone();
+        serde_json::from_str::<Value>(e["detail"].as_str().unwrap()).unwrap()["arguments"].clone()
+    };
+    let hashed = read(false);
+    assert_eq!(hashed["value"], Value::Null);
+    assert!(hashed["sha256"].as_str().unwrap().len() == 64);
+    let kept = read(true);
+    assert_eq!(kept["value"], json!({"period": "2026-10", "auth": {"Password": "[redacted]"}}));
+    assert_eq!(kept["sha256"], hashed["sha256"], "the hash is of the arguments as sent");
+}

@@ -48,6 +48,7 @@ pub fn settings() -> Settings {
         trust_domain: TrustDomain::parse("example.org").unwrap(),
         review: ReviewSettings { stale_after_days: 30 },
         max_body_bytes: 64 * 1024,
+        arguments: mandate_server::state::ArgumentRetention::default(),
         mandates: MandateSettings {
             issuer: ISSUER.to_owned(),
             audience: ISSUER.to_owned(),
