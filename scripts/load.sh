@@ -144,8 +144,8 @@ One chain takes every call (its behaviour window and budget counter are shared b
   the API, a human, an agent, the tool `load/echo` (internal, read, production) and the mandates
   (budget 100 million calls each), then runs each level: N clients, each on its own keep-alive
   connection with one request in flight, for 1 s of warm-up and then 10 s measured.
-- Every call is an allowed decision of the full path (token from the cache, proof, replay cache,
-  chain read from the registry, scope, budget, behaviour, root human read, Cedar) whose event is
+- Every call is an allowed decision of the full path (token from the cache, proof, revocation, the
+  chain's agent, replay cache, scope, budget, behaviour, root human, Cedar) whose event is
   durable before the answer: SQLite in WAL mode with `synchronous = FULL`. Durability is on and
   nothing here turns it off.
 - The ledger at this run: {ledger_state}.

@@ -348,6 +348,12 @@ fn decision(c: &mut Criterion) {
     group.bench_function("verify_token_cached", |b| {
         b.iter(|| f.runtime.block_on(f.state.verify_token(black_box(&f.token))).unwrap())
     });
+    group.bench_function("cached_agent", |b| {
+        b.iter(|| f.runtime.block_on(f.state.cached_agent(black_box(&agent_id))).unwrap().unwrap())
+    });
+    group.bench_function("cached_human", |b| {
+        b.iter(|| f.runtime.block_on(f.state.cached_human(black_box(&human_id))).unwrap().unwrap())
+    });
     group.bench_function("store_agent", |b| {
         b.iter(|| f.runtime.block_on(f.state.store.agent(black_box(&agent_id))).unwrap().unwrap())
     });
