@@ -72,6 +72,9 @@ pub struct LevelResult {
     /// Runs of this level made to get one that other processes did not disturb (1 when the first was
     /// clean).
     pub attempts: u32,
+    /// The rate of every run of this level when it was repeated, lowest first (this result is the
+    /// median one).
+    pub rates: Vec<f64>,
 }
 
 #[derive(Default)]
@@ -199,6 +202,7 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
         proofs_exhausted: total.exhausted,
         first_error: total.first_error,
         attempts: 1,
+        rates: vec![total.allowed as f64 / secs],
     })
 }
 
