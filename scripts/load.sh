@@ -103,6 +103,10 @@ else:
         f"{'' if clean else '; and the run had errors or ran out of proofs'})"
     )
 
+spread = max(
+    (max(r["rates"]) / min(r["rates"]) - 1 for r in per_client["levels"] + shared["levels"] if r.get("rates") and min(r["rates"]) > 0),
+    default=0.0,
+)
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 cpu = "unknown"
 with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -159,8 +163,8 @@ One chain takes every call (its behaviour window and budget counter are shared b
   the level's clock starts (on two threads, in about as many seconds as the level's calls need), so
   signing takes no CPU during the window; proofs are at most about 15 s old when used.
 - Each level is run three times; the table shows the run with the median rate (its latencies and
-  CPU are that run's), and "all runs" every run's rate, lowest first: runs on this virtual machine
-  differ by several percent. Before each run the load test waits (up to 300 s) until other
+  CPU are that run's), and "all runs" every run's rate, lowest first: clean runs of one level on
+  this virtual machine differed by up to {spread:.0%} here. Before each run the load test waits (up to 300 s) until other
   processes use at most 0.15 of a core, and redoes a run (up to 3 times) when they used more during
   its window, keeping the least disturbed. Other engineers' builds and tests share this machine.
 - Only calls started inside the window count: decisions/s is allowed answers over 10 s; latency is
