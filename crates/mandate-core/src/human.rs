@@ -20,6 +20,17 @@ pub enum Role {
     Auditor,
 }
 
+impl Role {
+    /// The name used in JSON and policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Approver => "approver",
+            Self::Auditor => "auditor",
+        }
+    }
+}
+
 /// What an administrator sends to create a development human (`POST /v1/humans`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -6,25 +6,13 @@
 use crate::auth::Caller;
 use crate::clock::millis;
 use crate::error::ApiError;
+use crate::policy::{agent_facts, human_facts, unknown_human_facts};
 use crate::state::AppState;
 use axum::http::StatusCode;
 use mandate_core::event::NewEvent;
 use mandate_core::id::AgentId;
-use mandate_policy::{AgentFacts, ApproveRequest, HumanFacts, Outcome, ToolFacts};
+use mandate_policy::{ApproveRequest, Outcome, ToolFacts};
 use mandate_store::ApprovalRecord;
-
-fn human_facts(h: &mandate_core::human::Human) -> HumanFacts {
-    HumanFacts {
-        id: h.id.to_string(),
-        groups: h.groups.iter().map(ToString::to_string).collect(),
-        roles: h
-            .roles
-            .iter()
-            .filter_map(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)))
-            .collect(),
-        sandbox: h.sandbox,
-    }
-}
 
 impl AppState {
     /// Approves (`approve = true`) or denies a pending approval as `caller`.
@@ -55,7 +43,7 @@ impl AppState {
         let root = match &root_id {
             Some(p) => match self.store.human(&p.human()).await? {
                 Some(h) => human_facts(&h),
-                None => HumanFacts { id: p.human().to_string(), groups: Vec::new(), roles: Vec::new(), sandbox: false },
+                None => unknown_human_facts(&p.human()),
             },
             None => return Err(ApiError::internal(format!("approval `{id}` has no root human"))),
         };
@@ -64,13 +52,7 @@ impl AppState {
         );
         let request = ApproveRequest {
             approver: human_facts(approver),
-            agent: AgentFacts {
-                id: agent.id.to_string(),
-                class: agent.class.as_str().to_owned(),
-                environment: agent.environment.as_str().to_owned(),
-                owner: agent.owner.human().to_string(),
-                state: agent.state.as_str().to_owned(),
-            },
+            agent: agent_facts(&agent),
             root,
             tool: ToolFacts {
                 name: approval.tool.clone(),

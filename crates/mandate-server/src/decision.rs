@@ -11,13 +11,14 @@
 use crate::behaviour::{CallShape, Risk};
 use crate::catalogue::Classified;
 use crate::clock::millis;
+use crate::policy::{agent_facts, human_facts, unknown_human_facts};
 use crate::state::AppState;
-use mandate_core::agent::{Agent, AgentState};
+use mandate_core::agent::AgentState;
 use mandate_core::event::NewEvent;
 use mandate_core::jose::{verify_proof, Htu, ProofExpectations};
 use mandate_core::mandate::{Action, CallTarget, MandateRecord};
 use mandate_core::pattern::{ResourceUri, ToolName};
-use mandate_policy::{AgentFacts, CallRequest, HumanFacts, Outcome, ToolFacts};
+use mandate_policy::{CallRequest, Outcome, ToolFacts};
 use mandate_store::ApprovalRecord;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -165,16 +166,6 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
     let mut out = String::new();
     write(value, &mut out);
     out
-}
-
-fn agent_facts(a: &Agent) -> AgentFacts {
-    AgentFacts {
-        id: a.id.to_string(),
-        class: a.class.as_str().to_owned(),
-        environment: a.environment.as_str().to_owned(),
-        owner: a.owner.human().to_string(),
-        state: a.state.as_str().to_owned(),
-    }
 }
 
 /// Why a scope does not allow a call, most specific dimension first.
@@ -462,24 +453,8 @@ impl AppState {
                 ctx.step("chain", "fail", "the root human was deactivated");
                 return Verdict::Deny;
             }
-            Ok(Some(h)) => HumanFacts {
-                id: h.id.to_string(),
-                groups: h.groups.iter().map(ToString::to_string).collect(),
-                roles: h
-                    .roles
-                    .iter()
-                    .map(|r| {
-                        serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-                    })
-                    .collect(),
-                sandbox: h.sandbox,
-            },
-            _ => HumanFacts {
-                id: record.root.human().to_string(),
-                groups: Vec::new(),
-                roles: Vec::new(),
-                sandbox: false,
-            },
+            Ok(Some(h)) => human_facts(&h),
+            _ => unknown_human_facts(&record.root.human()),
         };
         let t = self.clock.now();
         let policy_request = CallRequest {

@@ -251,30 +251,15 @@ impl AppState {
         agent: &Agent,
         request: &GrantRequest,
     ) -> Result<Vec<String>, ApiError> {
-        use mandate_policy::{AgentFacts, HumanFacts, Outcome, ToolFacts};
+        use mandate_policy::{Outcome, ToolFacts};
         let Some((_, policies)) = self.policy.current() else {
             return Err(grant_problem(
                 "grant.not_permitted",
                 "no policy set is active, so nothing may be granted".into(),
             ));
         };
-        let human_facts = HumanFacts {
-            id: human.id.to_string(),
-            groups: human.groups.iter().map(ToString::to_string).collect(),
-            roles: human
-                .roles
-                .iter()
-                .filter_map(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)))
-                .collect(),
-            sandbox: human.sandbox,
-        };
-        let agent_facts = AgentFacts {
-            id: agent.id.to_string(),
-            class: agent.class.as_str().to_owned(),
-            environment: agent.environment.as_str().to_owned(),
-            owner: agent.owner.human().to_string(),
-            state: agent.state.as_str().to_owned(),
-        };
+        let human_facts = crate::policy::human_facts(human);
+        let agent_facts = crate::policy::agent_facts(agent);
         let mut matched = Vec::new();
         // Every question policy must answer, each once: a tool pattern is asked about as written and
         // about every catalogued tool it covers, so `*/list_vendors` cannot slip an ERP tool past a

@@ -4,7 +4,10 @@
 //! the active one. Sets are versioned in the store (who, when, text) and every change is an event
 //! with the ids added and removed. Before the store's set is loaded, nothing is permitted.
 
-use mandate_policy::ValidatedPolicySet;
+use mandate_core::agent::Agent;
+use mandate_core::human::Human;
+use mandate_core::id::HumanId;
+use mandate_policy::{AgentFacts, HumanFacts, ValidatedPolicySet};
 use std::sync::{Arc, RwLock};
 
 /// The active policy set and its stored version number.
@@ -22,6 +25,32 @@ impl PolicyHandle {
     /// Makes `set` the active one.
     pub fn replace(&self, version: i64, set: Arc<ValidatedPolicySet>) {
         *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some((version, set));
+    }
+}
+
+/// What policy knows of a human from the registry.
+pub fn human_facts(h: &Human) -> HumanFacts {
+    HumanFacts {
+        id: h.id.to_string(),
+        groups: h.groups.iter().map(ToString::to_string).collect(),
+        roles: h.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        sandbox: h.sandbox,
+    }
+}
+
+/// What policy knows of a human the registry does not hold (one who signed in with OIDC only).
+pub fn unknown_human_facts(id: &HumanId) -> HumanFacts {
+    HumanFacts { id: id.to_string(), groups: Vec::new(), roles: Vec::new(), sandbox: false }
+}
+
+/// What policy knows of an agent.
+pub fn agent_facts(a: &Agent) -> AgentFacts {
+    AgentFacts {
+        id: a.id.to_string(),
+        class: a.class.as_str().to_owned(),
+        environment: a.environment.as_str().to_owned(),
+        owner: a.owner.human().to_string(),
+        state: a.state.as_str().to_owned(),
     }
 }
 
