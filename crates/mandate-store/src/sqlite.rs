@@ -67,12 +67,18 @@ impl SqliteStore {
         // The writer keeps up to 64 MiB of pages: a group-commit batch touches one index page per
         // active chain, agent and tool, and those should stay in memory between batches.
         let writer_options = options.clone().pragma("cache_size", "-65536");
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(writer_options).await.map_err(db)?;
+        // A local file needs no liveness check before each use (a round trip to SQLite's thread).
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(writer_options)
+            .await
+            .map_err(db)?;
         check_schema_version(&writer).await?;
         MIGRATOR.run(&writer).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         let reader =
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
-        let group = ledger::group::GroupCommit::start(writer.clone(), group.max_batch);
+        let group = ledger::group::GroupCommit::start(writer.clone(), group.max_batch)?;
         Ok(Self { writer, reader, group })
     }
 

@@ -1,26 +1,37 @@
 //! Group commit: appends that carry no other state change share one transaction, and one fsync.
 //!
-//! Appenders put their event on a queue and wait. One writer task takes everything queued (up to
-//! `max_batch`), reads the head of the chain, hashes the batch in order, inserts it with multi-row
-//! `INSERT`s, and commits with `synchronous = FULL`; only then is each appender woken with its
-//! sequence number. So an append never returns before its event is on disk, and while one batch is
-//! being synced the next one gathers: the more appenders wait, the more each fsync carries.
+//! Appenders put their event on a queue and wait. One writer, on a thread of its own, takes
+//! everything queued (up to `max_batch`), hashes the batch in order after the head of the chain it
+//! left last time, and sends `BEGIN`, multi-row `INSERT`s and `COMMIT` to SQLite as one statement
+//! list, committed with `synchronous = FULL`; only then is each appender woken with its sequence
+//! number. So an append never returns before its event is on disk, and while one batch is being
+//! synced the next one gathers: the more appenders wait, the more each fsync carries.
 //!
-//! The batch goes through the store's single writer connection like every other transaction, and
-//! reads the head inside its transaction, so the chain stays correct across batches and across the
-//! state-changing transactions that append their own events in between.
+//! The batch goes through the store's single writer connection like every other transaction. Those
+//! transactions append their own events (reading the head inside their transaction), so the head
+//! this writer remembers can be stale; the primary key on `seq` catches that, and the batch is built
+//! again on the head read from the table (see [`commit`]).
 //!
 //! Rejected: a timer that holds events back to fill a batch (adds latency when idle, and the queue
-//! fills by itself under load); `synchronous = NORMAL` (an acknowledged event could be lost in a
-//! power cut); one statement per event (a round trip to SQLite's thread per row).
+//! fills by itself under load; waiting for decisions announced as under way was tried and did not
+//! make batches larger, because at a steady state the next batch's callers are still on the
+//! network); `synchronous = NORMAL` (an acknowledged event could be lost in a power cut); one
+//! statement per event (a round trip to SQLite's thread per row).
 
 use crate::sqlite::db;
 use crate::StoreError;
 use mandate_core::event::{chain_hash, NewEvent, GENESIS_HASH};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<i64, StoreError>>;
+
+/// How long the writer keeps the store's writer connection across back-to-back batches. Acquiring
+/// and releasing it costs a round trip to SQLite's thread each (sqlx checks a connection as it goes
+/// back), so under load the writer keeps it; other transactions wait at most this long for it.
+const HOLD: Duration = Duration::from_millis(5);
 
 // Almost every job is an append; boxing the event would cost an allocation per append for nothing.
 #[allow(clippy::large_enum_variant)]
@@ -46,12 +57,26 @@ fn stopped() -> StoreError {
 }
 
 impl GroupCommit {
-    /// Starts the writer task over `writer` (a pool of one connection).
-    pub(crate) fn start(writer: SqlitePool, max_batch: usize) -> Self {
+    /// Starts the writer over `writer` (a pool of one connection), on a thread of its own.
+    ///
+    /// The writer takes several turns per batch (begin, insert, commit, each a hand-off to SQLite's
+    /// worker thread and back). As a task on the server's runtime, each turn waited for a runtime
+    /// thread to finish whatever decision it was computing (a signature check and a Cedar evaluation,
+    /// over a hundred microseconds without a yield), so a commit took several times its own length
+    /// under load, and every decision waiting on it waited that long. On a current-thread runtime of
+    /// its own, each turn runs as soon as the operating system schedules the thread.
+    pub(crate) fn start(writer: SqlitePool, max_batch: usize) -> Result<Self, StoreError> {
         let max_batch = max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch.saturating_mul(4).max(1024));
-        tokio::spawn(run(writer, queue, max_batch));
-        Self { jobs }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot start the ledger writer's runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("mandate-ledger".to_owned())
+            .spawn(move || runtime.block_on(run(writer, queue, max_batch)))
+            .map_err(|e| StoreError::Database(format!("cannot start the ledger writer's thread: {e}")))?;
+        Ok(Self { jobs })
     }
 
     /// Appends `event` and returns its sequence number once it is durable.
@@ -72,7 +97,15 @@ impl GroupCommit {
 
 async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
     let mut jobs = Vec::with_capacity(max_batch);
+    let mut head = None;
+    // The writer connection, while this writer holds it, and since when.
+    let mut held: Option<(PoolConnection<Sqlite>, Instant)> = None;
     loop {
+        // Hand the connection back before waiting for work, and after HOLD of back-to-back batches,
+        // so that the store's other transactions get their turn.
+        if held.as_ref().is_some_and(|(_, since)| queue.is_empty() || since.elapsed() >= HOLD) {
+            held = None;
+        }
         if queue.recv_many(&mut jobs, max_batch).await == 0 {
             return;
         }
@@ -92,7 +125,21 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, max_batch: usiz
             }
         }
         if !events.is_empty() {
-            match commit(&writer, &events).await {
+            let conn = match held.take() {
+                Some(conn) => Ok(conn),
+                None => writer.acquire().await.map(|conn| (conn, Instant::now())).map_err(db),
+            };
+            let committed = match conn {
+                Ok((mut conn, since)) => {
+                    let committed = commit(&mut conn, &mut head, &events).await;
+                    if committed.is_ok() {
+                        held = Some((conn, since));
+                    }
+                    committed
+                }
+                Err(e) => Err(e),
+            };
+            match committed {
                 Ok(first) => {
                     for (seq, reply) in (first..).zip(replies) {
                         // An appender that gave up waiting still has its event durable.
@@ -108,6 +155,8 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, max_batch: usiz
             }
         }
         if let Some(ack) = close {
+            // Back to the pool before the store closes it.
+            drop(held.take());
             queue.close();
             while let Some(job) = queue.recv().await {
                 if let Job::Append(_, reply) = job {
@@ -120,18 +169,70 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, max_batch: usiz
     }
 }
 
+/// The last committed event: its sequence number and hash.
+type Head = (i64, String);
+
 /// Appends `events` in one transaction; returns the first one's sequence number.
-pub(crate) async fn commit(writer: &SqlitePool, events: &[NewEvent]) -> Result<i64, StoreError> {
-    let mut tx = writer.begin().await.map_err(db)?;
-    let first = append_all(&mut tx, events).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(first)
+///
+/// The whole transaction (`BEGIN`, the inserts, `COMMIT`) is one statement list, one hand-off to
+/// SQLite's worker thread and back, and the head of the chain is the one this writer left after its
+/// last batch, so a batch costs no read. Other transactions append too (a registration with its
+/// event), so that head may be stale: then the first insert reuses a taken sequence number, the
+/// primary key refuses it, `INSERT OR ROLLBACK` abandons the batch whole, and it is built again on the
+/// head read from the table. Sequence numbers are never reused (events are only ever added), so a
+/// stale head cannot go unnoticed.
+pub(crate) async fn commit(
+    conn: &mut PoolConnection<Sqlite>,
+    head: &mut Option<Head>,
+    events: &[NewEvent],
+) -> Result<i64, StoreError> {
+    let mut retried = false;
+    loop {
+        let (seq, prev) = match head.take() {
+            Some(known) => known,
+            None => read_head(conn).await?,
+        };
+        let rows = chain(seq, prev, events);
+        let result = batch(&rows).build().execute(&mut **conn).await;
+        match result {
+            Ok(_) => {
+                let first = rows.first().map(|r| r.seq).unwrap_or(seq + 1);
+                *head = rows.last().map(|r| (r.seq, r.hash.clone()));
+                return Ok(first);
+            }
+            Err(e) => {
+                let stale = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
+                // `INSERT OR ROLLBACK` has ended the transaction when a row was refused (and this
+                // `ROLLBACK` then finds none). After any other failure the transaction may still be open:
+                // roll it back, and let the pool replace the connection rather than reuse it in an
+                // unknown state.
+                let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+                if !stale {
+                    conn.close_on_drop();
+                }
+                if stale && !retried {
+                    retried = true;
+                    continue;
+                }
+                return Err(db(e));
+            }
+        }
+    }
 }
 
-/// Rows per `INSERT` statement: powers of two up to this, so a handful of statement shapes are
-/// prepared once and reused. 256 rows of 13 values stay far below SQLite's 32766 bound variables.
-/// The statements are `INSERT OR ROLLBACK`: a failed batch is abandoned whole, so SQLite need not keep
-/// a statement journal to undo half a statement.
+async fn read_head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
+    let head: Option<Head> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned())))
+}
+
+/// Rows per `INSERT` statement. A batch of up to this many is one `INSERT` in autocommit mode: one
+/// statement, one transaction, one result back from SQLite's thread. Larger batches are `BEGIN`,
+/// statements of this many rows, and `COMMIT`. 256 rows of 13 values stay far below SQLite's 32766
+/// bound variables per statement. The statements are `INSERT OR ROLLBACK`: a failed batch is
+/// abandoned whole, so SQLite need not keep a statement journal to undo half a statement.
 const MAX_ROWS: usize = 256;
 
 struct Row<'a> {
@@ -141,30 +242,24 @@ struct Row<'a> {
     hash: String,
 }
 
-/// Appends `events` after the current head inside `tx`; returns the first one's sequence number.
-pub(crate) async fn append_all(tx: &mut Transaction<'_, Sqlite>, events: &[NewEvent]) -> Result<i64, StoreError> {
-    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?;
-    let (mut seq, mut prev) = match head {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS_HASH.to_owned()),
-    };
-    let first = seq;
+/// `events` linked after the event `(seq, prev)`.
+fn chain(mut seq: i64, mut prev: String, events: &[NewEvent]) -> Vec<Row<'_>> {
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
+        seq += 1;
         let hash = chain_hash(&prev, seq, event);
         rows.push(Row { seq, event, prev: std::mem::replace(&mut prev, hash.clone()), hash });
-        seq += 1;
     }
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let n = rest.len().min(MAX_ROWS);
-        // The largest power of two not above `n`.
-        let n = 1usize << (usize::BITS - 1 - n.leading_zeros());
-        let (chunk, tail) = rest.split_at(n);
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+    rows
+}
+
+/// The inserts of `rows` as one statement list: a single `INSERT` when it fits in one, else `BEGIN`,
+/// the `INSERT`s and `COMMIT`.
+fn batch<'a>(rows: &'a [Row<'a>]) -> QueryBuilder<'a, Sqlite> {
+    let several = rows.len() > MAX_ROWS;
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(if several { "BEGIN; " } else { "" });
+    for chunk in rows.chunks(MAX_ROWS) {
+        q.push(
             "INSERT OR ROLLBACK INTO events (seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, decision, detail, prev_hash, hash) ",
         );
         q.push_values(chunk, |mut b, r| {
@@ -184,8 +279,10 @@ pub(crate) async fn append_all(tx: &mut Transaction<'_, Sqlite>, events: &[NewEv
                 .push_bind(r.prev.as_str())
                 .push_bind(r.hash.as_str());
         });
-        q.build().execute(&mut **tx).await.map_err(db)?;
-        rest = tail;
+        q.push("; ");
     }
-    Ok(first)
+    if several {
+        q.push("COMMIT;");
+    }
+    q
 }

@@ -131,6 +131,39 @@ async fn concurrent_appends_and_transactions_keep_one_gapless_chain() {
 }
 
 #[tokio::test]
+async fn a_batch_after_another_transaction_appended_links_to_its_event() {
+    let (_dir, path, store) = open().await;
+    assert_eq!(store.append_event(decision(1, "a", "c", "m", "t/t", "allow")).await.unwrap(), 1);
+    // The group writer remembers seq 1 as the head; this transaction appends seq 2 behind its back.
+    let a = agent("agent-1");
+    let event = NewEvent::new("agent.registered", "admin", 1, &json!({})).with_agent(a.id.as_str());
+    let change = AgentChange { before: None, after: &a, action: "register", event };
+    assert_eq!(store.record_agent_change(change).await.unwrap(), 2);
+    assert_eq!(store.append_event(decision(3, "a", "c", "m", "t/t", "allow")).await.unwrap(), 3);
+    assert_eq!(store.append_event(decision(4, "a", "c", "m", "t/t", "allow")).await.unwrap(), 4);
+    assert_eq!(problem(&store, &path, &any_key()).await, None);
+}
+
+#[tokio::test]
+async fn a_stale_head_is_caught_and_a_batch_larger_than_one_statement_commits_whole() {
+    let (_dir, path, store) = open().await;
+    for n in 0..3 {
+        store.append_event(decision(n, "a", "c", "m", "t/t", "allow")).await.unwrap();
+    }
+    let mut conn = store.writer.acquire().await.unwrap();
+    // A head two events behind the table's: the batch must not reuse seq 2 or link to its hash.
+    let mut head = Some((1, "0".repeat(64)));
+    let events: Vec<NewEvent> = (0..600).map(|n| decision(10 + n, "a", "c", "m", "t/t", "allow")).collect();
+    assert_eq!(group::commit(&mut conn, &mut head, &events).await.unwrap(), 4);
+    assert_eq!(head.as_ref().map(|h| h.0), Some(603));
+    // The remembered head is used as is for the next batch.
+    assert_eq!(group::commit(&mut conn, &mut head, &events[..1]).await.unwrap(), 604);
+    drop(conn);
+    assert_eq!(problem(&store, &path, &any_key()).await, None);
+    assert_eq!(store.scan_events().await.unwrap(), 604);
+}
+
+#[tokio::test]
 async fn one_event_per_transaction_is_the_same_chain() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
