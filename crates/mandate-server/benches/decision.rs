@@ -59,8 +59,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Criterion's samples per benchmark.
 const SAMPLES: usize = 40;
-/// Decisions in flight at once in `decision_x16`, as in the load test's target level.
-const IN_FLIGHT: u64 = 16;
 const TOOL: &str = "erp/read_ledger";
 const RESOURCE: &str = "erp://ledger/2026-10/ap";
 const PURPOSE: &str = "Prepare the October 2026 close report";
@@ -330,79 +328,6 @@ fn decision(c: &mut Criterion) {
                 samples.len()
             );
         }
-    }
-    group.finish();
-
-    // The same, with the server's concurrency: every round starts IN_FLIGHT decisions at once on the
-    // server's two runtime threads and waits for all of them, as a server with that many calls in
-    // flight does; then the same number of (verify + Cedar) parts, likewise. Each row's time is the
-    // round's wall time over IN_FLIGHT: what one decision costs the server when decisions share its
-    // cores and their appends share commits (group commit), the durable fsync included wherever it
-    // is not overlapped with other work.
-    const CONCURRENT: [&str; 2] = ["parts", "authorize"];
-    let state = f.state.clone();
-    let cedar = Arc::new(cedar);
-    let signature = Arc::new((signing_input.to_owned(), signature));
-    let mut run_concurrent = |iters: u64| -> [Duration; 2] {
-        let mut totals = [Duration::ZERO; 2];
-        for _ in 0..iters {
-            let requests: Vec<AuthorizeRequest> = (0..IN_FLIGHT).map(|i| f.request(counter + i)).collect();
-            counter += IN_FLIGHT;
-            let start = Instant::now();
-            f.runtime.block_on(async {
-                let tasks: Vec<_> = (0..IN_FLIGHT)
-                    .map(|_| {
-                        let (policies, cedar, signature) = (policies.clone(), cedar.clone(), signature.clone());
-                        tokio::spawn(async move {
-                            agent_public.verify_strict(signature.0.as_bytes(), &signature.1).unwrap();
-                            assert_eq!(policies.decide_call(&cedar).outcome, Outcome::Allow);
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-            });
-            totals[0] += start.elapsed() / IN_FLIGHT as u32;
-
-            let start = Instant::now();
-            f.runtime.block_on(async {
-                let tasks: Vec<_> = requests
-                    .into_iter()
-                    .map(|request| {
-                        let state = state.clone();
-                        tokio::spawn(async move { state.authorize(&request, false).await })
-                    })
-                    .collect();
-                for t in tasks {
-                    let response = t.await.unwrap();
-                    assert_eq!(response.decision, "allow", "{:?}", response.reasons);
-                }
-            });
-            totals[1] += start.elapsed() / IN_FLIGHT as u32;
-        }
-        totals
-    };
-    let mut group = c.benchmark_group(format!("decision_x{IN_FLIGHT}"));
-    for (index, name) in CONCURRENT.iter().enumerate() {
-        let mut ratios: Vec<f64> = Vec::new();
-        group.bench_function(*name, |b| {
-            b.iter_custom(|iters| {
-                let t = run_concurrent(iters);
-                ratios.push(t[index].as_secs_f64() / t[0].as_secs_f64());
-                t[index]
-            })
-        });
-        let mut samples = ratios.split_off(ratios.len().saturating_sub(SAMPLES));
-        if samples.is_empty() {
-            continue;
-        }
-        samples.sort_by(f64::total_cmp);
-        let median = samples[samples.len() / 2];
-        println!(
-            "paired ratio decision_x{IN_FLIGHT}/{name} / parts: {median:.4} (median of {} interleaved samples)",
-            samples.len()
-        );
     }
     group.finish();
 
