@@ -19,6 +19,8 @@ pub(crate) struct Engine {
     pub(crate) validator: cedar::Validator,
     pub(crate) authorizer: cedar::Authorizer,
     pub(crate) names: Names,
+    /// The entities of recent `call` requests.
+    pub(crate) call_entities: crate::facts::CallEntitiesCache,
 }
 
 /// The entity types and actions of the schema, parsed once.
@@ -72,7 +74,12 @@ impl Engine {
             call: action("call"),
             approve: action("approve"),
         };
-        Ok(Self { validator: cedar::Validator::new(schema), authorizer: cedar::Authorizer::new(), names })
+        Ok(Self {
+            validator: cedar::Validator::new(schema),
+            authorizer: cedar::Authorizer::new(),
+            names,
+            call_entities: Default::default(),
+        })
     }
 
     /// The parsed schema.

@@ -11,6 +11,7 @@
 //! decision denies with the reason.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use cedar_policy as cedar;
 use cedar_policy::RestrictedExpression as Expr;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Engine, Names};
 
 /// What policy knows about a human.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HumanFacts {
     /// The human's id, `alice@example.org`.
@@ -36,7 +37,7 @@ pub struct HumanFacts {
 }
 
 /// What policy knows about an agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentFacts {
     /// The agent's slug, `finance-close`.
@@ -53,7 +54,7 @@ pub struct AgentFacts {
 }
 
 /// What policy knows about a tool, from the tool catalogue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolFacts {
     /// The tool, `server/tool`.
@@ -159,7 +160,48 @@ pub(crate) struct Built {
     pub(crate) action: cedar::EntityUid,
     pub(crate) resource: cedar::EntityUid,
     pub(crate) context: cedar::Context,
-    pub(crate) entities: cedar::Entities,
+    pub(crate) entities: Arc<cedar::Entities>,
+}
+
+/// The facts a call's entities are built from: the whole key of the entity cache, so that a hit is
+/// the very entities these facts would build.
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct CallEntitiesKey {
+    agent: AgentFacts,
+    chain: Vec<AgentFacts>,
+    root: HumanFacts,
+    tool: ToolFacts,
+}
+
+/// The entities of recent calls. A call's entities depend only on its agents, root human and tool,
+/// and a busy server asks about the same few again and again; building them (entities, attributes,
+/// the transitive closure of groups) was about a sixth of a decision's CPU. Bounded: emptied when
+/// full.
+#[derive(Default)]
+pub(crate) struct CallEntitiesCache {
+    entries: Mutex<HashMap<CallEntitiesKey, Arc<cedar::Entities>>>,
+}
+
+impl CallEntitiesCache {
+    const CAPACITY: usize = 4096;
+
+    fn get_or_build(
+        &self,
+        key: CallEntitiesKey,
+        build: impl FnOnce() -> Result<cedar::Entities, String>,
+    ) -> Result<Arc<cedar::Entities>, String> {
+        if let Some(hit) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(hit.clone());
+        }
+        // Built outside the lock; two threads may build the same entities once each, which is harmless.
+        let built = Arc::new(build()?);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, built.clone());
+        Ok(built)
+    }
 }
 
 impl GrantRequest {
@@ -187,20 +229,22 @@ impl CallRequest {
         if !(1..=7).contains(&self.weekday) {
             return Err(format!("weekday `{}` is outside 1 (Monday) to 7 (Sunday)", self.weekday));
         }
-        let mut store = Store::new(&engine.names);
-        let principal = store.agent(&self.agent)?;
-        let root = store.human(&self.root)?;
-        let resource = store.tool(&self.tool)?;
+        let key = CallEntitiesKey {
+            agent: self.agent.clone(),
+            chain: self.chain.clone(),
+            root: self.root.clone(),
+            tool: self.tool.clone(),
+        };
+        let entities = engine.call_entities.get_or_build(key, || self.entities(engine))?;
+        let names = &engine.names;
         let hops: Vec<&AgentFacts> = self.chain.iter().chain(std::iter::once(&self.agent)).collect();
-        let mut chain_agents = Vec::with_capacity(hops.len());
-        for hop in &hops {
-            chain_agents.push(Expr::new_entity_uid(store.agent(hop)?));
-        }
+        let chain_agents: Vec<Expr> =
+            hops.iter().map(|hop| Expr::new_entity_uid(Names::uid(&names.agent, &hop.id))).collect();
         let context = context([
             ("category", string(&self.category)),
             ("purpose", string(&self.purpose)),
             ("depth", Expr::new_long(i64::from(self.depth))),
-            ("root", Expr::new_entity_uid(root)),
+            ("root", Expr::new_entity_uid(Names::uid(&names.human, &self.root.id))),
             ("hops", strings(hops.iter().map(|a| &a.id))),
             ("chain_agents", Expr::new_set(chain_agents)),
             ("chain_environments", strings(hops.iter().map(|a| &a.environment))),
@@ -216,7 +260,26 @@ impl CallRequest {
             ("agent_environment", string(&self.agent.environment)),
             ("tool_environment", string(&self.tool.server_environment)),
         ])?;
-        store.finish(engine, principal, engine.names.call.clone(), resource, context)
+        Ok(Built {
+            principal: Names::uid(&names.agent, &self.agent.id),
+            action: names.call.clone(),
+            resource: Names::uid(&names.tool, &self.tool.name),
+            context,
+            entities,
+        })
+    }
+
+    /// The call's entities: its agents, root human (with groups), tool and server; refuses facts that
+    /// contradict each other.
+    fn entities(&self, engine: &Engine) -> Result<cedar::Entities, String> {
+        let mut store = Store::new(&engine.names);
+        store.agent(&self.agent)?;
+        store.human(&self.root)?;
+        store.tool(&self.tool)?;
+        for hop in &self.chain {
+            store.agent(hop)?;
+        }
+        store.entities(engine)
     }
 }
 
@@ -304,7 +367,13 @@ impl<'a> Store<'a> {
         self.add(entity(Names::uid(&self.names.tool, &tool.name), attrs, [server].into())?)
     }
 
-    /// Gathers the entities (checked against the schema in tests, see `Engine::request_schema`).
+    /// The entities (checked against the schema in tests, see `Engine::request_schema`).
+    fn entities(self, engine: &Engine) -> Result<cedar::Entities, String> {
+        cedar::Entities::from_entities(self.entities.into_values(), engine.request_schema())
+            .map_err(|e| format!("the request's entities were refused: {}", detail(&e)))
+    }
+
+    /// Gathers the request.
     fn finish(
         self,
         engine: &Engine,
@@ -313,8 +382,7 @@ impl<'a> Store<'a> {
         resource: cedar::EntityUid,
         context: cedar::Context,
     ) -> Result<Built, String> {
-        let entities = cedar::Entities::from_entities(self.entities.into_values(), engine.request_schema())
-            .map_err(|e| format!("the request's entities were refused: {}", detail(&e)))?;
+        let entities = Arc::new(self.entities(engine)?);
         Ok(Built { principal, action, resource, context, entities })
     }
 }

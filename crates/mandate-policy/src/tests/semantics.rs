@@ -139,3 +139,31 @@ fn the_same_human_twice_with_the_same_facts_is_fine() {
         &["approve.approver-role"],
     );
 }
+
+#[test]
+fn entities_built_once_for_some_facts_are_never_those_of_other_facts() {
+    // Each policy reads an entity's attributes or its groups (the entities the cache keeps), not the
+    // context: an agent suspended, a human moved out of a group, a tool reclassified, with the same
+    // ids, must each be seen as they are now, in any order, however often they were seen before.
+    let set = set(&format!(
+        "@id(\"allow\") permit (principal, {CALL}, resource);\n\
+         @id(\"suspended\") forbid (principal, {CALL}, resource) when {{ principal.state != \"active\" }};\n\
+         @id(\"finance-only\") forbid (principal, {CALL}, resource) when {{ !(context.root in Mandate::Group::\"finance\") }};\n\
+         @id(\"secret\") forbid (principal, {CALL}, resource) when {{ resource.data_class == \"secret\" }};"
+    ));
+    let suspended = AgentFacts { state: "suspended".into(), ..finance_close() };
+    let secret_wiki = ToolFacts { data_class: "secret".into(), ..wiki() };
+    let alice_elsewhere = HumanFacts { groups: vec!["engineering".into()], ..alice() };
+    for _ in 0..3 {
+        check(&set, "as registered", call(wiki()), Outcome::Allow, &["allow"]);
+        check(&set, "suspended", call_by(suspended.clone(), wiki()), Outcome::Deny, &["suspended"]);
+        check(&set, "reclassified", call(secret_wiki.clone()), Outcome::Deny, &["secret"]);
+        check(
+            &set,
+            "moved",
+            CallRequest { root: alice_elsewhere.clone(), ..call(wiki()) },
+            Outcome::Deny,
+            &["finance-only"],
+        );
+    }
+}
