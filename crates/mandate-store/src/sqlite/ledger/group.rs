@@ -1,21 +1,21 @@
 //! Group commit: appends that carry no other state change share one transaction, and one fsync.
 //!
-//! Appenders put their event on a queue and wait. One writer, on a thread of its own, takes
-//! everything queued (up to `max_batch`), hashes the batch in order after the head of the chain it
-//! left last time, and sends `BEGIN`, multi-row `INSERT`s and `COMMIT` to SQLite as one statement
-//! list, committed with `synchronous = FULL`; only then is each appender woken with its sequence
-//! number. So an append never returns before its event is on disk, and while one batch is being
-//! synced the next one gathers: the more appenders wait, the more each fsync carries.
+//! Appenders put their event on a queue and wait. One writer task takes everything queued (up to
+//! `max_batch`), hashes the batch in order after the head of the chain it left last time, and sends
+//! it to SQLite as one multi-row `INSERT` in autocommit mode (`BEGIN`, `INSERT`s and `COMMIT` as one
+//! statement list above 256 rows), committed with `synchronous = FULL`; only then is each appender
+//! woken with its sequence number. So an append never returns before its event is on disk, and
+//! while one batch is being synced the next one gathers: the more appenders wait, the more each
+//! fsync carries.
 //!
 //! The batch goes through the store's single writer connection like every other transaction. Those
 //! transactions append their own events (reading the head inside their transaction), so the head
 //! this writer remembers can be stale; the primary key on `seq` catches that, and the batch is built
 //! again on the head read from the table (see [`commit`]).
 //!
-//! Rejected: a timer that holds events back to fill a batch (adds latency when idle, and the queue
-//! fills by itself under load; waiting for decisions announced as under way was tried and did not
-//! make batches larger, because at a steady state the next batch's callers are still on the
-//! network); `synchronous = NORMAL` (an acknowledged event could be lost in a power cut); one
+//! Rejected, each measured: a timer that holds events back to fill a batch (adds latency when idle;
+//! under load neither a fixed wait of 150 or 400 µs nor waiting for decisions announced as under way
+//! raised throughput, because at a steady state the next batch's callers are still on the network); `synchronous = NORMAL` (an acknowledged event could be lost in a power cut); one
 //! statement per event (a round trip to SQLite's thread per row).
 
 use crate::sqlite::db;
@@ -57,25 +57,16 @@ fn stopped() -> StoreError {
 }
 
 impl GroupCommit {
-    /// Starts the writer over `writer` (a pool of one connection), on a thread of its own.
+    /// Starts the writer task over `writer` (a pool of one connection).
     ///
-    /// The writer takes several turns per batch (begin, insert, commit, each a hand-off to SQLite's
-    /// worker thread and back). As a task on the server's runtime, each turn waited for a runtime
-    /// thread to finish whatever decision it was computing (a signature check and a Cedar evaluation,
-    /// over a hundred microseconds without a yield), so a commit took several times its own length
-    /// under load, and every decision waiting on it waited that long. On a current-thread runtime of
-    /// its own, each turn runs as soon as the operating system schedules the thread.
+    /// It runs on the server's runtime. A dedicated thread with a runtime of its own was measured
+    /// too: it helped while a batch took five hand-offs to SQLite's thread (each waited for a runtime
+    /// thread to finish the decision it was computing), and stopped helping once a batch took one;
+    /// then the extra thread's wake-ups cost more than they saved.
     pub(crate) fn start(writer: SqlitePool, max_batch: usize) -> Result<Self, StoreError> {
         let max_batch = max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch.saturating_mul(4).max(1024));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Database(format!("cannot start the ledger writer's runtime: {e}")))?;
-        std::thread::Builder::new()
-            .name("mandate-ledger".to_owned())
-            .spawn(move || runtime.block_on(run(writer, queue, max_batch)))
-            .map_err(|e| StoreError::Database(format!("cannot start the ledger writer's thread: {e}")))?;
+        tokio::spawn(run(writer, queue, max_batch));
         Ok(Self { jobs })
     }
 
