@@ -57,6 +57,9 @@ import sys
 log_path, command, bench_dir, fs_type, prefix = sys.argv[1:6]
 TARGET = 1.5
 
+sys.path.insert(0, "scripts")  # this script runs from the repository root
+from benchmarks_md import write_section  # noqa: E402
+
 
 def load(bench_id):
     path = os.path.join("target", "criterion", *bench_id.split("/"), "new", "estimates.json")
@@ -222,22 +225,7 @@ The decision's other steps, each measured alone in the same run (not interleaved
 - Source: `crates/mandate-server/benches/decision.rs`; commit `{sh("git", "rev-parse", "--short", "HEAD")}`.
 """
 
-START, END = "<!-- decisions:start -->", "<!-- decisions:end -->"
-try:
-    with open("BENCHMARKS.md", encoding="utf-8") as f:
-        existing = f.read()
-except FileNotFoundError:
-    existing = ""
-section = f"{START}\n{text}\n{END}"
-if START in existing and END in existing:
-    before, rest = existing.split(START, 1)
-    whole_doc = before + section + rest.split(END, 1)[1]
-elif existing.strip():
-    whole_doc = existing.rstrip("\n") + "\n\n" + section + "\n"
-else:
-    whole_doc = "# Benchmarks\n\n" + section + "\n"
-with open("BENCHMARKS.md", "w", encoding="utf-8") as f:
-    f.write(whole_doc)
+write_section("decisions", text)
 print(f"\n==> wrote BENCHMARKS.md: decision / (verify + Cedar + append) = {with_append:.2f}x (target <= {TARGET}x): {verdict}")
 sys.exit(0 if verdict == "PASS" else 1)
 PY

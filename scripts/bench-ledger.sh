@@ -37,6 +37,9 @@ import sys
 
 out_path, command, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 
+sys.path.insert(0, "scripts")  # this script runs from the repository root
+from benchmarks_md import write_section  # noqa: E402
+
 
 def sh(*args):
     try:
@@ -68,22 +71,7 @@ text = f"""{body}
 - Source: `crates/mandate-store/benches/ledger.rs`; commit `{sh("git", "rev-parse", "--short", "HEAD")}`.
 """
 
-START, END = "<!-- ledger:start -->", "<!-- ledger:end -->"
-try:
-    with open("BENCHMARKS.md", encoding="utf-8") as f:
-        existing = f.read()
-except FileNotFoundError:
-    existing = ""
-section = f"{START}\n{text}\n{END}"
-if START in existing and END in existing:
-    before, rest = existing.split(START, 1)
-    doc = before + section + rest.split(END, 1)[1]
-elif existing.strip():
-    doc = existing.rstrip("\n") + "\n\n" + section + "\n"
-else:
-    doc = "# Benchmarks\n\n" + section + "\n"
-with open("BENCHMARKS.md", "w", encoding="utf-8") as f:
-    f.write(doc)
+write_section("ledger", text)
 verdicts = [line for line in body.splitlines() if line.startswith("**PASS**") or line.startswith("**FAIL**")]
 print("\n==> wrote the Ledger section of BENCHMARKS.md:\n" + "\n".join(verdicts))
 sys.exit(1 if any(v.startswith("**FAIL**") for v in verdicts) else 0)

@@ -39,6 +39,9 @@ import sys
 log_path, command, base_nice, prefix = sys.argv[1:5]
 TARGET = 1.5
 
+sys.path.insert(0, "scripts")  # this script runs from the repository root
+from benchmarks_md import write_section  # noqa: E402
+
 RAW_VERIFY = "tokens/ed25519_verify_strict"
 # (criterion id, what it measures, baseline id or None)
 ROWS = [
@@ -202,23 +205,7 @@ target < {TARGET}×).
 
 # Only the tokens section is ours: other benchmarks (decisions, load, ledger) write their own
 # sections of the same file, between their own markers, and must survive this rewrite.
-START, END = "<!-- tokens:start -->", "<!-- tokens:end -->"
-try:
-    with open("BENCHMARKS.md", encoding="utf-8") as f:
-        existing = f.read()
-except FileNotFoundError:
-    existing = ""
-section = f"{START}\n{text}\n{END}"
-if START in existing and END in existing:
-    before, rest = existing.split(START, 1)
-    after = rest.split(END, 1)[1]
-    whole = before + section + after
-elif existing.strip():
-    whole = section + "\n\n" + existing
-else:
-    whole = section + "\n"
-with open("BENCHMARKS.md", "w", encoding="utf-8") as f:
-    f.write(whole)
+write_section("tokens", text, first=True)
 print(f"\n==> wrote BENCHMARKS.md: mandate verify / raw verify = {verify_ratio:.3f}x (target < {TARGET}x): {verdict}")
 sys.exit(0 if verdict == "PASS" else 1)
 PY

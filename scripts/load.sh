@@ -42,6 +42,9 @@ import sys
 command, extra, data_parent, fs_type = sys.argv[1:5]
 TARGET_RATE, TARGET_P99_MS, TARGET_CLIENTS = 5000, 10.0, 16
 
+sys.path.insert(0, "scripts")  # this script runs from the repository root
+from benchmarks_md import write_section  # noqa: E402
+
 
 def sh(*args):
     try:
@@ -188,22 +191,7 @@ One chain takes every call (its behaviour window and budget counter are shared b
 - Source: `crates/mandate-load/`.
 """
 
-START, END = "<!-- load:start -->", "<!-- load:end -->"
-try:
-    with open("BENCHMARKS.md", encoding="utf-8") as f:
-        existing = f.read()
-except FileNotFoundError:
-    existing = ""
-section = f"{START}\n{text}\n{END}"
-if START in existing and END in existing:
-    before, rest = existing.split(START, 1)
-    doc = before + section + rest.split(END, 1)[1]
-elif existing.strip():
-    doc = existing.rstrip("\n") + "\n\n" + section + "\n"
-else:
-    doc = "# Benchmarks\n\n" + section + "\n"
-with open("BENCHMARKS.md", "w", encoding="utf-8") as f:
-    f.write(doc)
+write_section("load", text)
 print(f"\n==> wrote BENCHMARKS.md: {line}: {verdict}")
 sys.exit(0 if verdict == "PASS" else 1)
 PY
