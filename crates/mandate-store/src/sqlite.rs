@@ -12,7 +12,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use mandate_core::agent::Agent;
-use mandate_core::event::{chain_hash, Event, NewEvent, GENESIS_HASH};
+use mandate_core::event::{Event, NewEvent};
 use mandate_core::human::Human;
 use mandate_core::id::{AgentId, HumanId};
 use mandate_core::mandate::MandateRecord;
@@ -83,7 +83,7 @@ impl SqliteStore {
         MIGRATOR.run(&writer).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         let reader =
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
-        let group = ledger::group::GroupCommit::start(writer.clone(), group.max_batch)?;
+        let group = ledger::group::GroupCommit::start(writer.clone(), group.max_batch);
         Ok(Self { writer, reader, group })
     }
 
@@ -122,36 +122,7 @@ async fn check_schema_version(pool: &SqlitePool) -> Result<(), StoreError> {
 }
 
 pub(crate) async fn append(tx: &mut Transaction<'_, Sqlite>, event: &NewEvent) -> Result<i64, StoreError> {
-    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db)?;
-    let (seq, prev) = match head {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS_HASH.to_owned()),
-    };
-    let hash = chain_hash(&prev, seq, event);
-    sqlx::query(
-        "INSERT INTO events (seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, decision, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(seq)
-    .bind(event.at_ms)
-    .bind(&event.kind)
-    .bind(&event.actor)
-    .bind(&event.agent)
-    .bind(&event.chain_id)
-    .bind(&event.mandate_id)
-    .bind(&event.tool)
-    .bind(&event.resource)
-    .bind(&event.decision)
-    .bind(&event.detail)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    Ok(seq)
+    ledger::group::append_in(tx, event).await
 }
 
 fn agent_from_doc(doc: &str) -> Result<Agent, StoreError> {

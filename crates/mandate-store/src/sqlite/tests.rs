@@ -3,7 +3,7 @@
 
 use super::*;
 use mandate_core::agent::{apply_patch, register, AgentPatch, AgentSpec};
-use mandate_core::event::chain_hash;
+use mandate_core::event::{chain_hash, GENESIS_HASH};
 use mandate_core::human::HumanSpec;
 use mandate_core::id::Principal;
 use mandate_core::mandate::MandateRecord;

@@ -15,8 +15,9 @@
 //!
 //! Rejected, each measured: a timer that holds events back to fill a batch (adds latency when idle;
 //! under load neither a fixed wait of 150 or 400 µs nor waiting for decisions announced as under way
-//! raised throughput, because at a steady state the next batch's callers are still on the network); `synchronous = NORMAL` (an acknowledged event could be lost in a power cut); one
-//! statement per event (a round trip to SQLite's thread per row).
+//! raised throughput, because at a steady state the next batch's callers are still on the network);
+//! `synchronous = NORMAL` (an acknowledged event could be lost in a power cut); one statement per
+//! event (a round trip to SQLite's thread per row).
 
 use crate::sqlite::db;
 use crate::StoreError;
@@ -63,11 +64,11 @@ impl GroupCommit {
     /// too: it helped while a batch took five hand-offs to SQLite's thread (each waited for a runtime
     /// thread to finish the decision it was computing), and stopped helping once a batch took one;
     /// then the extra thread's wake-ups cost more than they saved.
-    pub(crate) fn start(writer: SqlitePool, max_batch: usize) -> Result<Self, StoreError> {
+    pub(crate) fn start(writer: SqlitePool, max_batch: usize) -> Self {
         let max_batch = max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch.saturating_mul(4).max(1024));
         tokio::spawn(run(writer, queue, max_batch));
-        Ok(Self { jobs })
+        Self { jobs }
     }
 
     /// Appends `event` and returns its sequence number once it is durable.
@@ -165,9 +166,9 @@ type Head = (i64, String);
 
 /// Appends `events` in one transaction; returns the first one's sequence number.
 ///
-/// The whole transaction (`BEGIN`, the inserts, `COMMIT`) is one statement list, one hand-off to
-/// SQLite's worker thread and back, and the head of the chain is the one this writer left after its
-/// last batch, so a batch costs no read. Other transactions append too (a registration with its
+/// The whole transaction is one statement list ([`batch`]), one hand-off to SQLite's worker thread
+/// and back, and the head of the chain is the one this writer left after its last batch, so a batch
+/// costs no read. Other transactions append too (a registration with its
 /// event), so that head may be stale: then the first insert reuses a taken sequence number, the
 /// primary key refuses it, `INSERT OR ROLLBACK` abandons the batch whole, and it is built again on the
 /// head read from the table. Sequence numbers are never reused (events are only ever added), so a
@@ -187,9 +188,9 @@ pub(crate) async fn commit(
         let result = batch(&rows).build().execute(&mut **conn).await;
         match result {
             Ok(_) => {
-                let first = rows.first().map(|r| r.seq).unwrap_or(seq + 1);
+                // The rows follow `seq` (the head they were linked to).
                 *head = rows.last().map(|r| (r.seq, r.hash.clone()));
-                return Ok(first);
+                return Ok(seq + 1);
             }
             Err(e) => {
                 let stale = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
@@ -244,36 +245,54 @@ fn chain(mut seq: i64, mut prev: String, events: &[NewEvent]) -> Vec<Row<'_>> {
     rows
 }
 
-/// The inserts of `rows` as one statement list: a single `INSERT` when it fits in one, else `BEGIN`,
-/// the `INSERT`s and `COMMIT`.
+/// The inserts of `rows` as one statement list: a single `INSERT OR ROLLBACK` when it fits in one,
+/// else `BEGIN`, the `INSERT`s and `COMMIT`.
 fn batch<'a>(rows: &'a [Row<'a>]) -> QueryBuilder<'a, Sqlite> {
     let several = rows.len() > MAX_ROWS;
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(if several { "BEGIN; " } else { "" });
     for chunk in rows.chunks(MAX_ROWS) {
-        q.push(
-            "INSERT OR ROLLBACK INTO events (seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, decision, detail, prev_hash, hash) ",
-        );
-        q.push_values(chunk, |mut b, r| {
-            // Borrowed `&str`s are bound without a copy; `&String` would be cloned into the arguments.
-            let e = r.event;
-            b.push_bind(r.seq)
-                .push_bind(e.at_ms)
-                .push_bind(e.kind.as_str())
-                .push_bind(e.actor.as_str())
-                .push_bind(e.agent.as_deref())
-                .push_bind(e.chain_id.as_deref())
-                .push_bind(e.mandate_id.as_deref())
-                .push_bind(e.tool.as_deref())
-                .push_bind(e.resource.as_deref())
-                .push_bind(e.decision.as_deref())
-                .push_bind(e.detail.as_str())
-                .push_bind(r.prev.as_str())
-                .push_bind(r.hash.as_str());
-        });
+        push_insert(&mut q, "INSERT OR ROLLBACK", chunk);
         q.push("; ");
     }
     if several {
         q.push("COMMIT;");
     }
     q
+}
+
+/// `<verb> INTO events (...) VALUES (...), ...` for `rows`: the one place the ledger's columns are
+/// written.
+fn push_insert<'a>(q: &mut QueryBuilder<'a, Sqlite>, verb: &str, rows: &'a [Row<'a>]) {
+    q.push(verb);
+    q.push(
+        " INTO events (seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, decision, detail, prev_hash, hash) ",
+    );
+    q.push_values(rows, |mut b, r| {
+        // Borrowed `&str`s are bound without a copy; `&String` would be cloned into the arguments.
+        let e = r.event;
+        b.push_bind(r.seq)
+            .push_bind(e.at_ms)
+            .push_bind(e.kind.as_str())
+            .push_bind(e.actor.as_str())
+            .push_bind(e.agent.as_deref())
+            .push_bind(e.chain_id.as_deref())
+            .push_bind(e.mandate_id.as_deref())
+            .push_bind(e.tool.as_deref())
+            .push_bind(e.resource.as_deref())
+            .push_bind(e.decision.as_deref())
+            .push_bind(e.detail.as_str())
+            .push_bind(r.prev.as_str())
+            .push_bind(r.hash.as_str());
+    });
+}
+
+/// Appends `event` inside `tx`, a transaction that also changes state (a registration with its
+/// event): the head is read inside it, and a plain `INSERT` leaves a failure to the transaction.
+pub(crate) async fn append_in(tx: &mut SqliteConnection, event: &NewEvent) -> Result<i64, StoreError> {
+    let (seq, prev) = read_head(tx).await?;
+    let rows = chain(seq, prev, std::slice::from_ref(event));
+    let mut q = QueryBuilder::new("");
+    push_insert(&mut q, "INSERT", &rows);
+    q.build().execute(&mut *tx).await.map_err(db)?;
+    Ok(seq + 1)
 }
