@@ -137,12 +137,17 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let start = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
+    // One line per request that failed (`info` for a client error, `warn` for a fault); a request
+    // that succeeded is logged at `debug` only: the events that matter (a decision, an issuance, a
+    // revocation) log a line of their own, and `/metrics` counts every request.
     span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
-            "request finished"
-        );
+        let status = response.status().as_u16();
+        let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+        match status {
+            500.. => tracing::warn!(status, elapsed_ms, "request finished"),
+            400..=499 => tracing::info!(status, elapsed_ms, "request finished"),
+            _ => tracing::debug!(status, elapsed_ms, "request finished"),
+        }
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
