@@ -142,6 +142,7 @@ fn tokens(c: &mut Criterion) {
         now: NOW,
         max_age_secs: 60,
         skew_secs: 5,
+        known_key: None,
     };
     verify_proof(&f.proof, &expectations).unwrap();
     eprintln!(

@@ -49,6 +49,13 @@ pub struct Ed25519PublicJwk {
 impl Ed25519PublicJwk {
     /// Parses and validates a JWK document.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, JwkError> {
+        Self::from_json_known(value, None)
+    }
+
+    /// Parses and validates a JWK document like [`Self::from_json`], and accepts and refuses exactly
+    /// the same documents; when the document is the key `known` (already validated, such as an
+    /// agent's registered key), its point is taken from `known` instead of being decompressed again.
+    pub fn from_json_known(value: &serde_json::Value, known: Option<&Self>) -> Result<Self, JwkError> {
         let object = value.as_object().ok_or_else(|| JwkError::Malformed("expected an object".into()))?;
         let member = |name: &str| -> Result<Option<&str>, JwkError> {
             match object.get(name) {
@@ -76,7 +83,12 @@ impl Ed25519PublicJwk {
             return Err(JwkError::BadEncoding);
         }
         let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| JwkError::BadLength(bytes.len()))?;
-        let key = VerifyingKey::from_bytes(&array).map_err(|_| JwkError::InvalidPoint)?;
+        let key = match known {
+            // The same 32 bytes are the same point; `known` holds it decompressed already.
+            Some(known) if known.key.as_bytes() == &array => known.key,
+            _ => VerifyingKey::from_bytes(&array).map_err(|_| JwkError::InvalidPoint)?,
+        };
+        // Checked again for a known key too: `from_verifying_key` wraps keys without this check.
         if key.is_weak() {
             return Err(JwkError::InvalidPoint);
         }
@@ -130,8 +142,30 @@ mod tests {
     const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
     const RFC8037_THUMBPRINT: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
 
+    fn identity_x() -> String {
+        URL_SAFE_NO_PAD.encode([1u8].iter().chain([0u8; 31].iter()).copied().collect::<Vec<_>>())
+    }
+
+    /// Keys a caller might already hold: the RFC's, and the weak identity point wrapped without
+    /// checks (as `from_verifying_key` does).
+    fn known_keys() -> Vec<Ed25519PublicJwk> {
+        let identity: [u8; 32] = URL_SAFE_NO_PAD.decode(identity_x()).unwrap().try_into().unwrap();
+        vec![
+            Ed25519PublicJwk::from_json(&json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X})).unwrap(),
+            Ed25519PublicJwk::from_verifying_key(VerifyingKey::from_bytes(&identity).unwrap()),
+        ]
+    }
+
+    /// `from_json`, and `from_json_known` with every known key, give the same verdict.
     fn check(value: serde_json::Value, expected: Result<(), JwkError>) {
         assert_eq!(Ed25519PublicJwk::from_json(&value).map(|_| ()), expected, "{value}");
+        for known in known_keys() {
+            let with_known = Ed25519PublicJwk::from_json_known(&value, Some(&known));
+            assert_eq!(with_known.as_ref().map(|_| ()), expected.as_ref().map(|_| ()), "{value}, known {known:?}");
+            if let Ok(parsed) = with_known {
+                assert_eq!(parsed, Ed25519PublicJwk::from_json(&value).unwrap(), "{value}");
+            }
+        }
     }
 
     #[test]
@@ -156,10 +190,7 @@ mod tests {
         check(json!({"kty": "OKP", "crv": "Ed25519", "x": format!("{RFC8037_X}=")}), Err(JwkError::BadEncoding));
         check(json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}), Err(JwkError::BadLength(3)));
         // The identity point is a weak key: any signature "verifies" against small-order keys.
-        check(
-            json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode([1u8].iter().chain([0u8; 31].iter()).copied().collect::<Vec<_>>())}),
-            Err(JwkError::InvalidPoint),
-        );
+        check(json!({"kty": "OKP", "crv": "Ed25519", "x": identity_x()}), Err(JwkError::InvalidPoint));
         check(json!("not an object"), Err(JwkError::Malformed("expected an object".into())));
     }
 

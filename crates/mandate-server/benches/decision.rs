@@ -346,6 +346,7 @@ fn decision(c: &mut Criterion) {
         now,
         max_age_secs: 60,
         skew_secs: 30,
+        known_key: None,
     };
     let proof = sample.clone();
     verify_proof(&proof, &expectations).unwrap();

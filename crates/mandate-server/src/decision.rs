@@ -242,7 +242,9 @@ impl AppState {
         );
         ctx.record = Some(record.clone());
 
-        // 2. Proof of possession (RFC 9449 section 4.3) by the key the mandate is bound to.
+        // 2. Proof of possession (RFC 9449 section 4.3) by the key the mandate is bound to. The
+        //    agent's registered key, when in memory, spares decompressing the proof's key again.
+        let known_key = self.remembered_agent_key(&record.agent);
         let endpoint = m.authorize_endpoint();
         let proof = Htu::parse(&endpoint).map_err(|e| (e.code().to_owned(), e.to_string())).and_then(|htu| {
             verify_proof(
@@ -255,6 +257,7 @@ impl AppState {
                     now,
                     max_age_secs: m.proof_max_age_secs,
                     skew_secs: m.clock_skew_secs,
+                    known_key: known_key.as_ref(),
                 },
             )
             .map_err(|e| (e.code().to_owned(), e.to_string()))

@@ -518,6 +518,7 @@ impl AppState {
                 now,
                 max_age_secs: m.proof_max_age_secs,
                 skew_secs: m.clock_skew_secs,
+                known_key: None,
             },
         )
         .map_err(|e| OAuthError::new("invalid_request", e.code(), format!("DPoP proof: {e}")))?;

@@ -187,6 +187,11 @@ impl AppState {
         Ok(agent)
     }
 
+    /// The registered public key of agent `id`, when the agent is in memory (never a store read).
+    pub fn remembered_agent_key(&self, id: &mandate_core::id::AgentId) -> Option<mandate_core::jwk::Ed25519PublicJwk> {
+        self.registry.agents.read().unwrap_or_else(|p| p.into_inner()).get(id).map(|a| a.public_key_jwk.clone())
+    }
+
     /// A human (or the fact that there is none), from memory or the store.
     pub async fn cached_human(
         &self,

@@ -44,6 +44,10 @@ pub struct ProofExpectations<'a> {
     pub max_age_secs: u32,
     /// How far ahead of `now` a proof's `iat` may be, for clock skew.
     pub skew_secs: u32,
+    /// A key the caller already holds and validated, most likely the proof's (the agent's registered
+    /// key): when the proof's `jwk` is this key, its point is not decompressed again. It changes no
+    /// outcome: the proof is checked against its own `jwk` and `expected_jkt` either way.
+    pub known_key: Option<&'a Ed25519PublicJwk>,
 }
 
 /// A proof that passed [`verify_proof`]. Only that function builds one.
@@ -185,7 +189,7 @@ pub fn verify_proof(proof: &str, expected: &ProofExpectations<'_>) -> Result<Ver
     let jwk = raw.header().get("jwk").ok_or(ProofError::MissingJwk)?;
     // RFC 9449 section 4.3 check 7: `from_json` refuses private material (`d`) and any key that is
     // not a valid, non-weak Ed25519 point.
-    let jwk = Ed25519PublicJwk::from_json(jwk).map_err(ProofError::BadJwk)?;
+    let jwk = Ed25519PublicJwk::from_json_known(jwk, expected.known_key).map_err(ProofError::BadJwk)?;
     let verified = raw.verify_with_key(jwk.verifying_key(), None).map_err(|_| ProofError::BadSignature)?;
     let jkt = jwk.thumbprint();
     if jkt != expected.expected_jkt {

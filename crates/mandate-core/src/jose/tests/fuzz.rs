@@ -34,6 +34,7 @@ fn exercise(text: &str) {
             now: NOW,
             max_age_secs: 60,
             skew_secs: 5,
+            known_key: None,
         };
         let _ = verify_proof(text, &expected);
     }

@@ -45,6 +45,7 @@ fn verify(proof: &str, access_token: Option<&str>) -> Result<VerifiedProof, Proo
         now: NOW,
         max_age_secs: 60,
         skew_secs: 5,
+        known_key: None,
     };
     verify_proof(proof, &expected)
 }
