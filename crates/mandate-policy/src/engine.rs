@@ -78,7 +78,7 @@ impl Engine {
             validator: cedar::Validator::new(schema),
             authorizer: cedar::Authorizer::new(),
             names,
-            call_entities: Default::default(),
+            call_entities: crate::memo::Memo::new(crate::facts::CALL_ENTITIES_CAPACITY),
         })
     }
 

@@ -11,13 +11,14 @@
 //! decision denies with the reason.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cedar_policy as cedar;
 use cedar_policy::RestrictedExpression as Expr;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, Names};
+use crate::memo::Memo;
 
 /// What policy knows about a human.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -95,7 +96,7 @@ pub struct GrantRequest {
 
 /// May `agent` call `tool` now? Cedar action `call`, asked for every tool call after the mandate's own
 /// checks passed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallRequest {
     /// The calling agent.
@@ -175,34 +176,11 @@ pub(crate) struct CallEntitiesKey {
 
 /// The entities of recent calls. A call's entities depend only on its agents, root human and tool,
 /// and a busy server asks about the same few again and again; building them (entities, attributes,
-/// the transitive closure of groups) was about a sixth of a decision's CPU. Bounded: emptied when
-/// full.
-#[derive(Default)]
-pub(crate) struct CallEntitiesCache {
-    entries: Mutex<HashMap<CallEntitiesKey, Arc<cedar::Entities>>>,
-}
+/// the transitive closure of groups) was about a sixth of a decision's CPU.
+pub(crate) type CallEntitiesCache = Memo<CallEntitiesKey, Arc<cedar::Entities>>;
 
-impl CallEntitiesCache {
-    const CAPACITY: usize = 4096;
-
-    fn get_or_build(
-        &self,
-        key: CallEntitiesKey,
-        build: impl FnOnce() -> Result<cedar::Entities, String>,
-    ) -> Result<Arc<cedar::Entities>, String> {
-        if let Some(hit) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(hit.clone());
-        }
-        // Built outside the lock; two threads may build the same entities once each, which is harmless.
-        let built = Arc::new(build()?);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= Self::CAPACITY {
-            entries.clear();
-        }
-        entries.insert(key, built.clone());
-        Ok(built)
-    }
-}
+/// How many calls' entities are remembered.
+pub(crate) const CALL_ENTITIES_CAPACITY: usize = 4096;
 
 impl GrantRequest {
     pub(crate) fn build(&self, engine: &Engine) -> Result<Built, String> {
@@ -235,7 +213,7 @@ impl CallRequest {
             root: self.root.clone(),
             tool: self.tool.clone(),
         };
-        let entities = engine.call_entities.get_or_build(key, || self.entities(engine))?;
+        let entities = engine.call_entities.get_or_try(key, || self.entities(engine).map(Arc::new))?;
         let names = &engine.names;
         let hops: Vec<&AgentFacts> = self.chain.iter().chain(std::iter::once(&self.agent)).collect();
         let chain_agents: Vec<Expr> =

@@ -74,6 +74,7 @@ mod cases;
 mod decision;
 mod engine;
 mod facts;
+mod memo;
 mod set;
 
 pub use cases::{run_cases, Case, CaseError, CaseKind, CaseReport, CaseResult};

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy as cedar;
 use serde::Serialize;
@@ -17,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::decision::{self, PolicyDecision};
 use crate::engine::{engine, policy_id};
 use crate::facts::{ApproveRequest, CallRequest, GrantRequest};
+use crate::memo::Memo;
 
 /// The longest `@id` accepted, in bytes.
 const MAX_ID_LEN: usize = 128;
@@ -94,7 +96,13 @@ pub struct ValidatedPolicySet {
     policies: Vec<PolicyInfo>,
     index: HashMap<String, usize>,
     warnings: Vec<Problem>,
+    /// The decisions of recent `call` requests against this set (shared by its clones, which hold the
+    /// same policies); `None` when turned off with [`ValidatedPolicySet::without_call_memo`].
+    calls: Option<Arc<Memo<CallRequest, PolicyDecision>>>,
 }
+
+/// How many `call` decisions a policy set remembers.
+const CALL_MEMO_CAPACITY: usize = 4096;
 
 impl ValidatedPolicySet {
     /// Parses `text`, checks the house rules (a unique `@id` on every policy: letters, digits and
@@ -200,7 +208,8 @@ impl ValidatedPolicySet {
             return Err(PolicyError::Invalid(problems));
         }
         let version = hex::encode(Sha256::digest(text.as_bytes()));
-        Ok(Self { text: text.to_owned(), version, cedar: renamed, policies, index, warnings })
+        let calls = Some(Arc::new(Memo::new(CALL_MEMO_CAPACITY)));
+        Ok(Self { text: text.to_owned(), version, cedar: renamed, policies, index, warnings, calls })
     }
 
     /// The default policy set, [`crate::DEFAULT_POLICIES`].
@@ -248,11 +257,40 @@ impl ValidatedPolicySet {
     }
 
     /// Decides whether an agent may make a tool call now (action `call`).
+    ///
+    /// The answer is remembered under the whole request: a Cedar decision is a pure function of the
+    /// policies, the entities and the context, and every one of those is this set or a field of
+    /// `request` (the agents, the chain, the root human with groups and roles, the tool, the intent,
+    /// the hour and weekday, the risk so far). So an agent repeating a call gets the answer Cedar
+    /// gave the first time, without evaluating again, and any changed fact, even under the same ids
+    /// (a suspended agent, a human moved between groups, a reclassified tool, a new risk signal), is
+    /// another key and is evaluated. A replaced policy set is a new set with a memo of its own.
     pub fn decide_call(&self, request: &CallRequest) -> PolicyDecision {
+        let Some(memo) = &self.calls else {
+            return self.evaluate_call(request);
+        };
+        if let Some(hit) = memo.get(request) {
+            return hit;
+        }
+        let decision = self.evaluate_call(request);
+        memo.insert(request.clone(), decision.clone());
+        decision
+    }
+
+    /// Decides a `call` request by evaluating it with Cedar, whatever was decided before.
+    pub fn evaluate_call(&self, request: &CallRequest) -> PolicyDecision {
         match engine() {
             Ok(engine) => decision::evaluate(engine, self, request.build(engine)),
             Err(e) => PolicyDecision::failed(e.to_owned()),
         }
+    }
+
+    /// This set without the memo of `call` decisions: every [`Self::decide_call`] evaluates (for
+    /// measuring the evaluation itself).
+    #[must_use]
+    pub fn without_call_memo(mut self) -> Self {
+        self.calls = None;
+        self
     }
 
     /// Decides whether a human may approve a held call (action `approve`).

@@ -4,18 +4,22 @@
 //!
 //! - `decision/authorize`: [`AppState::authorize`] for an allowed call with a warm token cache: token
 //!   (cache hit), proof, revocation, chain (registry reads), scope (stored ancestors), budget,
-//!   behaviour, Cedar, and the decision event appended to the ledger, durable (SQLite, WAL,
+//!   behaviour, one Cedar evaluation (the policy set's memo of decisions turned off, so that Cedar
+//!   runs in every decision as it does for a call not seen before), and the decision event appended
+//!   to the ledger, durable (SQLite, WAL,
 //!   `synchronous = FULL`, on the directory in `MANDATE_BENCH_DIR` or the system's temporary one).
 //!   Every call carries its own proof, signed before the clock starts, with a fresh `iat` and a unique
 //!   `jti`, exactly as an agent would send it;
 //! - `decision/ed25519_verify_proof`: one raw `verify_strict` of such a proof's signature, the
 //!   signature check no decision can skip;
-//! - `decision/cedar_call`: one Cedar evaluation (`decide_call`) of the same request against the same
-//!   active policy set;
+//! - `decision/cedar_call`: one Cedar evaluation (`evaluate_call`) of the same request against the
+//!   same active policy set;
 //! - `decision/ledger_append`: one durable append of an event of the decision's size, alone: the
-//!   fsync the contract ("an allow is durable before it is returned") puts on every decision.
+//!   fsync the contract ("an allow is durable before it is returned") puts on every decision;
+//! - `decision/authorize_remembered`: the same decision with the policy set's memo on, as the server
+//!   runs it: a call repeated with the same facts gets Cedar's earlier answer without evaluating.
 //!
-//! The four run round-robin, call by call (as `mandate-core`'s token benchmarks do), so that load
+//! The five run round-robin, call by call (as `mandate-core`'s token benchmarks do), so that load
 //! that comes and goes on a shared two-core machine weighs on all of them alike; each prints its time
 //! relative to the parts over the very same iterations. `scripts/bench.sh` reads those lines and
 //! writes the table in BENCHMARKS.md.
@@ -271,20 +275,24 @@ fn decision(c: &mut Criterion) {
     );
 
     // `ops` run in this order in every round; `authorize` gets the pre-signed request of its round.
-    const OPS: [&str; 4] = ["ed25519_verify_proof", "cedar_call", "ledger_append", "authorize"];
+    const OPS: [&str; 5] = ["ed25519_verify_proof", "cedar_call", "ledger_append", "authorize", "authorize_remembered"];
+    let (version, _) = f.state.policy.current().expect("a policy set is active");
+    let evaluating = Arc::new(policies.as_ref().clone().without_call_memo());
+    let remembering = policies.clone();
     let mut counter = 1u64;
-    let mut run = |iters: u64| -> [Duration; 4] {
+    let mut run = |iters: u64| -> [Duration; 5] {
         let requests: Vec<AuthorizeRequest> = (0..iters).map(|i| f.request(counter + i)).collect();
+        let again: Vec<AuthorizeRequest> = (0..iters).map(|i| f.request(counter + iters + i)).collect();
         let events: Vec<NewEvent> = (0..iters).map(|i| decision_event(counter + i)).collect();
-        counter += iters;
-        let mut totals = [Duration::ZERO; 4];
-        for (request, event) in requests.iter().zip(events) {
+        counter += 2 * iters;
+        let mut totals = [Duration::ZERO; 5];
+        for ((request, again), event) in requests.iter().zip(&again).zip(events) {
             let start = Instant::now();
             black_box(agent_public.verify_strict(black_box(signing_input.as_bytes()), black_box(&signature))).unwrap();
             totals[0] += start.elapsed();
 
             let start = Instant::now();
-            let d = policies.decide_call(black_box(&cedar));
+            let d = policies.evaluate_call(black_box(&cedar));
             assert_eq!(d.outcome, Outcome::Allow);
             totals[1] += start.elapsed();
 
@@ -292,9 +300,16 @@ fn decision(c: &mut Criterion) {
             black_box(f.runtime.block_on(f.state.store.append_event(event)).unwrap());
             totals[2] += start.elapsed();
 
+            f.state.policy.replace(version, evaluating.clone());
             let start = Instant::now();
             let response = f.runtime.block_on(f.state.authorize(black_box(request), false));
             totals[3] += start.elapsed();
+            assert_eq!(response.decision, "allow", "{:?}", response.reasons);
+
+            f.state.policy.replace(version, remembering.clone());
+            let start = Instant::now();
+            let response = f.runtime.block_on(f.state.authorize(black_box(again), false));
+            totals[4] += start.elapsed();
             assert_eq!(response.decision, "allow", "{:?}", response.reasons);
         }
         totals
@@ -309,7 +324,7 @@ fn decision(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let t = run(iters);
                 let parts = t[0].as_secs_f64() + t[1].as_secs_f64();
-                ratios.push((t[index].as_secs_f64() / parts, t[3].as_secs_f64() / (parts + t[2].as_secs_f64())));
+                ratios.push((t[index].as_secs_f64() / parts, t[index].as_secs_f64() / (parts + t[2].as_secs_f64())));
                 t[index]
             })
         });
@@ -320,11 +335,11 @@ fn decision(c: &mut Criterion) {
         samples.sort_by(|a, b| a.0.total_cmp(&b.0));
         let median = samples[samples.len() / 2].0;
         println!("paired ratio decision/{name} / parts: {median:.4} (median of {} interleaved samples)", samples.len());
-        if *name == "authorize" {
+        if name.starts_with("authorize") {
             samples.sort_by(|a, b| a.1.total_cmp(&b.1));
             let median = samples[samples.len() / 2].1;
             println!(
-                "paired ratio decision/authorize / parts_and_ledger_append: {median:.4} (median of {} interleaved samples)",
+                "paired ratio decision/{name} / parts_and_ledger_append: {median:.4} (median of {} interleaved samples)",
                 samples.len()
             );
         }

@@ -141,29 +141,49 @@ fn the_same_human_twice_with_the_same_facts_is_fine() {
 }
 
 #[test]
-fn entities_built_once_for_some_facts_are_never_those_of_other_facts() {
-    // Each policy reads an entity's attributes or its groups (the entities the cache keeps), not the
-    // context: an agent suspended, a human moved out of a group, a tool reclassified, with the same
-    // ids, must each be seen as they are now, in any order, however often they were seen before.
-    let set = set(&format!(
+fn answers_remembered_for_some_facts_are_never_those_of_other_facts() {
+    // Each policy reads one fact of the request: an entity's attributes or groups (what the entity
+    // cache keeps) or the context (what only the decision memo keys on). An agent suspended, a human
+    // moved out of a group, a tool reclassified, all under the same ids, and the hour, a risk signal
+    // or the resource changing, must each be seen as they are now, in any order, however often the
+    // request was decided before. Run with the memo of decisions (the server's path) and without it
+    // (the entity cache alone).
+    let with_memo = set(&format!(
         "@id(\"allow\") permit (principal, {CALL}, resource);\n\
          @id(\"suspended\") forbid (principal, {CALL}, resource) when {{ principal.state != \"active\" }};\n\
          @id(\"finance-only\") forbid (principal, {CALL}, resource) when {{ !(context.root in Mandate::Group::\"finance\") }};\n\
-         @id(\"secret\") forbid (principal, {CALL}, resource) when {{ resource.data_class == \"secret\" }};"
+         @id(\"secret\") forbid (principal, {CALL}, resource) when {{ resource.data_class == \"secret\" }};\n\
+         @id(\"night\") forbid (principal, {CALL}, resource) when {{ context.hour < 6 }};\n\
+         @id(\"drift\") forbid (principal, {CALL}, resource) when {{ context.signals.contains(\"drift\") }};\n\
+         @id(\"payroll\") forbid (principal, {CALL}, resource) when {{ context.resource_uri like \"*payroll*\" }};"
     ));
+    let without_memo = with_memo.clone().without_call_memo();
     let suspended = AgentFacts { state: "suspended".into(), ..finance_close() };
     let secret_wiki = ToolFacts { data_class: "secret".into(), ..wiki() };
     let alice_elsewhere = HumanFacts { groups: vec!["engineering".into()], ..alice() };
-    for _ in 0..3 {
-        check(&set, "as registered", call(wiki()), Outcome::Allow, &["allow"]);
-        check(&set, "suspended", call_by(suspended.clone(), wiki()), Outcome::Deny, &["suspended"]);
-        check(&set, "reclassified", call(secret_wiki.clone()), Outcome::Deny, &["secret"]);
-        check(
-            &set,
-            "moved",
-            CallRequest { root: alice_elsewhere.clone(), ..call(wiki()) },
-            Outcome::Deny,
-            &["finance-only"],
-        );
+    for set in [&with_memo, &without_memo] {
+        for _ in 0..3 {
+            check(set, "as registered", call(wiki()), Outcome::Allow, &["allow"]);
+            check(set, "suspended", call_by(suspended.clone(), wiki()), Outcome::Deny, &["suspended"]);
+            check(set, "reclassified", call(secret_wiki.clone()), Outcome::Deny, &["secret"]);
+            let moved = CallRequest { root: alice_elsewhere.clone(), ..call(wiki()) };
+            check(set, "moved", moved, Outcome::Deny, &["finance-only"]);
+            check(set, "at night", CallRequest { hour: 3, ..call(wiki()) }, Outcome::Deny, &["night"]);
+            let drifting = CallRequest { signals: vec!["drift".into()], risk_score: 40, ..call(wiki()) };
+            check(set, "drifting", drifting, Outcome::Deny, &["drift"]);
+            let payroll = CallRequest { resource_uri: Some("wiki://hr/payroll".into()), ..call(wiki()) };
+            check(set, "payroll", payroll, Outcome::Deny, &["payroll"]);
+        }
+    }
+}
+
+#[test]
+fn a_remembered_decision_is_the_one_cedar_gives() {
+    let set = ValidatedPolicySet::default_set().unwrap();
+    let requests = [call(wiki()), CallRequest { hour: 22, weekday: 7, ..call(wiki()) }];
+    for request in &requests {
+        let evaluated = set.evaluate_call(request);
+        assert_eq!(set.decide_call(request), evaluated, "first decision");
+        assert_eq!(set.decide_call(request), evaluated, "remembered decision");
     }
 }
