@@ -411,6 +411,7 @@ fn behaviour(c: &mut Criterion) {
             classified: true,
             depth: 1,
             now: t,
+            chain_expires_at: now + 3_600,
         };
         for i in 0..per_sec * 60 {
             b.record(&shape(now - 59 + i64::from(i / per_sec)));

@@ -5,9 +5,16 @@
 //! more sensitive than anything the chain touched so far, more agents acting in one chain than a
 //! task usually needs, a burst of calls, a tool nobody has classified. Only allowed calls update the
 //! picture, so probing with denied calls does not teach the chain's baseline.
+//!
+//! A chain's picture is kept while any mandate of it can still be used: until its root mandate
+//! expires (a delegation never outlives its parent), and a margin more. Dropping it
+//! earlier would let a chain start over with a clean baseline, which raises fewer signals, so the
+//! limit is the root's expiry, never the last caller's (see [`crate::budget::KEEP_AFTER_EXPIRY_SECS`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
+
+use crate::budget::forgotten;
 
 /// A raised signal and its weight in the score.
 const SIGNALS: &[(&str, u32)] = &[
@@ -24,6 +31,8 @@ const FAN_OUT_AGENTS: usize = 3;
 /// More calls than this within [`VOLUME_WINDOW_SECS`] raise `volume`.
 const VOLUME_CALLS: usize = 60;
 const VOLUME_WINDOW_SECS: i64 = 60;
+/// How often, in seconds of the calls' clock, chains past their end are looked for.
+const PRUNE_EVERY_SECS: i64 = 60;
 
 #[derive(Debug, Default)]
 struct ChainStats {
@@ -31,12 +40,20 @@ struct ChainStats {
     max_sensitivity: Option<u8>,
     agents: HashSet<String>,
     recent: VecDeque<i64>,
+    /// When the chain's last usable mandate expires (its root's expiry).
+    ends_at: i64,
+}
+
+#[derive(Debug, Default)]
+struct Chains {
+    stats: HashMap<String, ChainStats>,
+    next_prune: i64,
 }
 
 /// Per-chain behaviour.
 #[derive(Debug, Default)]
 pub struct Behaviour {
-    chains: Mutex<HashMap<String, ChainStats>>,
+    chains: Mutex<Chains>,
 }
 
 /// What a call looks like next to its chain's behaviour.
@@ -74,13 +91,15 @@ pub struct CallShape<'a> {
     pub depth: u8,
     /// Now, Unix seconds.
     pub now: i64,
+    /// When the chain's root mandate expires, Unix seconds: no mandate of the chain outlives it.
+    pub chain_expires_at: i64,
 }
 
 impl Behaviour {
     /// The signals this call would raise.
     pub fn assess(&self, call: &CallShape<'_>) -> Risk {
-        let chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
-        let stats = chains.get(call.chain_id);
+        let chains = self.lock();
+        let stats = chains.stats.get(call.chain_id);
         let mut raised = Vec::new();
         if let Some(s) = stats {
             if !s.tools.contains(call.tool) {
@@ -109,10 +128,16 @@ impl Behaviour {
         Risk { score, signals: raised.into_iter().map(str::to_owned).collect() }
     }
 
-    /// Records an allowed call into its chain's baseline.
+    /// Records an allowed call into its chain's baseline; drops, once a minute, the chains whose
+    /// root mandate expired long enough ago.
     pub fn record(&self, call: &CallShape<'_>) {
-        let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
-        let s = chains.entry(call.chain_id.to_owned()).or_default();
+        let mut chains = self.lock();
+        if call.now >= chains.next_prune {
+            chains.stats.retain(|_, s| !forgotten(s.ends_at, call.now));
+            chains.next_prune = call.now.saturating_add(PRUNE_EVERY_SECS);
+        }
+        let s = chains.stats.entry(call.chain_id.to_owned()).or_default();
+        s.ends_at = s.ends_at.max(call.chain_expires_at);
         s.tools.insert(call.tool.to_owned());
         let level = sensitivity(call.data_class);
         s.max_sensitivity = Some(s.max_sensitivity.map_or(level, |m| m.max(level)));
@@ -121,6 +146,21 @@ impl Behaviour {
         while s.recent.front().is_some_and(|t| call.now - *t >= VOLUME_WINDOW_SECS) {
             s.recent.pop_front();
         }
+        // A burst grows the window's buffer; give the memory back once the burst has passed.
+        if s.recent.capacity() > 1024 && s.recent.len() < s.recent.capacity() / 4 {
+            let keep = s.recent.len() * 2;
+            s.recent.shrink_to(keep);
+        }
+    }
+
+    /// How many chains have a baseline in memory.
+    pub fn chains(&self) -> usize {
+        self.lock().stats.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Chains> {
+        // Each operation leaves the map whole, so a poisoned lock still guards valid baselines.
+        self.chains.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -128,9 +168,10 @@ impl Behaviour {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::budget::KEEP_AFTER_EXPIRY_SECS;
 
     fn call<'a>(tool: &'a str, data_class: &'a str, agent: &'a str, now: i64) -> CallShape<'a> {
-        CallShape { chain_id: "c", agent, tool, data_class, classified: true, depth: 1, now }
+        CallShape { chain_id: "c", agent, tool, data_class, classified: true, depth: 1, now, chain_expires_at: 10_000 }
     }
 
     #[test]
@@ -157,5 +198,38 @@ mod tests {
         let unclassified = CallShape { classified: false, depth: 3, ..call("x/y", "secret", "a", 200) };
         assert!(b.assess(&unclassified).signals.contains(&"unclassified_tool".to_owned()));
         assert!(b.assess(&unclassified).signals.contains(&"deep_chain".to_owned()));
+    }
+
+    #[test]
+    fn a_chains_baseline_lasts_until_its_root_mandate_has_expired() {
+        let b = Behaviour::default();
+        let short =
+            |now| CallShape { chain_id: "short", chain_expires_at: 1_000, ..call("erp/read", "internal", "a", now) };
+        let long =
+            |now| CallShape { chain_id: "long", chain_expires_at: 90_000, ..call("erp/read", "internal", "a", now) };
+        b.record(&short(500));
+        b.record(&long(500));
+        // A later call of the short chain under a mandate expiring sooner does not shorten its life.
+        b.record(&CallShape { chain_expires_at: 600, ..short(550) });
+        let at_end = 1_000 + KEEP_AFTER_EXPIRY_SECS;
+        b.record(&long(at_end));
+        assert_eq!(b.chains(), 2, "kept through the margin past the root's expiry");
+        assert_eq!(b.assess(&short(at_end)).signals, Vec::<String>::new(), "its baseline still holds");
+        b.record(&long(at_end + PRUNE_EVERY_SECS + 1));
+        assert_eq!(b.chains(), 1, "dropped past it");
+        assert_eq!(b.assess(&long(at_end + PRUNE_EVERY_SECS + 1)).signals, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_burst_gives_its_memory_back() {
+        let b = Behaviour::default();
+        for i in 0..20_000 {
+            b.record(&call("erp/read", "internal", "a", 100 + i / 1_000));
+        }
+        b.record(&call("erp/read", "internal", "a", 1_000));
+        let chains = b.lock();
+        let recent = &chains.stats["c"].recent;
+        assert_eq!(recent.len(), 1);
+        assert!(recent.capacity() < 1_024, "capacity {} after the burst", recent.capacity());
     }
 }

@@ -5,15 +5,58 @@
 //! cannot double-spend. The counts are not written anywhere on the hot path: every `allow` decision
 //! event is durable before the allow is returned, and at start the counts are rebuilt from those
 //! events ([`mandate_store::DecisionStore::allow_counts`]).
+//!
+//! A count is kept while its mandate can still be used, and [`KEEP_AFTER_EXPIRY_SECS`] more:
+//! nothing is allowed under a mandate past its expiry (checked on the server's clock, without
+//! skew), and a delegation never outlives its parent, so an expired mandate's count can no longer
+//! decide anything. Counts are dropped as calls come in, so memory follows the mandates in use, not
+//! every mandate ever issued. Views of an expired mandate read its count from the ledger instead
+//! ([`crate::state::AppState::used_calls`]).
 
 use mandate_core::mandate::MandateRecord;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// How long past its mandate's expiry a count is kept: longer than any decision takes between its
+/// expiry check and its count, so a call that passed the check never counts against a fresh zero.
+pub const KEEP_AFTER_EXPIRY_SECS: i64 = 300;
+
+/// How often, in seconds of the calls' clock, expired counts are looked for.
+const PRUNE_EVERY_SECS: i64 = 60;
+
+/// Whether the count of a mandate expiring at `expires_at` is no longer kept at `now`.
+pub fn forgotten(expires_at: i64, now: i64) -> bool {
+    now > expires_at.saturating_add(KEEP_AFTER_EXPIRY_SECS)
+}
+
+#[derive(Debug)]
+struct Spent {
+    calls: u64,
+    expires_at: i64,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    spent: HashMap<String, Spent>,
+    next_prune: i64,
+}
+
+impl Counts {
+    fn count(&mut self, m: &MandateRecord, n: u64) {
+        let spent = self.spent.entry(m.id.clone()).or_insert(Spent { calls: 0, expires_at: m.expires_at });
+        spent.calls += n;
+    }
+
+    fn prune(&mut self, now: i64) {
+        self.spent.retain(|_, s| !forgotten(s.expires_at, now));
+        self.next_prune = now.saturating_add(PRUNE_EVERY_SECS);
+    }
+}
+
 /// The calls counted against each mandate (its own and its descendants').
 #[derive(Debug, Default)]
 pub struct Budgets {
-    used: Mutex<HashMap<String, u64>>,
+    counts: Mutex<Counts>,
 }
 
 /// A mandate of the chain whose budget is spent.
@@ -28,49 +71,125 @@ pub struct Exhausted {
 }
 
 impl Budgets {
-    /// Calls counted against `mandate_id`.
-    pub fn used(&self, mandate_id: &str) -> u64 {
-        self.used.lock().unwrap_or_else(|p| p.into_inner()).get(mandate_id).copied().unwrap_or(0)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // Each operation leaves the map whole, so a poisoned lock still guards valid counts.
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds `n` calls made by a mandate to it and its lineage (used when rebuilding at start).
-    pub fn add(&self, lineage: &[String], mandate_id: &str, n: u64) {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        for id in lineage.iter().map(String::as_str).chain(std::iter::once(mandate_id)) {
-            *used.entry(id.to_owned()).or_insert(0) += n;
+    /// Calls counted against `mandate_id`, while its count is kept.
+    pub fn used(&self, mandate_id: &str) -> u64 {
+        self.lock().spent.get(mandate_id).map_or(0, |s| s.calls)
+    }
+
+    /// How many mandates have a count in memory.
+    pub fn len(&self) -> usize {
+        self.lock().spent.len()
+    }
+
+    /// Whether no mandate has a count in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds `n` calls made under the last mandate of `chain` (root first) to it and its ancestors
+    /// (used when rebuilding at start), leaving out those whose count is no longer kept at `now`.
+    pub fn add(&self, chain: &[&MandateRecord], n: u64, now: i64) {
+        let mut counts = self.lock();
+        for m in chain.iter().filter(|m| !forgotten(m.expires_at, now)) {
+            counts.count(m, n);
         }
     }
 
     /// The first hop of `chain` (the mandate and its ancestors, root first) whose budget is spent.
     pub fn check(&self, chain: &[&MandateRecord]) -> Result<(), Exhausted> {
-        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        first_exhausted(&used, chain)
+        first_exhausted(&self.lock().spent, chain)
     }
 
-    /// Counts one call against every mandate of `chain`, unless one of them is spent.
-    pub fn consume(&self, chain: &[&MandateRecord]) -> Result<(), Exhausted> {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        first_exhausted(&used, chain)?;
+    /// Counts one call against every mandate of `chain`, unless one of them is spent; drops the
+    /// counts of mandates expired long enough before `now`, once a minute.
+    pub fn consume(&self, chain: &[&MandateRecord], now: i64) -> Result<(), Exhausted> {
+        let mut counts = self.lock();
+        if now >= counts.next_prune {
+            counts.prune(now);
+        }
+        first_exhausted(&counts.spent, chain)?;
         for m in chain {
-            *used.entry(m.id.clone()).or_insert(0) += 1;
+            counts.count(m, 1);
         }
         Ok(())
     }
 
     /// Gives back a call whose decision could not be recorded (so it was never allowed).
     pub fn refund(&self, chain: &[&MandateRecord]) {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.lock();
         for m in chain {
-            if let Some(n) = used.get_mut(&m.id) {
-                *n = n.saturating_sub(1);
+            if let Some(s) = counts.spent.get_mut(&m.id) {
+                s.calls = s.calls.saturating_sub(1);
             }
         }
     }
 }
 
-fn first_exhausted(used: &HashMap<String, u64>, chain: &[&MandateRecord]) -> Result<(), Exhausted> {
-    match chain.iter().find(|m| used.get(&m.id).copied().unwrap_or(0) >= m.max_calls) {
+fn first_exhausted(spent: &HashMap<String, Spent>, chain: &[&MandateRecord]) -> Result<(), Exhausted> {
+    match chain.iter().find(|m| spent.get(&m.id).map_or(0, |s| s.calls) >= m.max_calls) {
         Some(m) => Err(Exhausted { mandate_id: m.id.clone(), hop: m.depth, max_calls: m.max_calls }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use mandate_core::id::{AgentId, Principal};
+    use mandate_core::mandate::{Intent, Scope};
+
+    fn mandate(id: &str, expires_at: i64, max_calls: u64) -> MandateRecord {
+        MandateRecord {
+            id: id.to_owned(),
+            chain_id: "chain".to_owned(),
+            parent_id: None,
+            depth: 1,
+            agent: AgentId::parse("finance-close").unwrap(),
+            chain_agents: Vec::new(),
+            lineage: Vec::new(),
+            root: Principal::parse("user:alice@example.org").unwrap(),
+            intent: Intent { purpose: "close".to_owned(), category: "finance.close".to_owned() },
+            scope: Scope(Vec::new()),
+            max_calls,
+            max_depth: 0,
+            issued_at: 0,
+            expires_at,
+            key_thumbprint: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_expired_mandates_count_is_dropped_and_its_live_parents_is_kept() {
+        let b = Budgets::default();
+        let parent = mandate("parent", 10_000, 100);
+        let child = mandate("child", 1_000, 5);
+        for _ in 0..5 {
+            b.consume(&[&parent, &child], 500).unwrap();
+        }
+        assert_eq!(b.consume(&[&parent, &child], 500).unwrap_err().mandate_id, "child", "the child is spent");
+        // Within the margin past the child's expiry, its count is still there.
+        b.consume(&[&parent], 1_000 + KEEP_AFTER_EXPIRY_SECS).unwrap();
+        assert_eq!((b.used("child"), b.used("parent"), b.len()), (5, 6, 2));
+        // Past it, the next call drops the child's count; the parent keeps every call.
+        b.consume(&[&parent], 1_001 + KEEP_AFTER_EXPIRY_SECS + PRUNE_EVERY_SECS).unwrap();
+        assert_eq!((b.used("child"), b.used("parent"), b.len()), (0, 7, 1));
+        assert!(forgotten(child.expires_at, 1_001 + KEEP_AFTER_EXPIRY_SECS));
+        assert!(!forgotten(parent.expires_at, 1_001 + KEEP_AFTER_EXPIRY_SECS));
+    }
+
+    #[test]
+    fn a_rebuild_counts_an_expired_childs_calls_against_its_live_parent_only() {
+        let b = Budgets::default();
+        let parent = mandate("parent", 10_000, 3);
+        let child = mandate("child", 1_000, 3);
+        b.add(&[&parent, &child], 3, 5_000);
+        assert_eq!((b.used("child"), b.used("parent"), b.len()), (0, 3, 1));
+        assert_eq!(b.check(&[&parent]).unwrap_err().mandate_id, "parent", "the child's calls spent the parent");
     }
 }

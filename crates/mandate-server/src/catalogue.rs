@@ -10,7 +10,7 @@ use crate::clock::millis;
 use crate::error::ApiError;
 use crate::state::AppState;
 use mandate_core::event::NewEvent;
-use mandate_core::mandate::Action;
+use mandate_core::mandate::{Action, MandateRecord};
 use mandate_core::pattern::{DataClass, ToolName};
 use mandate_store::ToolRecord;
 use serde::{Deserialize, Serialize};
@@ -173,10 +173,24 @@ impl AppState {
                 .await
                 .map_err(|e| format!("classifying `{tool}`: {e:?}"))?;
         }
+        // Each mandate's own allowed calls count against it and its ancestors, except those whose
+        // count is no longer kept (see budget.rs); ancestors are read once each.
+        let now = self.now_secs();
+        let mut records: HashMap<String, Option<MandateRecord>> = HashMap::new();
         for (mandate_id, n) in self.decisions.allow_counts().await.map_err(|e| e.to_string())? {
-            if let Some(m) = self.store.mandate(&mandate_id).await.map_err(|e| e.to_string())? {
-                self.budgets.add(&m.record.lineage, &mandate_id, n);
+            let Some(m) = self.store.mandate(&mandate_id).await.map_err(|e| e.to_string())? else {
+                continue;
+            };
+            for id in &m.record.lineage {
+                if !records.contains_key(id) {
+                    let ancestor = self.store.mandate(id).await.map_err(|e| e.to_string())?;
+                    records.insert(id.clone(), ancestor.map(|a| a.record));
+                }
             }
+            let mut chain: Vec<&MandateRecord> =
+                m.record.lineage.iter().filter_map(|id| records.get(id).and_then(Option::as_ref)).collect();
+            chain.push(&m.record);
+            self.budgets.add(&chain, n, now);
         }
         Ok(())
     }

@@ -444,6 +444,7 @@ impl AppState {
             classified: class.classified,
             depth: record.depth,
             now,
+            chain_expires_at: refs.iter().map(|m| m.expires_at).max().unwrap_or(record.expires_at),
         };
         ctx.risk = self.behaviour.assess(&shape);
         let root = match self.cached_human(&record.root.human()).await {
@@ -535,7 +536,7 @@ impl AppState {
             ctx.step("revocation", "fail", "revoked while deciding");
             return Verdict::Deny;
         }
-        match self.budgets.consume(chain) {
+        match self.budgets.consume(chain, shape.now) {
             Ok(()) => {
                 self.behaviour.record(shape);
                 Verdict::Allow
@@ -667,7 +668,7 @@ impl AppState {
                 event.chain_id = Some(record.chain_id.clone());
                 event.mandate_id = Some(record.id.clone());
                 event.tool = Some(tool.to_string());
-                if self.budgets.consume(chain).is_err() {
+                if self.budgets.consume(chain, shape.now).is_err() {
                     ctx.reason("budget.exhausted", "the mandate's budget is spent", Some(record.depth));
                     return Verdict::Deny;
                 }

@@ -28,6 +28,7 @@ use mandate_core::mandate::{
 use mandate_store::{MandateSelector, Revocation, StoredMandate};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use utoipa::ToSchema;
 
 /// `POST /v1/mandates` answers this.
@@ -778,12 +779,50 @@ fn expiry_exact(stored: StoredMandate, now: i64) -> Result<StoredMandate, (Strin
     Ok(stored)
 }
 
-/// Builds the tree of a chain from its mandates (ordered by depth).
+impl AppState {
+    /// The calls counted against each of `mandates` (its own and its descendants'), by id: from
+    /// memory while its count is kept, and from the ledger's `allow` decisions once it expired
+    /// long enough ago for the count to be dropped (see `budget.rs`).
+    pub async fn used_calls(
+        &self,
+        mandates: &[StoredMandate],
+    ) -> Result<HashMap<String, u64>, mandate_store::StoreError> {
+        let now = self.now_secs();
+        let mut used = HashMap::with_capacity(mandates.len());
+        // Per chain, read once: its mandates, and the calls each made itself.
+        let mut chains: HashMap<&str, (Vec<StoredMandate>, HashMap<String, u64>)> = HashMap::new();
+        for m in mandates {
+            let id = &m.record.id;
+            if !crate::budget::forgotten(m.record.expires_at, now) {
+                used.insert(id.clone(), self.budgets.used(id));
+                continue;
+            }
+            let chain_id = m.record.chain_id.as_str();
+            if !chains.contains_key(chain_id) {
+                let members = self.store.chain(chain_id).await?;
+                let own = self.decisions.allow_counts_in_chain(chain_id).await?.into_iter().collect();
+                chains.insert(chain_id, (members, own));
+            }
+            let n = chains.get(chain_id).map_or(0, |(members, own)| {
+                members
+                    .iter()
+                    .filter(|d| d.record.id == *id || d.record.lineage.contains(id))
+                    .map(|d| own.get(&d.record.id).copied().unwrap_or(0))
+                    .sum()
+            });
+            used.insert(id.clone(), n);
+        }
+        Ok(used)
+    }
+}
+
+/// Builds the tree of a chain from its mandates (ordered by depth), with the calls counted against
+/// each (see [`AppState::used_calls`]).
 pub fn chain_tree(
     mandates: &[StoredMandate],
     now: i64,
     revocations: &crate::state::Revocations,
-    budgets: &crate::budget::Budgets,
+    used: &HashMap<String, u64>,
 ) -> Option<MandateView> {
     fn attach(node: &mut MandateView, all: &[MandateView]) {
         node.children = all.iter().filter(|m| m.parent_id.as_deref() == Some(node.id.as_str())).cloned().collect();
@@ -795,7 +834,7 @@ pub fn chain_tree(
         .iter()
         .map(|m| {
             let mut v = MandateView::new(m, now, revocations.revoked_in(&m.record).is_some());
-            v.used_calls = budgets.used(&m.record.id);
+            v.used_calls = used.get(&m.record.id).copied().unwrap_or(0);
             v
         })
         .collect();

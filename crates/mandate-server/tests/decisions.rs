@@ -461,3 +461,70 @@ fn a_decided_call_is_activity_so_a_working_agent_is_not_stale() {
     let (_, agent) = org.server.admin().get("/v1/agents/finance-close");
     assert_eq!(agent["last_active_at"], "2026-12-06T09:00:00Z");
 }
+
+#[test]
+fn an_expired_mandates_count_leaves_memory_but_still_counts_and_shows() {
+    // The reconciler's mandate expires after a minute; the finance agent's lives an hour. Once the
+    // child's count is dropped from memory, the parent still carries the child's calls, the views
+    // still show them (read from the ledger), and a restart rebuilds the same numbers.
+    let org = org();
+    let root = close_mandate(&org, json!({"max_depth": 1, "max_calls": 5, "ttl_seconds": 3600}));
+    let root_token = root["token"].as_str().unwrap().to_owned();
+    let t = org.server.clock.now_secs();
+    let endpoint = "https://mandate.test/oauth/token";
+    let (status, child) = mandate_test::post_form(
+        &format!("{}/oauth/token", org.server.url),
+        Some(&proof(1, "POST", endpoint, &root_token, t, &jti())),
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", &root_token),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("actor_token", &mandate_test::actor_token(2, "reconciler", endpoint, t, &jti())),
+            ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("authorization_details", &json!([{"type": "mcp_tool", "tools": ["erp/read_ledger"], "resources": ["erp://ledger/2026-10/ap"], "data_classes": ["financial"], "actions": ["read"]}]).to_string()),
+            ("ttl_seconds", "60"),
+        ],
+    );
+    assert_eq!(status, 200, "{child}");
+    let child_token = child["access_token"].as_str().unwrap();
+    let ledger = Some("erp://ledger/2026-10/ap");
+    for _ in 0..2 {
+        let d = call(&org, child_token, 2, "erp/read_ledger", ledger, json!({}), json!({}));
+        assert_eq!(d["decision"], "allow", "{d}");
+    }
+    let d = call(&org, &root_token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
+    assert_eq!(d["decision"], "allow", "{d}");
+    let root_id = root["mandate_id"].as_str().unwrap().to_owned();
+    let child_id = child["mandate_id"].as_str().map(str::to_owned).unwrap_or_else(|| {
+        let (_, chain) = org.alice.get(&format!("/v1/chains/{root_id}"));
+        chain["children"][0]["id"].as_str().unwrap().to_owned()
+    });
+    let used = |reader: &Client| {
+        let (_, r) = reader.get(&format!("/v1/mandates/{root_id}"));
+        let (_, c) = reader.get(&format!("/v1/mandates/{child_id}"));
+        let (_, chain) = reader.get(&format!("/v1/chains/{root_id}"));
+        (
+            r["used_calls"].clone(),
+            c["used_calls"].clone(),
+            chain["used_calls"].clone(),
+            chain["children"][0]["used_calls"].clone(),
+        )
+    };
+    assert_eq!(used(&org.alice), (json!(3), json!(2), json!(3), json!(2)));
+
+    // Well past the child's expiry: the next call drops its count from memory.
+    org.server.clock.advance(time::Duration::minutes(10));
+    let d = call(&org, &root_token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
+    assert_eq!(d["decision"], "allow", "{d}");
+    assert_eq!(used(&org.alice), (json!(4), json!(2), json!(4), json!(2)));
+    let d = call(&org, &root_token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
+    assert_eq!(d["decision"], "allow", "the fifth call: {d}");
+    let d = call(&org, &root_token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
+    assert_eq!(codes(&d), one("budget.exhausted", 1), "the child's calls still count: {d}");
+
+    let server = org.server.restart();
+    let org = Org { server, ..org };
+    assert_eq!(used(&org.server.admin()), (json!(5), json!(2), json!(5), json!(2)));
+    let d = call(&org, &root_token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
+    assert_eq!(codes(&d), one("budget.exhausted", 1), "after a restart too: {d}");
+}

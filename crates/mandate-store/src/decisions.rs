@@ -108,6 +108,9 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// How many `allow` decisions each mandate made itself (not counting descendants).
     async fn allow_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// [`DecisionStore::allow_counts`] of the mandates of one chain.
+    async fn allow_counts_in_chain(&self, chain_id: &str) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// When each agent last had a tool call decided (its last activity), Unix milliseconds.
     async fn last_activity(&self) -> Result<Vec<(String, i64)>, StoreError>;
 

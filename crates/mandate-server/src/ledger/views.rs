@@ -136,7 +136,8 @@ impl AppState {
     /// The story of a chain; `None` when there is no such chain.
     pub async fn chain_story(&self, chain_id: &str) -> Result<Option<ChainStory>, StoreError> {
         let mandates = self.store.chain(chain_id).await?;
-        let Some(tree) = chain_tree(&mandates, self.now_secs(), &self.revocations, &self.budgets) else {
+        let used = self.used_calls(&mandates).await?;
+        let Some(tree) = chain_tree(&mandates, self.now_secs(), &self.revocations, &used) else {
             return Ok(None);
         };
         let query = LedgerQuery { chain: Some(chain_id.to_owned()), ..LedgerQuery::default() };

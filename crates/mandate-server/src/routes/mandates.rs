@@ -85,7 +85,7 @@ pub async fn show(
     }
     let revoked_ancestor = state.revocations.revoked_in(&m.record).is_some();
     let mut view = MandateView::new(&m, state.now_secs(), revoked_ancestor);
-    view.used_calls = state.budgets.used(&m.record.id);
+    view.used_calls = state.used_calls(std::slice::from_ref(&m)).await?.get(&m.record.id).copied().unwrap_or(0);
     Ok(ApiJson(view))
 }
 
@@ -132,7 +132,8 @@ pub async fn chain(
     if !state.may_read(&caller, &root.record).await? {
         return Err(ApiError::forbidden(format!("chain `{chain_id}` is not yours to read")));
     }
-    let tree = chain_tree(&mandates, state.now_secs(), &state.revocations, &state.budgets)
+    let used = state.used_calls(&mandates).await?;
+    let tree = chain_tree(&mandates, state.now_secs(), &state.revocations, &used)
         .ok_or_else(|| ApiError::not_found("chain.not_found", format!("no chain `{chain_id}`")))?;
     Ok(ApiJson(tree))
 }

@@ -150,6 +150,18 @@ impl DecisionStore for SqliteStore {
         Ok(rows.into_iter().map(|(id, n)| (id, u64::try_from(n).unwrap_or(0))).collect())
     }
 
+    async fn allow_counts_in_chain(&self, chain_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT mandate_id, COUNT(*) FROM events WHERE chain_id = $1 AND kind = 'decision' \
+             AND decision = 'allow' AND mandate_id IS NOT NULL GROUP BY mandate_id",
+        )
+        .bind(chain_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(|(id, n)| (id, u64::try_from(n).unwrap_or(0))).collect())
+    }
+
     async fn last_activity(&self) -> Result<Vec<(String, i64)>, StoreError> {
         sqlx::query_as(
             "SELECT agent_id, MAX(at_ms) FROM events WHERE kind = 'decision' AND agent_id IS NOT NULL GROUP BY agent_id",
@@ -307,13 +319,17 @@ mod tests {
         let latest = store.latest_policy().await.unwrap().unwrap();
         assert_eq!((latest.version, latest.text.as_str(), latest.created_by.as_str()), (2, "b", "admin"));
 
-        for decision in ["allow", "allow", "deny", "allow"] {
+        for (decision, chain) in [("allow", "m1"), ("allow", "m1"), ("deny", "m1"), ("allow", "m1"), ("allow", "other")]
+        {
             let mut e = event("decision");
-            e.mandate_id = Some("m1".into());
+            e.mandate_id = Some(if chain == "m1" { "m1" } else { "m2" }.into());
+            e.chain_id = Some(chain.into());
             e.decision = Some(decision.into());
             store.append_event(e).await.unwrap();
         }
-        assert_eq!(store.allow_counts().await.unwrap(), vec![("m1".to_owned(), 3)]);
+        assert_eq!(store.allow_counts().await.unwrap(), vec![("m1".to_owned(), 3), ("m2".to_owned(), 1)]);
+        assert_eq!(store.allow_counts_in_chain("m1").await.unwrap(), vec![("m1".to_owned(), 3)]);
+        assert_eq!(store.allow_counts_in_chain("none").await.unwrap(), vec![]);
         let mut e = event("decision");
         e.agent = Some("finance-close".into());
         e.at_ms = 5_000;
