@@ -6,6 +6,7 @@
 //! the `unclassified_tool` signal. The catalogue is read on every decision, so it is kept in memory
 //! and written through to the store.
 
+use crate::behaviour::CallShape;
 use crate::clock::millis;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -191,6 +192,25 @@ impl AppState {
                 m.record.lineage.iter().filter_map(|id| records.get(id).and_then(Option::as_ref)).collect();
             chain.push(&m.record);
             self.budgets.add(&chain, n, now);
+        }
+        // The behaviour so far of every chain still in use, replayed from its allowed calls, so that
+        // a restart does not give a drifting chain a clean baseline (which raises fewer signals).
+        let after = now.saturating_sub(crate::budget::KEEP_AFTER_EXPIRY_SECS);
+        for call in self.decisions.allowed_calls_of_chains_ending_after(after).await.map_err(|e| e.to_string())? {
+            let Ok(tool) = ToolName::parse(&call.tool) else {
+                continue;
+            };
+            self.behaviour.record(&CallShape {
+                chain_id: &call.chain_id,
+                agent: &call.agent,
+                tool: tool.as_str(),
+                // Unknown, the least sensitive: a later call can only raise an escalation, never hide one.
+                data_class: call.data_class.as_deref().unwrap_or("public"),
+                classified: true,
+                depth: 0,
+                now: call.at_ms.div_euclid(1000),
+                chain_expires_at: call.chain_expires_at,
+            });
         }
         Ok(())
     }

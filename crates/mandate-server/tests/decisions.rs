@@ -528,3 +528,22 @@ fn an_expired_mandates_count_leaves_memory_but_still_counts_and_shows() {
     let d = call(&org, &root_token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
     assert_eq!(codes(&d), one("budget.exhausted", 1), "after a restart too: {d}");
 }
+
+#[test]
+fn behaviour_so_far_survives_a_restart() {
+    // A chain that has only read internal data, then reads financial data with a tool it never used:
+    // drift, whether or not the server restarted in between.
+    let org = org();
+    let m = close_mandate(&org, json!({}));
+    let token = m["token"].as_str().unwrap().to_owned();
+    let ledger = Some("erp://ledger/2026-10/ap");
+    let d = call(&org, &token, 1, "fx/convert", ledger, json!({}), json!({}));
+    assert_eq!((d["decision"].as_str(), &d["risk"]["signals"]), (Some("allow"), &json!([])), "{d}");
+    let server = org.server.restart();
+    let org = Org { server, ..org };
+    let d = call(&org, &token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
+    assert_eq!(d["risk"]["signals"], json!(["new_tool", "sensitivity_escalation"]), "{d}");
+    // And a tool it used before the restart is not new.
+    let d = call(&org, &token, 1, "fx/convert", ledger, json!({}), json!({}));
+    assert_eq!(d["risk"]["signals"], json!([]), "{d}");
+}

@@ -49,6 +49,23 @@ pub struct PolicyVersion {
     pub created_by: String,
 }
 
+/// An allowed tool call, as the ledger recorded it: what a chain's behaviour so far is rebuilt from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedCall {
+    /// The chain.
+    pub chain_id: String,
+    /// When the chain's root mandate expires, Unix seconds.
+    pub chain_expires_at: i64,
+    /// The calling agent.
+    pub agent: String,
+    /// The tool, as the call named it.
+    pub tool: String,
+    /// The tool's data class at the time (the event's `detail.data_class`).
+    pub data_class: Option<String>,
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+}
+
 /// An approval as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApprovalRecord {
@@ -107,6 +124,10 @@ pub trait DecisionStore: Send + Sync + 'static {
 
     /// How many `allow` decisions each mandate made itself (not counting descendants).
     async fn allow_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Every `allow` decision of the chains whose root mandate expires after `after` (Unix seconds),
+    /// in ledger order.
+    async fn allowed_calls_of_chains_ending_after(&self, after: i64) -> Result<Vec<AllowedCall>, StoreError>;
 
     /// [`DecisionStore::allow_counts`] of the mandates of one chain.
     async fn allow_counts_in_chain(&self, chain_id: &str) -> Result<Vec<(String, u64)>, StoreError>;

@@ -1,7 +1,7 @@
 //! [`DecisionStore`] over SQLite.
 
 use super::{append, corrupt, db, SqliteStore};
-use crate::decisions::{ApprovalRecord, DecisionStore, PolicyVersion, ToolRecord};
+use crate::decisions::{AllowedCall, ApprovalRecord, DecisionStore, PolicyVersion, ToolRecord};
 use crate::StoreError;
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
@@ -148,6 +148,33 @@ impl DecisionStore for SqliteStore {
         .await
         .map_err(db)?;
         Ok(rows.into_iter().map(|(id, n)| (id, u64::try_from(n).unwrap_or(0))).collect())
+    }
+
+    async fn allowed_calls_of_chains_ending_after(&self, after: i64) -> Result<Vec<AllowedCall>, StoreError> {
+        let rows: Vec<(String, i64, Option<String>, Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT e.chain_id, m.expires_at, e.agent_id, e.tool, e.detail, e.at_ms \
+             FROM mandates m JOIN events e ON e.chain_id = m.id \
+             WHERE m.parent_id IS NULL AND m.expires_at > $1 AND e.kind = 'decision' AND e.decision = 'allow' \
+             ORDER BY e.seq",
+        )
+        .bind(after)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|(chain_id, chain_expires_at, agent, tool, detail, at_ms)| {
+                let detail: serde_json::Value =
+                    serde_json::from_str(&detail).map_err(|e| corrupt("a decision event's detail", e))?;
+                Ok(AllowedCall {
+                    chain_id,
+                    chain_expires_at,
+                    agent: agent.unwrap_or_default(),
+                    tool: tool.unwrap_or_default(),
+                    data_class: detail.get("data_class").and_then(|v| v.as_str()).map(str::to_owned),
+                    at_ms,
+                })
+            })
+            .collect()
     }
 
     async fn allow_counts_in_chain(&self, chain_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
@@ -330,6 +357,13 @@ mod tests {
         assert_eq!(store.allow_counts().await.unwrap(), vec![("m1".to_owned(), 3), ("m2".to_owned(), 1)]);
         assert_eq!(store.allow_counts_in_chain("m1").await.unwrap(), vec![("m1".to_owned(), 3)]);
         assert_eq!(store.allow_counts_in_chain("none").await.unwrap(), vec![]);
+        // Chain m1's root mandate expires at 100: its allowed calls, in order, until then.
+        let calls = store.allowed_calls_of_chains_ending_after(99).await.unwrap();
+        assert_eq!(
+            calls.iter().map(|c| (c.chain_id.as_str(), c.chain_expires_at)).collect::<Vec<_>>(),
+            vec![("m1", 100); 3]
+        );
+        assert_eq!(store.allowed_calls_of_chains_ending_after(100).await.unwrap(), vec![]);
         let mut e = event("decision");
         e.agent = Some("finance-close".into());
         e.at_ms = 5_000;
