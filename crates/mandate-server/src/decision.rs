@@ -103,6 +103,8 @@ pub struct DecisionResponse {
 
 struct Ctx {
     reasons: Vec<Reason>,
+    /// Whether the caller asked for the evaluation (`explain`); the steps are written only then.
+    explain: bool,
     steps: Vec<ExplainStep>,
     policies: Vec<String>,
     risk: Risk,
@@ -114,8 +116,11 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn step(&mut self, step: &str, outcome: &str, detail: impl Into<String>) {
-        self.steps.push(ExplainStep { step: step.into(), outcome: outcome.into(), detail: detail.into() });
+    /// Writes down a step of the evaluation, when it was asked for: `detail` is only formatted then.
+    fn step<S: Into<String>>(&mut self, step: &str, outcome: &str, detail: impl FnOnce() -> S) {
+        if self.explain {
+            self.steps.push(ExplainStep { step: step.into(), outcome: outcome.into(), detail: detail().into() });
+        }
     }
     fn reason(&mut self, code: &str, message: impl Into<String>, hop: Option<u8>) {
         self.reasons.push(Reason { code: code.into(), message: message.into(), hop });
@@ -203,6 +208,7 @@ impl AppState {
         let started = std::time::Instant::now();
         let mut ctx = Ctx {
             reasons: Vec::new(),
+            explain,
             steps: Vec::new(),
             policies: Vec::new(),
             risk: Risk::default(),
@@ -227,19 +233,17 @@ impl AppState {
             Ok(s) => s,
             Err((code, message)) => {
                 ctx.reason(&code, message.clone(), None);
-                ctx.step("token", "fail", message);
+                ctx.step("token", "fail", || message);
                 return Verdict::Deny;
             }
         };
         let record = stored.record.clone();
-        ctx.step(
-            "token",
-            "pass",
+        ctx.step("token", "pass", || {
             format!(
                 "mandate `{}` (hop {}) of chain `{}`, signed by key `{}`",
                 record.id, record.depth, record.chain_id, stored.kid
-            ),
-        );
+            )
+        });
         ctx.record = Some(record.clone());
 
         // 2. Proof of possession (RFC 9449 section 4.3) by the key the mandate is bound to. The
@@ -266,15 +270,13 @@ impl AppState {
             Ok(p) => p,
             Err((code, message)) => {
                 ctx.reason(&code, message.clone(), Some(record.depth));
-                ctx.step("proof", "fail", message);
+                ctx.step("proof", "fail", || message);
                 return Verdict::Deny;
             }
         };
-        ctx.step(
-            "proof",
-            "pass",
-            format!("signed by the key of `cnf.jkt` `{}`, jti `{}`", record.key_thumbprint, proof.jti()),
-        );
+        ctx.step("proof", "pass", || {
+            format!("signed by the key of `cnf.jkt` `{}`, jti `{}`", record.key_thumbprint, proof.jti())
+        });
 
         // 3. Revocation of this mandate or any ancestor, from memory, and from the store's record.
         let revoked =
@@ -286,21 +288,19 @@ impl AppState {
                 (record.lineage.iter().position(|id| *id == revoked).unwrap_or(0) + 1) as u8
             };
             ctx.reason("mandate.revoked", format!("mandate `{revoked}` was revoked"), Some(hop));
-            ctx.step("revocation", "fail", format!("`{revoked}` is revoked"));
+            ctx.step("revocation", "fail", || format!("`{revoked}` is revoked"));
             return Verdict::Deny;
         }
-        ctx.step(
-            "revocation",
-            "pass",
-            format!("none of {} mandate(s) of the lineage is revoked", record.lineage.len() + 1),
-        );
+        ctx.step("revocation", "pass", || {
+            format!("none of {} mandate(s) of the lineage is revoked", record.lineage.len() + 1)
+        });
 
         // The call itself, normalised.
         let tool = match ToolName::parse(&request.tool) {
             Ok(t) => t,
             Err(e) => {
                 ctx.reason("request.invalid_tool", e.to_string(), None);
-                ctx.step("scope", "fail", e.to_string());
+                ctx.step("scope", "fail", || e.to_string());
                 return Verdict::Deny;
             }
         };
@@ -308,7 +308,7 @@ impl AppState {
             Ok(r) => r,
             Err(e) => {
                 ctx.reason("request.invalid_resource", e.to_string(), None);
-                ctx.step("scope", "fail", e.to_string());
+                ctx.step("scope", "fail", || e.to_string());
                 return Verdict::Deny;
             }
         };
@@ -371,7 +371,7 @@ impl AppState {
         }
         if !ctx.reasons.is_empty() {
             let detail = ctx.reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>().join("; ");
-            ctx.step("chain", "fail", detail);
+            ctx.step("chain", "fail", || detail);
             return Verdict::Deny;
         }
         // The proof's id is remembered only now, once the mandate and its chain are known to be live:
@@ -380,14 +380,12 @@ impl AppState {
         let replayed = self.replay.lock().unwrap_or_else(|p| p.into_inner()).check_and_insert(&replay_key, now);
         if let Err(e) = replayed {
             ctx.reason(e.code(), e.to_string(), Some(record.depth));
-            ctx.step("proof", "fail", e.to_string());
+            ctx.step("proof", "fail", || e.to_string());
             return Verdict::Deny;
         }
-        ctx.step(
-            "chain",
-            "pass",
-            format!("{} agent(s), all active and allowed in {}", agents.len(), class.server_environment.as_str()),
-        );
+        ctx.step("chain", "pass", || {
+            format!("{} agent(s), all active and allowed in {}", agents.len(), class.server_environment.as_str())
+        });
 
         // 5. Scope: within this mandate and within the stored scope of every ancestor.
         let mut chain: Vec<MandateRecord> = Vec::with_capacity(record.lineage.len() + 1);
@@ -408,14 +406,12 @@ impl AppState {
         }
         if !ctx.reasons.is_empty() {
             let detail = ctx.reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>().join("; ");
-            ctx.step("scope", "fail", detail);
+            ctx.step("scope", "fail", || detail);
             return Verdict::Deny;
         }
-        ctx.step(
-            "scope",
-            "pass",
-            format!("`{tool}` ({}, {}) is within all {} hop(s)", class.data_class, class.action.as_str(), chain.len()),
-        );
+        ctx.step("scope", "pass", || {
+            format!("`{tool}` ({}, {}) is within all {} hop(s)", class.data_class, class.action.as_str(), chain.len())
+        });
 
         // 6. Budget, per mandate and per chain (each ancestor's budget covers its descendants' calls).
         let refs: Vec<&MandateRecord> = chain.iter().collect();
@@ -425,10 +421,10 @@ impl AppState {
                 format!("mandate `{}` has spent its {} calls", e.mandate_id, e.max_calls),
                 Some(e.hop),
             );
-            ctx.step("budget", "fail", format!("`{}` is spent", e.mandate_id));
+            ctx.step("budget", "fail", || format!("`{}` is spent", e.mandate_id));
             return Verdict::Deny;
         }
-        ctx.step("budget", "pass", format!("{} of {} calls used", self.budgets.used(&record.id), record.max_calls));
+        ctx.step("budget", "pass", || format!("{} of {} calls used", self.budgets.used(&record.id), record.max_calls));
 
         // 7. Organisation policy, with the behaviour so far.
         let agent = agents.last().cloned();
@@ -454,7 +450,7 @@ impl AppState {
                     format!("`{}` who granted this chain was deactivated", record.root),
                     Some(1),
                 );
-                ctx.step("chain", "fail", "the root human was deactivated");
+                ctx.step("chain", "fail", || "the root human was deactivated");
                 return Verdict::Deny;
             }
             Ok(Some(h)) => human_facts(&h),
@@ -484,14 +480,14 @@ impl AppState {
         };
         let Some((version, policies)) = self.policy.current() else {
             ctx.reason("policy.not_loaded", "no policy set is active", None);
-            ctx.step("policy", "fail", "no policy set is active");
+            ctx.step("policy", "fail", || "no policy set is active");
             return Verdict::Deny;
         };
         ctx.policy_version = Some(format!("{version}:{}", policies.version()));
         let decision = policies.decide_call(&policy_request);
         ctx.policies = decision.matched.clone();
         for e in &decision.errors {
-            ctx.steps.push(ExplainStep { step: "policy".into(), outcome: "error".into(), detail: e.clone() });
+            ctx.step("policy", "error", || e.clone());
         }
         match decision.outcome {
             Outcome::Deny => {
@@ -507,23 +503,19 @@ impl AppState {
                 for id in &decision.matched {
                     ctx.reason("policy.forbid", format!("forbidden by policy `{id}`"), Some(record.depth));
                 }
-                ctx.step(
-                    "policy",
-                    "fail",
-                    format!("policy set v{version} denies (matched: {})", decision.matched.join(", ")),
-                );
+                ctx.step("policy", "fail", || {
+                    format!("policy set v{version} denies (matched: {})", decision.matched.join(", "))
+                });
                 Verdict::Deny
             }
             Outcome::Allow => {
-                ctx.step(
-                    "policy",
-                    "pass",
-                    format!("policy set v{version} permits (matched: {})", decision.matched.join(", ")),
-                );
+                ctx.step("policy", "pass", || {
+                    format!("policy set v{version} permits (matched: {})", decision.matched.join(", "))
+                });
                 self.allow(ctx, &refs, &shape)
             }
             Outcome::Hold => {
-                ctx.step("policy", "hold", format!("held for approval: {}", decision.hold_reasons.join("; ")));
+                ctx.step("policy", "hold", || format!("held for approval: {}", decision.hold_reasons.join("; ")));
                 self.held(request, ctx, &record, &tool, resource.as_ref(), &decision.hold_reasons, &refs, &shape).await
             }
         }
@@ -533,7 +525,7 @@ impl AppState {
         // A revocation acknowledged while this decision was being made wins.
         if let Some(revoked) = chain.last().and_then(|m| self.revocations.revoked_in(m)) {
             ctx.reason("mandate.revoked", format!("mandate `{revoked}` was revoked during the decision"), None);
-            ctx.step("revocation", "fail", "revoked while deciding");
+            ctx.step("revocation", "fail", || "revoked while deciding");
             return Verdict::Deny;
         }
         match self.budgets.consume(chain, shape.now) {
@@ -547,7 +539,7 @@ impl AppState {
                     format!("mandate `{}` has spent its {} calls", e.mandate_id, e.max_calls),
                     Some(e.hop),
                 );
-                ctx.step("budget", "fail", "spent by a concurrent call");
+                ctx.step("budget", "fail", || "spent by a concurrent call");
                 Verdict::Deny
             }
         }
@@ -613,7 +605,7 @@ impl AppState {
             Ok(Some(a)) => a,
             Ok(None) => {
                 ctx.reason("approval.unknown", format!("no approval `{id}`"), None);
-                ctx.step("approval", "fail", "unknown");
+                ctx.step("approval", "fail", || "unknown");
                 return Verdict::Deny;
             }
             Err(e) => {
@@ -627,7 +619,7 @@ impl AppState {
             && approval.arguments_hash == args_hash;
         if !same_call {
             ctx.reason("approval.mismatch", format!("approval `{id}` was given for another call"), Some(record.depth));
-            ctx.step("approval", "fail", "the approval is bound to another mandate, tool, resource or arguments");
+            ctx.step("approval", "fail", || "the approval is bound to another mandate, tool, resource or arguments");
             return Verdict::Deny;
         }
         let expired = now_ms > approval.expires_ms;
@@ -654,7 +646,7 @@ impl AppState {
                     format!("approval `{id}` is still waiting for a human"),
                     Some(record.depth),
                 );
-                ctx.step("approval", "hold", "pending");
+                ctx.step("approval", "hold", || "pending");
                 Verdict::Hold
             }
             "approved" => {
@@ -680,7 +672,7 @@ impl AppState {
                             format!("approved by {}", approval.decided_by.unwrap_or_default()),
                             Some(record.depth),
                         );
-                        ctx.step("approval", "pass", "approved; used now, once");
+                        ctx.step("approval", "pass", || "approved; used now, once");
                         Verdict::Allow
                     }
                     Ok(None) => {
@@ -785,7 +777,7 @@ impl AppState {
             "decision"
         );
         if explain {
-            ctx.step("ledger", if ledger_seq.is_some() { "pass" } else { "fail" }, format!("event {ledger_seq:?}"));
+            ctx.step("ledger", if ledger_seq.is_some() { "pass" } else { "fail" }, || format!("event {ledger_seq:?}"));
         }
         DecisionResponse {
             decision: decision.to_owned(),

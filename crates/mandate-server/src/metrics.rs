@@ -155,11 +155,17 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     response
 }
 
+/// A request id: 24 hex digits, unique in this process (a counter) and across restarts (a random
+/// prefix drawn once). Not a secret, so it costs no system call per request.
 fn new_request_id() -> String {
-    use rand_core::{OsRng, RngCore};
-    let mut bytes = [0u8; 12];
-    OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::LazyLock;
+    static PREFIX: LazyLock<u32> = LazyLock::new(|| {
+        use rand_core::{OsRng, RngCore};
+        OsRng.next_u32()
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!("{:08x}{:016x}", *PREFIX, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// `GET /metrics`.
