@@ -167,6 +167,8 @@ pub struct MandatesSection {
     pub clock_skew_seconds: Option<u32>,
     /// How long a held call waits for approval, in seconds (default 900).
     pub approval_ttl_seconds: Option<u32>,
+    /// How many approvals one chain may have waiting at once (default 20).
+    pub max_pending_approvals: Option<u32>,
     /// How many proof ids the replay cache remembers (default 1000000, about 100 MB at most).
     pub replay_cache_capacity: Option<usize>,
 }
@@ -382,6 +384,10 @@ fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<Ma
     if !(60..=86_400).contains(&approval_ttl_secs) {
         bail!("mandates.approval_ttl_seconds: {approval_ttl_secs} must be between 60 and 86400");
     }
+    let max_pending_approvals = m.max_pending_approvals.unwrap_or(20);
+    if !(1..=1_000).contains(&max_pending_approvals) {
+        bail!("mandates.max_pending_approvals: {max_pending_approvals} must be between 1 and 1000");
+    }
     let replay_cache_capacity = m.replay_cache_capacity.unwrap_or(1_000_000);
     if !(1_000..=50_000_000).contains(&replay_cache_capacity) {
         bail!("mandates.replay_cache_capacity: {replay_cache_capacity} must be between 1000 and 50000000");
@@ -402,6 +408,7 @@ fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<Ma
         proof_max_age_secs,
         clock_skew_secs,
         approval_ttl_secs,
+        max_pending_approvals,
         replay_cache_capacity,
     })
 }

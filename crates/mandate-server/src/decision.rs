@@ -560,6 +560,40 @@ impl AppState {
         let args_hash = hex::encode(Sha256::digest(canonical_json(&request.arguments).as_bytes()));
         let now_ms = millis(self.clock.now());
         let Some(id) = &request.approval_id else {
+            // The same call held again while its approval waits gets that approval, not a second
+            // one; and a chain may only keep so many people busy at once.
+            let pending = match self.decisions.pending_approvals_of_chain(&record.chain_id, now_ms).await {
+                Ok(pending) => pending,
+                Err(e) => {
+                    self.internal(ctx, format!("reading the chain's pending approvals: {e}"), None);
+                    return Verdict::Deny;
+                }
+            };
+            let resource_text = resource.map(ResourceUri::as_str);
+            let same = pending.iter().find(|a| {
+                a.mandate_id == record.id
+                    && a.tool == tool.as_str()
+                    && a.resource.as_deref() == resource_text
+                    && a.arguments_hash == args_hash
+            });
+            if let Some(same) = same {
+                for r in hold_reasons {
+                    ctx.reason("policy.hold", r.clone(), Some(record.depth));
+                }
+                ctx.approval_id = Some(same.id.clone());
+                ctx.step("approval", "hold", || format!("the same call already waits for approval `{}`", same.id));
+                return Verdict::Hold;
+            }
+            let limit = self.settings.mandates.max_pending_approvals;
+            if pending.len() >= limit as usize {
+                ctx.reason(
+                    "approval.too_many_pending",
+                    format!("chain `{}` already has {} approvals waiting for a human", record.chain_id, pending.len()),
+                    Some(record.depth),
+                );
+                ctx.step("approval", "fail", || format!("at most {limit} approvals may wait per chain"));
+                return Verdict::Deny;
+            }
             // A new hold: an approval bound to this exact call.
             let approval = ApprovalRecord {
                 id: new_approval_id(),

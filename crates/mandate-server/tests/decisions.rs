@@ -547,3 +547,53 @@ fn behaviour_so_far_survives_a_restart() {
     let d = call(&org, &token, 1, "fx/convert", ledger, json!({}), json!({}));
     assert_eq!(d["risk"]["signals"], json!([]), "{d}");
 }
+
+#[test]
+fn a_held_call_repeated_waits_on_one_approval_and_a_chain_cannot_flood_approvers() {
+    let org = org();
+    let m = close_mandate(&org, json!({"ttl_seconds": 3600}));
+    let token = m["token"].as_str().unwrap();
+    let send = |n: u32| json!({"to": "controller@example.org", "subject": format!("October close, part {n}")});
+    // The same call, held twice without an approval id: one approval, the same id both times.
+    let first = call(&org, token, 1, "mail/send", None, send(0), json!({}));
+    let again = call(&org, token, 1, "mail/send", None, send(0), json!({}));
+    assert_eq!(
+        (first["decision"].as_str(), again["decision"].as_str()),
+        (Some("approval_required"), Some("approval_required"))
+    );
+    assert_eq!(first["approval_id"], again["approval_id"], "{again}");
+    assert_eq!(codes(&again), one("policy.hold", 1));
+    let (_, queue) = org.carol.get("/v1/approvals?status=pending");
+    assert_eq!(queue["approvals"].as_array().unwrap().len(), 1, "{queue}");
+    // Different calls each wait on their own, up to 20 per chain; the 21st is refused.
+    for n in 1..20 {
+        let d = call(&org, token, 1, "mail/send", None, send(n), json!({}));
+        assert_eq!(d["decision"], "approval_required", "call {n}: {d}");
+    }
+    let d = call(&org, token, 1, "mail/send", None, send(20), json!({}));
+    assert_eq!((d["decision"].as_str(), codes(&d)), (Some("deny"), one("approval.too_many_pending", 1)), "{d}");
+    assert!(d["approval_id"].is_null(), "{d}");
+    // A call already waiting still gets its approval; once a person answers one, there is room again.
+    let d = call(&org, token, 1, "mail/send", None, send(0), json!({}));
+    assert_eq!(d["approval_id"], first["approval_id"], "{d}");
+    let (status, _) =
+        org.carol.post(&format!("/v1/approvals/{}/deny", first["approval_id"].as_str().unwrap()), &json!({}));
+    assert_eq!(status, 200);
+    let d = call(&org, token, 1, "mail/send", None, send(20), json!({}));
+    assert_eq!(d["decision"], "approval_required", "{d}");
+    let d = call(&org, token, 1, "mail/send", None, send(21), json!({}));
+    assert_eq!(codes(&d), one("approval.too_many_pending", 1), "full again: {d}");
+    // Another chain is not held back by this one.
+    let (status, fresh) = org.alice.post(
+        "/v1/mandates",
+        &json!({"agent": "finance-close", "purpose": "Send the close pack", "category": "finance.close", "max_calls": 50,
+                "authorization_details": [{"type": "mcp_tool", "tools": ["mail/send"], "data_classes": ["internal"], "actions": ["egress"]}]}),
+    );
+    assert_eq!(status, 201, "{fresh}");
+    let d = call(&org, fresh["token"].as_str().unwrap(), 1, "mail/send", None, send(99), json!({}));
+    assert_eq!(d["decision"], "approval_required", "{d}");
+    // Expired approvals keep nobody waiting.
+    org.server.clock.advance(time::Duration::seconds(901));
+    let d = call(&org, token, 1, "mail/send", None, send(21), json!({}));
+    assert_eq!(d["decision"], "approval_required", "{d}");
+}

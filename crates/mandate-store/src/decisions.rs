@@ -139,6 +139,9 @@ pub trait DecisionStore: Send + Sync + 'static {
     async fn insert_approval(&self, approval: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError>;
     /// One approval.
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
+    /// The approvals of chain `chain_id` still waiting for a human at `now_ms` (pending and
+    /// unexpired), oldest first.
+    async fn pending_approvals_of_chain(&self, chain_id: &str, now_ms: i64) -> Result<Vec<ApprovalRecord>, StoreError>;
     /// Approvals, newest first, optionally only those with `status`.
     async fn approvals(&self, status: Option<&str>, limit: i64) -> Result<Vec<ApprovalRecord>, StoreError>;
     /// Moves an approval from `from` to `to` (with who and when), with its event; `false` when it was

@@ -60,6 +60,7 @@ pub fn settings() -> Settings {
             },
             proof_max_age_secs: 60,
             approval_ttl_secs: 900,
+            max_pending_approvals: 20,
             replay_cache_capacity: 100_000,
             clock_skew_secs: 30,
         },

@@ -233,6 +233,18 @@ impl DecisionStore for SqliteStore {
         row.as_ref().map(approval).transpose()
     }
 
+    async fn pending_approvals_of_chain(&self, chain_id: &str, now_ms: i64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{APPROVAL_COLUMNS} WHERE status = 'pending' AND chain_id = $1 AND expires_ms > $2 ORDER BY created_ms, id"
+        ))
+        .bind(chain_id)
+        .bind(now_ms)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(approval).collect()
+    }
+
     async fn approvals(&self, status: Option<&str>, limit: i64) -> Result<Vec<ApprovalRecord>, StoreError> {
         let rows = match status {
             Some(s) => {
