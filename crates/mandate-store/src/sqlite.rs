@@ -92,6 +92,16 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.group.close().await;
         self.reader.close().await;
+        // With every reader gone, copy the whole WAL into the database and empty it, rather than
+        // rely on the last connection's close doing it: SQLite skips that when it cannot take the
+        // lock it needs at that moment, and then leaves the WAL behind.
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.writer).await {
+            Ok((0, _, _)) => {}
+            Ok((_, log, done)) => {
+                tracing::warn!(frames = log, checkpointed = done, "the write-ahead log could not be emptied at close")
+            }
+            Err(e) => tracing::warn!(error = %e, "the write-ahead log could not be checkpointed at close"),
+        }
         self.writer.close().await;
     }
 }
