@@ -35,20 +35,35 @@ fn list(v: &Value) -> String {
     }
 }
 
+/// A decision's reason codes, each once, in the order first given; a code given for several hops
+/// names them: `scope.resource_not_in_mandate (hops 1,2)`.
+fn reason_codes(reasons: &Value) -> String {
+    let mut codes: Vec<(&str, Vec<String>)> = Vec::new();
+    for r in reasons.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let Some(code) = r["code"].as_str() else { continue };
+        let hop = r["hop"].as_u64().map(|h| h.to_string());
+        match codes.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, hops)) => hops.extend(hop),
+            None => codes.push((code, hop.into_iter().collect())),
+        }
+    }
+    codes
+        .iter()
+        .map(|(code, hops)| match hops.len() {
+            0 | 1 => (*code).to_owned(),
+            _ => format!("{code} (hops {})", hops.join(",")),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The detail of an event in a few words, for `audit tail`.
 pub fn summary(e: &Value) -> String {
     let detail: Value = e["detail"].as_str().and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
     let text = match e["kind"].as_str().unwrap_or_default() {
         "decision" => {
-            let reasons: Vec<String> = detail["reasons"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|r| r["code"].as_str().map(str::to_owned))
-                .collect();
             let approval = detail["approval_id"].as_str().map(|a| format!(" approval {a}")).unwrap_or_default();
-            format!("{}{approval}", reasons.join(","))
+            format!("{}{approval}", reason_codes(&detail["reasons"]))
         }
         _ => match detail {
             Value::Null => e["detail"].as_str().unwrap_or_default().to_owned(),
@@ -369,4 +384,26 @@ pub fn blast_radius(r: &Value) -> String {
             .collect(),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_codes;
+    use serde_json::json;
+
+    #[test]
+    fn a_code_given_for_several_hops_is_shown_once_with_its_hops() {
+        let reasons = json!([
+            {"code": "scope.resource_not_in_mandate", "hop": 1},
+            {"code": "scope.resource_not_in_mandate", "hop": 2},
+            {"code": "chain.agent_not_active", "hop": 2},
+            {"code": "token.expired"}
+        ]);
+        assert_eq!(
+            reason_codes(&reasons),
+            "scope.resource_not_in_mandate (hops 1,2),chain.agent_not_active,token.expired"
+        );
+        assert_eq!(reason_codes(&json!([{"code": "decision.allowed", "hop": 1}])), "decision.allowed");
+        assert_eq!(reason_codes(&json!(null)), "");
+    }
 }
