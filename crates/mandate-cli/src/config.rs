@@ -167,7 +167,7 @@ pub struct MandatesSection {
     pub clock_skew_seconds: Option<u32>,
     /// How long a held call waits for approval, in seconds (default 900).
     pub approval_ttl_seconds: Option<u32>,
-    /// How many approvals one chain may have waiting at once (default 20).
+    /// How many approvals one mandate may have waiting at once (default 20).
     pub max_pending_approvals: Option<u32>,
     /// How many proof ids the replay cache remembers (default 1000000, about 100 MB at most).
     pub replay_cache_capacity: Option<usize>,

@@ -19,7 +19,7 @@ use mandate_core::jose::{verify_proof, Htu, ProofExpectations};
 use mandate_core::mandate::{Action, CallTarget, MandateRecord};
 use mandate_core::pattern::{ResourceUri, ToolName};
 use mandate_policy::{CallRequest, Outcome, ToolFacts};
-use mandate_store::ApprovalRecord;
+use mandate_store::{ApprovalRecord, OpenedApproval};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -560,40 +560,6 @@ impl AppState {
         let args_hash = hex::encode(Sha256::digest(canonical_json(&request.arguments).as_bytes()));
         let now_ms = millis(self.clock.now());
         let Some(id) = &request.approval_id else {
-            // The same call held again while its approval waits gets that approval, not a second
-            // one; and a chain may only keep so many people busy at once.
-            let pending = match self.decisions.pending_approvals_of_chain(&record.chain_id, now_ms).await {
-                Ok(pending) => pending,
-                Err(e) => {
-                    self.internal(ctx, format!("reading the chain's pending approvals: {e}"), None);
-                    return Verdict::Deny;
-                }
-            };
-            let resource_text = resource.map(ResourceUri::as_str);
-            let same = pending.iter().find(|a| {
-                a.mandate_id == record.id
-                    && a.tool == tool.as_str()
-                    && a.resource.as_deref() == resource_text
-                    && a.arguments_hash == args_hash
-            });
-            if let Some(same) = same {
-                for r in hold_reasons {
-                    ctx.reason("policy.hold", r.clone(), Some(record.depth));
-                }
-                ctx.approval_id = Some(same.id.clone());
-                ctx.step("approval", "hold", || format!("the same call already waits for approval `{}`", same.id));
-                return Verdict::Hold;
-            }
-            let limit = self.settings.mandates.max_pending_approvals;
-            if pending.len() >= limit as usize {
-                ctx.reason(
-                    "approval.too_many_pending",
-                    format!("chain `{}` already has {} approvals waiting for a human", record.chain_id, pending.len()),
-                    Some(record.depth),
-                );
-                ctx.step("approval", "fail", || format!("at most {limit} approvals may wait per chain"));
-                return Verdict::Deny;
-            }
             // A new hold: an approval bound to this exact call.
             let approval = ApprovalRecord {
                 id: new_approval_id(),
@@ -622,15 +588,39 @@ impl AppState {
             event.mandate_id = Some(record.id.clone());
             event.tool = Some(tool.to_string());
             event.resource = approval.resource.clone();
-            if let Err(e) = self.decisions.insert_approval(&approval, event).await {
-                self.internal(ctx, format!("recording the approval: {e}"), None);
-                return Verdict::Deny;
-            }
-            self.metrics.event("approval.created");
+            // The same call held again for the same reasons while its approval waits gets that
+            // approval, not a second one; and one mandate may only keep so many people busy.
+            let limit = self.settings.mandates.max_pending_approvals;
+            let opened = match self.decisions.open_approval(&approval, event, limit as usize).await {
+                Ok(opened) => opened,
+                Err(e) => {
+                    self.internal(ctx, format!("recording the approval: {e}"), None);
+                    return Verdict::Deny;
+                }
+            };
+            let id = match opened {
+                OpenedApproval::Created(_) => {
+                    self.metrics.event("approval.created");
+                    approval.id
+                }
+                OpenedApproval::Existing(id) => {
+                    ctx.step("approval", "hold", || format!("the same call already waits for approval `{id}`"));
+                    id
+                }
+                OpenedApproval::Full(pending) => {
+                    ctx.reason(
+                        "approval.too_many_pending",
+                        format!("mandate `{}` already has {pending} approvals waiting for a human", record.id),
+                        Some(record.depth),
+                    );
+                    ctx.step("approval", "fail", || format!("at most {limit} approvals may wait per mandate"));
+                    return Verdict::Deny;
+                }
+            };
             for r in hold_reasons {
                 ctx.reason("policy.hold", r.clone(), Some(record.depth));
             }
-            ctx.approval_id = Some(approval.id);
+            ctx.approval_id = Some(id);
             return Verdict::Hold;
         };
         // A retry with an approval: it must be this exact call's, approved, unexpired and unused.

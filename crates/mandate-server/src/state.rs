@@ -78,7 +78,7 @@ pub struct MandateSettings {
     pub proof_max_age_secs: u32,
     /// How long a held call waits for a human, in seconds.
     pub approval_ttl_secs: u32,
-    /// How many approvals one chain may have waiting for a human at once; a further held call is
+    /// How many approvals one mandate may have waiting for a human at once; a further held call is
     /// denied (`approval.too_many_pending`) instead of queueing more work for people.
     pub max_pending_approvals: u32,
     /// How many proof ids to remember (size it for the proof rate times the proof window); when

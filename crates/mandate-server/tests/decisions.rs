@@ -549,7 +549,7 @@ fn behaviour_so_far_survives_a_restart() {
 }
 
 #[test]
-fn a_held_call_repeated_waits_on_one_approval_and_a_chain_cannot_flood_approvers() {
+fn a_held_call_repeated_waits_on_one_approval_and_a_mandate_cannot_flood_approvers() {
     let org = org();
     let m = close_mandate(&org, json!({"ttl_seconds": 3600}));
     let token = m["token"].as_str().unwrap();
@@ -565,7 +565,7 @@ fn a_held_call_repeated_waits_on_one_approval_and_a_chain_cannot_flood_approvers
     assert_eq!(codes(&again), one("policy.hold", 1));
     let (_, queue) = org.carol.get("/v1/approvals?status=pending");
     assert_eq!(queue["approvals"].as_array().unwrap().len(), 1, "{queue}");
-    // Different calls each wait on their own, up to 20 per chain; the 21st is refused.
+    // Different calls each wait on their own, up to 20 per mandate; the 21st is refused.
     for n in 1..20 {
         let d = call(&org, token, 1, "mail/send", None, send(n), json!({}));
         assert_eq!(d["decision"], "approval_required", "call {n}: {d}");
@@ -583,7 +583,7 @@ fn a_held_call_repeated_waits_on_one_approval_and_a_chain_cannot_flood_approvers
     assert_eq!(d["decision"], "approval_required", "{d}");
     let d = call(&org, token, 1, "mail/send", None, send(21), json!({}));
     assert_eq!(codes(&d), one("approval.too_many_pending", 1), "full again: {d}");
-    // Another chain is not held back by this one.
+    // Another mandate is not held back by this one.
     let (status, fresh) = org.alice.post(
         "/v1/mandates",
         &json!({"agent": "finance-close", "purpose": "Send the close pack", "category": "finance.close", "max_calls": 50,

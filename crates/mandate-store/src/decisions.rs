@@ -66,6 +66,17 @@ pub struct AllowedCall {
     pub at_ms: i64,
 }
 
+/// What [`DecisionStore::open_approval`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenedApproval {
+    /// Stored; its event has this sequence number.
+    Created(i64),
+    /// The same call, held for the same reasons, already waits on the approval with this id.
+    Existing(String),
+    /// Nothing stored: the mandate already has this many approvals waiting.
+    Full(usize),
+}
+
 /// An approval as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApprovalRecord {
@@ -139,9 +150,17 @@ pub trait DecisionStore: Send + Sync + 'static {
     async fn insert_approval(&self, approval: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError>;
     /// One approval.
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
-    /// The approvals of chain `chain_id` still waiting for a human at `now_ms` (pending and
-    /// unexpired), oldest first.
-    async fn pending_approvals_of_chain(&self, chain_id: &str, now_ms: i64) -> Result<Vec<ApprovalRecord>, StoreError>;
+    /// Stores `approval` (pending) with its event, in one transaction with the checks that decide
+    /// whether it is needed: when the same call already waits on an approval (same mandate, tool,
+    /// resource and arguments hash, pending and unexpired at `approval.created_ms`, and held for
+    /// the same reasons: equal `reasons`, `policies` and `signals` in `detail`), that one is
+    /// returned instead; when `max_pending` approvals of the mandate already wait, none is stored.
+    async fn open_approval(
+        &self,
+        approval: &ApprovalRecord,
+        event: NewEvent,
+        max_pending: usize,
+    ) -> Result<OpenedApproval, StoreError>;
     /// Approvals, newest first, optionally only those with `status`.
     async fn approvals(&self, status: Option<&str>, limit: i64) -> Result<Vec<ApprovalRecord>, StoreError>;
     /// Moves an approval from `from` to `to` (with who and when), with its event; `false` when it was

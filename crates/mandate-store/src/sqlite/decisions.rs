@@ -1,7 +1,7 @@
 //! [`DecisionStore`] over SQLite.
 
 use super::{append, corrupt, db, SqliteStore};
-use crate::decisions::{AllowedCall, ApprovalRecord, DecisionStore, PolicyVersion, ToolRecord};
+use crate::decisions::{AllowedCall, ApprovalRecord, DecisionStore, OpenedApproval, PolicyVersion, ToolRecord};
 use crate::StoreError;
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
@@ -24,6 +24,31 @@ fn tool(r: &sqlx::sqlite::SqliteRow) -> Result<ToolRecord, StoreError> {
         updated_ms: r.try_get("updated_ms").map_err(db)?,
         updated_by: r.try_get("updated_by").map_err(db)?,
     })
+}
+
+async fn insert_approval_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    a: &ApprovalRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO approvals (id, mandate_id, chain_id, agent_id, tool, resource, arguments_hash, status, created_ms, expires_ms, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&a.id)
+    .bind(&a.mandate_id)
+    .bind(&a.chain_id)
+    .bind(&a.agent)
+    .bind(&a.tool)
+    .bind(&a.resource)
+    .bind(&a.arguments_hash)
+    .bind(&a.status)
+    .bind(a.created_ms)
+    .bind(a.expires_ms)
+    .bind(a.detail.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
 }
 
 fn approval(r: &sqlx::sqlite::SqliteRow) -> Result<ApprovalRecord, StoreError> {
@@ -199,26 +224,8 @@ impl DecisionStore for SqliteStore {
     }
 
     async fn insert_approval(&self, a: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError> {
-        let doc = a.detail.to_string();
         let mut tx = self.writer.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO approvals (id, mandate_id, chain_id, agent_id, tool, resource, arguments_hash, status, created_ms, expires_ms, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&a.id)
-        .bind(&a.mandate_id)
-        .bind(&a.chain_id)
-        .bind(&a.agent)
-        .bind(&a.tool)
-        .bind(&a.resource)
-        .bind(&a.arguments_hash)
-        .bind(&a.status)
-        .bind(a.created_ms)
-        .bind(a.expires_ms)
-        .bind(&doc)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        insert_approval_in(&mut tx, a).await?;
         let seq = append(&mut tx, &event).await?;
         tx.commit().await.map_err(db)?;
         Ok(seq)
@@ -233,16 +240,42 @@ impl DecisionStore for SqliteStore {
         row.as_ref().map(approval).transpose()
     }
 
-    async fn pending_approvals_of_chain(&self, chain_id: &str, now_ms: i64) -> Result<Vec<ApprovalRecord>, StoreError> {
+    async fn open_approval(
+        &self,
+        a: &ApprovalRecord,
+        event: NewEvent,
+        max_pending: usize,
+    ) -> Result<OpenedApproval, StoreError> {
+        // The store has one writer connection, so reading the mandate's pending approvals and
+        // inserting inside this transaction cannot interleave with another call's.
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let rows = sqlx::query(&format!(
-            "{APPROVAL_COLUMNS} WHERE status = 'pending' AND chain_id = $1 AND expires_ms > $2 ORDER BY created_ms, id"
+            "{APPROVAL_COLUMNS} WHERE mandate_id = $1 AND status = 'pending' AND expires_ms > $2 ORDER BY created_ms, id"
         ))
-        .bind(chain_id)
-        .bind(now_ms)
-        .fetch_all(&self.reader)
+        .bind(&a.mandate_id)
+        .bind(a.created_ms)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        rows.iter().map(approval).collect()
+        let pending = rows.iter().map(approval).collect::<Result<Vec<_>, _>>()?;
+        let held_for =
+            |d: &serde_json::Value| (d.get("reasons").cloned(), d.get("policies").cloned(), d.get("signals").cloned());
+        let same = pending.iter().find(|p| {
+            p.tool == a.tool
+                && p.resource == a.resource
+                && p.arguments_hash == a.arguments_hash
+                && held_for(&p.detail) == held_for(&a.detail)
+        });
+        if let Some(same) = same {
+            return Ok(OpenedApproval::Existing(same.id.clone()));
+        }
+        if pending.len() >= max_pending {
+            return Ok(OpenedApproval::Full(pending.len()));
+        }
+        insert_approval_in(&mut tx, a).await?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(OpenedApproval::Created(seq))
     }
 
     async fn approvals(&self, status: Option<&str>, limit: i64) -> Result<Vec<ApprovalRecord>, StoreError> {
@@ -381,6 +414,43 @@ mod tests {
         e.at_ms = 5_000;
         store.append_event(e).await.unwrap();
         assert_eq!(store.last_activity().await.unwrap(), vec![("finance-close".to_owned(), 5_000)]);
+    }
+
+    #[tokio::test]
+    async fn an_approval_opens_once_per_call_and_reasons_and_at_most_max_pending() {
+        let (_dir, store) = store_with_mandate().await;
+        let held = |id: &str, args: &str, signals: serde_json::Value, at: i64| ApprovalRecord {
+            id: id.into(),
+            mandate_id: "m1".into(),
+            chain_id: "m1".into(),
+            agent: "finance-close".into(),
+            tool: "mail/send".into(),
+            resource: None,
+            arguments_hash: args.into(),
+            status: "pending".into(),
+            created_ms: at,
+            expires_ms: at + 1_000,
+            decided_by: None,
+            decided_ms: None,
+            used_ms: None,
+            detail: json!({"reasons": ["egress"], "policies": ["call.hold-egress"], "signals": signals, "risk_score": 0}),
+        };
+        let open = |a: ApprovalRecord, max: usize| {
+            let store = &store;
+            async move { store.open_approval(&a, event("approval.created"), max).await.unwrap() }
+        };
+        assert!(matches!(open(held("a1", "h1", json!([]), 10), 2).await, OpenedApproval::Created(_)));
+        // The same call held for the same reasons: the waiting approval.
+        assert_eq!(open(held("a2", "h1", json!([]), 20), 2).await, OpenedApproval::Existing("a1".into()));
+        // The same call with a new risk signal: an approval of its own, which the approver sees.
+        assert!(matches!(open(held("a3", "h1", json!(["volume"]), 30), 2).await, OpenedApproval::Created(_)));
+        // Two wait: a third call is refused, and nothing is stored for it.
+        assert_eq!(open(held("a4", "h2", json!([]), 40), 2).await, OpenedApproval::Full(2));
+        assert_eq!(store.approval("a4").await.unwrap(), None);
+        // Once they have expired they keep nobody waiting.
+        assert!(matches!(open(held("a5", "h2", json!([]), 1_500), 2).await, OpenedApproval::Created(_)));
+        let again = open(held("a6", "h1", json!([]), 1_600), 2).await;
+        assert!(matches!(again, OpenedApproval::Created(_)), "a1 has expired: {again:?}");
     }
 
     #[tokio::test]
