@@ -7,14 +7,14 @@
 //! picture, so probing with denied calls does not teach the chain's baseline.
 //!
 //! A chain's picture is kept while any mandate of it can still be used: until its root mandate
-//! expires (a delegation never outlives its parent), and a margin more. Dropping it
-//! earlier would let a chain start over with a clean baseline, which raises fewer signals, so the
-//! limit is the root's expiry, never the last caller's (see [`crate::budget::KEEP_AFTER_EXPIRY_SECS`]).
+//! expires (a delegation never outlives its parent), and a margin more (see [`crate::expiry`]).
+//! Dropping it earlier would let a chain start over with a clean baseline, which raises fewer
+//! signals, so the limit is the root's expiry, never the last caller's.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
-use crate::budget::forgotten;
+use crate::expiry::{Ends, ExpiringMap};
 
 /// A raised signal and its weight in the score.
 const SIGNALS: &[(&str, u32)] = &[
@@ -31,8 +31,6 @@ const FAN_OUT_AGENTS: usize = 3;
 /// More calls than this within [`VOLUME_WINDOW_SECS`] raise `volume`.
 const VOLUME_CALLS: usize = 60;
 const VOLUME_WINDOW_SECS: i64 = 60;
-/// How often, in seconds of the calls' clock, chains past their end are looked for.
-const PRUNE_EVERY_SECS: i64 = 60;
 
 #[derive(Debug, Default)]
 struct ChainStats {
@@ -44,11 +42,13 @@ struct ChainStats {
     ends_at: i64,
 }
 
-#[derive(Debug, Default)]
-struct Chains {
-    stats: HashMap<String, ChainStats>,
-    next_prune: i64,
+impl Ends for ChainStats {
+    fn ends_at(&self) -> i64 {
+        self.ends_at
+    }
 }
+
+type Chains = ExpiringMap<ChainStats>;
 
 /// Per-chain behaviour.
 #[derive(Debug, Default)]
@@ -99,7 +99,7 @@ impl Behaviour {
     /// The signals this call would raise.
     pub fn assess(&self, call: &CallShape<'_>) -> Risk {
         let chains = self.lock();
-        let stats = chains.stats.get(call.chain_id);
+        let stats = chains.entries.get(call.chain_id);
         let mut raised = Vec::new();
         if let Some(s) = stats {
             if !s.tools.contains(call.tool) {
@@ -132,11 +132,8 @@ impl Behaviour {
     /// root mandate expired long enough ago.
     pub fn record(&self, call: &CallShape<'_>) {
         let mut chains = self.lock();
-        if call.now >= chains.next_prune {
-            chains.stats.retain(|_, s| !forgotten(s.ends_at, call.now));
-            chains.next_prune = call.now.saturating_add(PRUNE_EVERY_SECS);
-        }
-        let s = chains.stats.entry(call.chain_id.to_owned()).or_default();
+        chains.prune_if_due(call.now);
+        let s = chains.entries.entry(call.chain_id.to_owned()).or_default();
         s.ends_at = s.ends_at.max(call.chain_expires_at);
         s.tools.insert(call.tool.to_owned());
         let level = sensitivity(call.data_class);
@@ -155,7 +152,7 @@ impl Behaviour {
 
     /// How many chains have a baseline in memory.
     pub fn chains(&self) -> usize {
-        self.lock().stats.len()
+        self.lock().entries.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Chains> {
@@ -168,7 +165,7 @@ impl Behaviour {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::budget::KEEP_AFTER_EXPIRY_SECS;
+    use crate::expiry::{KEEP_AFTER_EXPIRY_SECS, PRUNE_EVERY_SECS};
 
     fn call<'a>(tool: &'a str, data_class: &'a str, agent: &'a str, now: i64) -> CallShape<'a> {
         CallShape { chain_id: "c", agent, tool, data_class, classified: true, depth: 1, now, chain_expires_at: 10_000 }
@@ -228,7 +225,7 @@ mod tests {
         }
         b.record(&call("erp/read", "internal", "a", 1_000));
         let chains = b.lock();
-        let recent = &chains.stats["c"].recent;
+        let recent = &chains.entries["c"].recent;
         assert_eq!(recent.len(), 1);
         assert!(recent.capacity() < 1_024, "capacity {} after the burst", recent.capacity());
     }

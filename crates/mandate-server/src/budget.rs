@@ -6,28 +6,14 @@
 //! event is durable before the allow is returned, and at start the counts are rebuilt from those
 //! events ([`mandate_store::DecisionStore::allow_counts`]).
 //!
-//! A count is kept while its mandate can still be used, and [`KEEP_AFTER_EXPIRY_SECS`] more:
-//! nothing is allowed under a mandate past its expiry (checked on the server's clock, without
-//! skew), and a delegation never outlives its parent, so an expired mandate's count can no longer
-//! decide anything. Counts are dropped as calls come in, so memory follows the mandates in use, not
-//! every mandate ever issued. Views of an expired mandate read its count from the ledger instead
-//! ([`crate::state::AppState::used_calls`]).
+//! A count is kept while its mandate can still be used, and a margin more (see [`crate::expiry`]):
+//! then it can no longer decide anything. Views of an expired mandate read its count from the
+//! ledger instead ([`crate::state::AppState::used_calls_of`]).
 
+use crate::expiry::{Ends, ExpiringMap};
 use mandate_core::mandate::MandateRecord;
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// How long past its mandate's expiry a count is kept: longer than any decision takes between its
-/// expiry check and its count, so a call that passed the check never counts against a fresh zero.
-pub const KEEP_AFTER_EXPIRY_SECS: i64 = 300;
-
-/// How often, in seconds of the calls' clock, expired counts are looked for.
-const PRUNE_EVERY_SECS: i64 = 60;
-
-/// Whether the count of a mandate expiring at `expires_at` is no longer kept at `now`.
-pub fn forgotten(expires_at: i64, now: i64) -> bool {
-    now > expires_at.saturating_add(KEEP_AFTER_EXPIRY_SECS)
-}
 
 #[derive(Debug)]
 struct Spent {
@@ -35,22 +21,16 @@ struct Spent {
     expires_at: i64,
 }
 
-#[derive(Debug, Default)]
-struct Counts {
-    spent: HashMap<String, Spent>,
-    next_prune: i64,
+impl Ends for Spent {
+    fn ends_at(&self) -> i64 {
+        self.expires_at
+    }
 }
 
-impl Counts {
-    fn count(&mut self, m: &MandateRecord, n: u64) {
-        let spent = self.spent.entry(m.id.clone()).or_insert(Spent { calls: 0, expires_at: m.expires_at });
-        spent.calls += n;
-    }
+type Counts = ExpiringMap<Spent>;
 
-    fn prune(&mut self, now: i64) {
-        self.spent.retain(|_, s| !forgotten(s.expires_at, now));
-        self.next_prune = now.saturating_add(PRUNE_EVERY_SECS);
-    }
+fn count(counts: &mut Counts, m: &MandateRecord, n: u64) {
+    counts.entries.entry(m.id.clone()).or_insert(Spent { calls: 0, expires_at: m.expires_at }).calls += n;
 }
 
 /// The calls counted against each mandate (its own and its descendants').
@@ -78,12 +58,12 @@ impl Budgets {
 
     /// Calls counted against `mandate_id`, while its count is kept.
     pub fn used(&self, mandate_id: &str) -> u64 {
-        self.lock().spent.get(mandate_id).map_or(0, |s| s.calls)
+        self.lock().entries.get(mandate_id).map_or(0, |s| s.calls)
     }
 
     /// How many mandates have a count in memory.
     pub fn len(&self) -> usize {
-        self.lock().spent.len()
+        self.lock().entries.len()
     }
 
     /// Whether no mandate has a count in memory.
@@ -95,26 +75,24 @@ impl Budgets {
     /// (used when rebuilding at start), leaving out those whose count is no longer kept at `now`.
     pub fn add(&self, chain: &[&MandateRecord], n: u64, now: i64) {
         let mut counts = self.lock();
-        for m in chain.iter().filter(|m| !forgotten(m.expires_at, now)) {
-            counts.count(m, n);
+        for m in chain.iter().filter(|m| !crate::expiry::forgotten(m.expires_at, now)) {
+            count(&mut counts, m, n);
         }
     }
 
     /// The first hop of `chain` (the mandate and its ancestors, root first) whose budget is spent.
     pub fn check(&self, chain: &[&MandateRecord]) -> Result<(), Exhausted> {
-        first_exhausted(&self.lock().spent, chain)
+        first_exhausted(&self.lock().entries, chain)
     }
 
     /// Counts one call against every mandate of `chain`, unless one of them is spent; drops the
     /// counts of mandates expired long enough before `now`, once a minute.
     pub fn consume(&self, chain: &[&MandateRecord], now: i64) -> Result<(), Exhausted> {
         let mut counts = self.lock();
-        if now >= counts.next_prune {
-            counts.prune(now);
-        }
-        first_exhausted(&counts.spent, chain)?;
+        counts.prune_if_due(now);
+        first_exhausted(&counts.entries, chain)?;
         for m in chain {
-            counts.count(m, 1);
+            count(&mut counts, m, 1);
         }
         Ok(())
     }
@@ -123,7 +101,7 @@ impl Budgets {
     pub fn refund(&self, chain: &[&MandateRecord]) {
         let mut counts = self.lock();
         for m in chain {
-            if let Some(s) = counts.spent.get_mut(&m.id) {
+            if let Some(s) = counts.entries.get_mut(&m.id) {
                 s.calls = s.calls.saturating_sub(1);
             }
         }
@@ -141,6 +119,7 @@ fn first_exhausted(spent: &HashMap<String, Spent>, chain: &[&MandateRecord]) -> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::expiry::{forgotten, KEEP_AFTER_EXPIRY_SECS, PRUNE_EVERY_SECS};
     use mandate_core::id::{AgentId, Principal};
     use mandate_core::mandate::{Intent, Scope};
 

@@ -195,7 +195,7 @@ impl AppState {
         }
         // The behaviour so far of every chain still in use, replayed from its allowed calls, so that
         // a restart does not give a drifting chain a clean baseline (which raises fewer signals).
-        let after = now.saturating_sub(crate::budget::KEEP_AFTER_EXPIRY_SECS);
+        let after = now.saturating_sub(crate::expiry::KEEP_AFTER_EXPIRY_SECS);
         for call in self.decisions.allowed_calls_of_chains_ending_after(after).await.map_err(|e| e.to_string())? {
             let Ok(tool) = ToolName::parse(&call.tool) else {
                 continue;

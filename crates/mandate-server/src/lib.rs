@@ -14,6 +14,7 @@ pub mod clock;
 pub mod decision;
 pub mod demo;
 pub mod error;
+pub mod expiry;
 pub mod keys;
 pub mod ledger;
 pub mod mandates;
