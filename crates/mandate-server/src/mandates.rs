@@ -780,39 +780,45 @@ fn expiry_exact(stored: StoredMandate, now: i64) -> Result<StoredMandate, (Strin
 }
 
 impl AppState {
-    /// The calls counted against each of `mandates` (its own and its descendants'), by id: from
-    /// memory while its count is kept, and from the ledger's `allow` decisions once it expired
-    /// long enough ago for the count to be dropped (see `budget.rs`).
-    pub async fn used_calls(
-        &self,
-        mandates: &[StoredMandate],
-    ) -> Result<HashMap<String, u64>, mandate_store::StoreError> {
+    /// The calls counted against each mandate of `chain` (every mandate of one chain, as
+    /// [`mandate_store::Store::chain`] returns them), its own and its descendants', by id: from
+    /// memory while its count is kept, and from the ledger's `allow` decisions once it expired long
+    /// enough ago for the count to be dropped (see [`crate::expiry`]).
+    pub async fn used_calls(&self, chain: &[StoredMandate]) -> Result<HashMap<String, u64>, mandate_store::StoreError> {
         let now = self.now_secs();
-        let mut used = HashMap::with_capacity(mandates.len());
-        // Per chain, read once: its mandates, and the calls each made itself.
-        let mut chains: HashMap<&str, (Vec<StoredMandate>, HashMap<String, u64>)> = HashMap::new();
-        for m in mandates {
+        let mut used = HashMap::with_capacity(chain.len());
+        // The calls each mandate of the chain made itself, read once, and only if needed.
+        let mut own: Option<HashMap<String, u64>> = None;
+        for m in chain {
             let id = &m.record.id;
-            if !crate::budget::forgotten(m.record.expires_at, now) {
+            if !crate::expiry::forgotten(m.record.expires_at, now) {
                 used.insert(id.clone(), self.budgets.used(id));
                 continue;
             }
-            let chain_id = m.record.chain_id.as_str();
-            if !chains.contains_key(chain_id) {
-                let members = self.store.chain(chain_id).await?;
-                let own = self.decisions.allow_counts_in_chain(chain_id).await?.into_iter().collect();
-                chains.insert(chain_id, (members, own));
-            }
-            let n = chains.get(chain_id).map_or(0, |(members, own)| {
-                members
-                    .iter()
-                    .filter(|d| d.record.id == *id || d.record.lineage.contains(id))
-                    .map(|d| own.get(&d.record.id).copied().unwrap_or(0))
-                    .sum()
-            });
+            let own = match &mut own {
+                Some(own) => own,
+                None => {
+                    own.insert(self.decisions.allow_counts_in_chain(&m.record.chain_id).await?.into_iter().collect())
+                }
+            };
+            let n = chain
+                .iter()
+                .filter(|d| d.record.id == *id || d.record.lineage.contains(id))
+                .map(|d| own.get(&d.record.id).copied().unwrap_or(0))
+                .sum();
             used.insert(id.clone(), n);
         }
         Ok(used)
+    }
+
+    /// [`AppState::used_calls`] of one mandate; its chain is read only when its count has to come
+    /// from the ledger.
+    pub async fn used_calls_of(&self, m: &StoredMandate) -> Result<u64, mandate_store::StoreError> {
+        if !crate::expiry::forgotten(m.record.expires_at, self.now_secs()) {
+            return Ok(self.budgets.used(&m.record.id));
+        }
+        let chain = self.store.chain(&m.record.chain_id).await?;
+        Ok(self.used_calls(&chain).await?.get(&m.record.id).copied().unwrap_or(0))
     }
 }
 

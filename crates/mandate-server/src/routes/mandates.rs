@@ -85,7 +85,7 @@ pub async fn show(
     }
     let revoked_ancestor = state.revocations.revoked_in(&m.record).is_some();
     let mut view = MandateView::new(&m, state.now_secs(), revoked_ancestor);
-    view.used_calls = state.used_calls(std::slice::from_ref(&m)).await?.get(&m.record.id).copied().unwrap_or(0);
+    view.used_calls = state.used_calls_of(&m).await?;
     Ok(ApiJson(view))
 }
 
