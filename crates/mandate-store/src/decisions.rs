@@ -146,8 +146,6 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// When each agent last had a tool call decided (its last activity), Unix milliseconds.
     async fn last_activity(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
-    /// Stores a new approval with its event.
-    async fn insert_approval(&self, approval: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError>;
     /// One approval.
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
     /// Stores `approval` (pending) with its event, in one transaction with the checks that decide

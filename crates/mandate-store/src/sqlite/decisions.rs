@@ -26,31 +26,6 @@ fn tool(r: &sqlx::sqlite::SqliteRow) -> Result<ToolRecord, StoreError> {
     })
 }
 
-async fn insert_approval_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    a: &ApprovalRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO approvals (id, mandate_id, chain_id, agent_id, tool, resource, arguments_hash, status, created_ms, expires_ms, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&a.id)
-    .bind(&a.mandate_id)
-    .bind(&a.chain_id)
-    .bind(&a.agent)
-    .bind(&a.tool)
-    .bind(&a.resource)
-    .bind(&a.arguments_hash)
-    .bind(&a.status)
-    .bind(a.created_ms)
-    .bind(a.expires_ms)
-    .bind(a.detail.to_string())
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    Ok(())
-}
-
 fn approval(r: &sqlx::sqlite::SqliteRow) -> Result<ApprovalRecord, StoreError> {
     let doc: String = r.try_get("doc").map_err(db)?;
     Ok(ApprovalRecord {
@@ -223,14 +198,6 @@ impl DecisionStore for SqliteStore {
         .map_err(db)
     }
 
-    async fn insert_approval(&self, a: &ApprovalRecord, event: NewEvent) -> Result<i64, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        insert_approval_in(&mut tx, a).await?;
-        let seq = append(&mut tx, &event).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(seq)
-    }
-
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
         let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1"))
             .bind(id)
@@ -272,7 +239,24 @@ impl DecisionStore for SqliteStore {
         if pending.len() >= max_pending {
             return Ok(OpenedApproval::Full(pending.len()));
         }
-        insert_approval_in(&mut tx, a).await?;
+        sqlx::query(
+            "INSERT INTO approvals (id, mandate_id, chain_id, agent_id, tool, resource, arguments_hash, status, created_ms, expires_ms, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&a.id)
+        .bind(&a.mandate_id)
+        .bind(&a.chain_id)
+        .bind(&a.agent)
+        .bind(&a.tool)
+        .bind(&a.resource)
+        .bind(&a.arguments_hash)
+        .bind(&a.status)
+        .bind(a.created_ms)
+        .bind(a.expires_ms)
+        .bind(a.detail.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         let seq = append(&mut tx, &event).await?;
         tx.commit().await.map_err(db)?;
         Ok(OpenedApproval::Created(seq))
@@ -472,7 +456,10 @@ mod tests {
             used_ms: None,
             detail: json!({"reasons": ["call.hold-egress"]}),
         };
-        store.insert_approval(&a, event("approval.created")).await.unwrap();
+        assert!(matches!(
+            store.open_approval(&a, event("approval.created"), 1).await.unwrap(),
+            OpenedApproval::Created(_)
+        ));
         assert!(store
             .transition_approval(
                 "ap1",
