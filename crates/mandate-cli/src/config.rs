@@ -10,10 +10,10 @@ use mandate_core::lifecycle::ReviewSettings;
 use mandate_core::mandate::{Action, MandateLimits};
 use mandate_core::oidc::{IssuerKeys, OidcSettings};
 use mandate_core::pattern::ToolName;
-use mandate_server::auth::oidc::OidcConfig;
-use mandate_server::catalogue::Classification;
-use mandate_server::ledger::LedgerSettings;
-use mandate_server::state::{MandateSettings, Settings};
+use mandate_engine::catalogue::Classification;
+use mandate_engine::engine::{MandateSettings, Settings};
+use mandate_engine::ledger::LedgerSettings;
+use mandate_engine::oidc::OidcConfig;
 use mandate_server::ServerConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -291,7 +291,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
             max_body_bytes,
             mandates,
             oidc,
-            arguments: mandate_server::state::ArgumentRetention {
+            arguments: mandate_engine::engine::ArgumentRetention {
                 keep: file.ledger.keep_arguments.unwrap_or(false),
                 redact: file
                     .ledger

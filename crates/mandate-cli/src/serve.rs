@@ -2,7 +2,7 @@
 
 use crate::config::{self, LogFormat, Overrides};
 use anyhow::Context as _;
-use mandate_server::clock::SystemClock;
+use mandate_engine::clock::SystemClock;
 use mandate_server::{Bootstrap, Server};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,7 +123,7 @@ fn log_issuer_keys(file: &std::path::Path, keys: &mandate_core::oidc::IssuerKeys
 /// Reads the OIDC issuer's JWKS file again on every SIGHUP, so an operator hands over rotated keys by
 /// replacing the file and signalling, without a restart. A file that fails to load changes nothing:
 /// the keys in use stay, and the error is logged.
-async fn reload_issuer_keys_on_hangup(oidc: Arc<mandate_server::auth::oidc::OidcAuthenticator>) {
+async fn reload_issuer_keys_on_hangup(oidc: Arc<mandate_engine::oidc::OidcAuthenticator>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

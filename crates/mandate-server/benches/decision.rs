@@ -46,10 +46,10 @@ use mandate_core::event::NewEvent;
 use mandate_core::id::{AgentId, HumanId};
 use mandate_core::jose::{sign_proof, verify_proof, Htu, ProofClaims, ProofExpectations};
 use mandate_core::jwk::Ed25519PublicJwk;
+use mandate_engine::behaviour::{Behaviour, CallShape};
+use mandate_engine::clock::SystemClock;
+use mandate_engine::decision::AuthorizeRequest;
 use mandate_policy::{AgentFacts, CallRequest, HumanFacts, Outcome, ToolFacts};
-use mandate_server::behaviour::{Behaviour, CallShape};
-use mandate_server::clock::SystemClock;
-use mandate_server::decision::AuthorizeRequest;
 use mandate_server::state::AppState;
 use mandate_server::{Server, ServerConfig};
 use mandate_test::{agent_jwk, agent_key, agent_spec, ADMIN_TOKEN, ISSUER};
@@ -120,7 +120,7 @@ fn fixture() -> Fixture {
         demo: false,
         issuer_from_listener: false,
         catalogue: Vec::new(),
-        ledger: mandate_server::ledger::LedgerSettings::DEFAULT,
+        ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,
     };
     let (server, state, token) = runtime.block_on(async {
         let server = Server::start(config, Arc::new(SystemClock)).await.unwrap();

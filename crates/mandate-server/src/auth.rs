@@ -1,100 +1,20 @@
 //! Who is calling: bearer API keys, resolved to the administrator or a human, and humans' OIDC ID
-//! tokens (see [`oidc`]).
+//! tokens (verified by the engine's [`mandate_engine::oidc`]).
 //!
 //! Keys are 256-bit random secrets shown once and stored only as SHA-256 hashes. A deactivated
 //! human's keys stop working at the next request. A bearer value shaped like a JWT (three
 //! dot-separated parts) is an ID token: API keys start with `mnd_` and never contain a dot, and the
 //! administrator token may not either. Authorization of each action (who may register, certify,
-//! suspend...) is decided in [`Caller`]'s methods, next to the roles they read.
-
-pub mod oidc;
+//! suspend...) is the engine's, in [`Caller`]'s methods.
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use mandate_core::agent::Agent;
-use mandate_core::human::{Human, Role};
+use mandate_core::human::Human;
+pub use mandate_engine::caller::{generate_api_key, Caller, API_KEY_PREFIX};
 use mandate_store::{hash_api_key, CredentialOwner};
-use rand_core::{OsRng, RngCore};
-
-/// The prefix of every Mandate API key, so that secret scanners can find leaked ones.
-pub const API_KEY_PREFIX: &str = "mnd_";
-
-/// A fresh API key: the prefix and 32 random bytes in base64url.
-pub fn generate_api_key() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// The authenticated caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// The bootstrap administrator credential.
-    Admin,
-    /// A human, with an API key or an OIDC ID token.
-    Human(Human),
-}
-
-impl Caller {
-    /// The caller as written in the ledger: `admin` or `user:<id>`.
-    pub fn principal(&self) -> String {
-        match self {
-            Self::Admin => "admin".to_owned(),
-            Self::Human(h) => h.principal.to_string(),
-        }
-    }
-
-    /// Whether the caller holds `role`; the administrator credential holds every role.
-    pub fn has_role(&self, role: Role) -> bool {
-        match self {
-            Self::Admin => true,
-            Self::Human(h) => h.has_role(role),
-        }
-    }
-
-    /// Whether the caller is `agent`'s accountable owner.
-    pub fn owns(&self, agent: &Agent) -> bool {
-        matches!(self, Self::Human(h) if h.principal == agent.owner)
-    }
-
-    /// Whether the caller may read every agent, human and event (admins, auditors, approvers).
-    pub fn reads_everything(&self) -> bool {
-        self.has_role(Role::Admin) || self.has_role(Role::Auditor) || self.has_role(Role::Approver)
-    }
-
-    /// Refuses unless the caller is an administrator.
-    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
-        if self.has_role(Role::Admin) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!("{action} needs the `admin` role")))
-        }
-    }
-
-    /// Refuses unless the caller is an administrator or owns `agent`.
-    pub fn require_admin_or_owner(&self, action: &str, agent: &Agent) -> Result<(), ApiError> {
-        if self.has_role(Role::Admin) || self.owns(agent) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!("{action} needs the `admin` role or ownership of agent `{}`", agent.id)))
-        }
-    }
-
-    /// Refuses unless the caller may read everything or owns `agent`.
-    pub fn require_reader_of(&self, agent: &Agent) -> Result<(), ApiError> {
-        if self.reads_everything() || self.owns(agent) {
-            Ok(())
-        } else {
-            // Not 404: the caller is authenticated, and agent ids are not secrets.
-            Err(ApiError::forbidden(format!("agent `{}` is not yours to read", agent.id)))
-        }
-    }
-}
 
 /// Whether a bearer value is to be read as a JWT (an OIDC ID token) rather than an API key.
 pub fn looks_like_jwt(bearer: &str) -> bool {

@@ -69,7 +69,7 @@ struct DemoAgent {
 
 /// Seeds the demo organisation.
 pub async fn seed(state: &AppState, data_dir: &Path) -> Result<DemoOrg, StartError> {
-    let fail = |e: crate::error::ApiError| StartError::Demo(format!("{}: {e:?}", e.code()));
+    let fail = |e: mandate_engine::Error| StartError::Demo(format!("{}: {e:?}", e.code()));
     state.store.set_meta(DEMO_MARK, "true").await.map_err(|e| StartError::Demo(e.to_string()))?;
     let admin = Caller::Admin;
     let now = state.clock.now();
@@ -191,12 +191,12 @@ const TOOLS: &[(&str, &str, &str, &str)] = &[
 /// the reconciliation of accounts payable to the reconciler, which then strays into November and is
 /// refused; the finance agent's e-mail to the controller waits for Carol's approval.
 async fn story(state: &AppState, keys: &std::collections::HashMap<String, SigningKey>) -> Result<String, StartError> {
-    use crate::decision::AuthorizeRequest;
     use mandate_core::jose::{sign, sign_proof, ProofClaims, SignHeader};
+    use mandate_engine::decision::AuthorizeRequest;
     let fail = |what: &str, e: String| StartError::Demo(format!("{what}: {e}"));
     for (tool, data_class, risk, env) in TOOLS {
         let name = mandate_core::pattern::ToolName::parse(tool).map_err(|e| fail("tool", e.to_string()))?;
-        let c: crate::catalogue::Classification =
+        let c: mandate_engine::catalogue::Classification =
             serde_json::from_value(json!({"data_class": data_class, "risk": risk, "server_environment": env}))
                 .map_err(|e| fail("tool", e.to_string()))?;
         state.classify_tool("admin", &name, &c, "config").await.map_err(|e| fail("classify", format!("{e:?}")))?;
@@ -284,7 +284,7 @@ async fn story(state: &AppState, keys: &std::collections::HashMap<String, Signin
         &SignHeader { typ: "JWT", kid: "reconciler" },
     )
     .map_err(|e| fail("actor", e.to_string()))?;
-    let form = crate::mandates::TokenExchangeForm {
+    let form = mandate_engine::mandates::TokenExchangeForm {
         grant_type: "urn:ietf:params:oauth:grant-type:token-exchange".into(),
         subject_token: Some(granted.token.clone()),
         subject_token_type: Some("urn:ietf:params:oauth:token-type:jwt".into()),

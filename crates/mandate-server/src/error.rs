@@ -64,7 +64,7 @@ impl ApiError {
     }
     /// 500: a fault inside; the detail is logged, not shown.
     pub fn internal(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, mandate_engine::error::INTERNAL_CODE, detail)
     }
     /// The status.
     pub fn status(&self) -> StatusCode {
@@ -78,10 +78,23 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(detail) => Self::conflict("conflict", detail),
-            other => Self::internal(other.to_string()),
-        }
+        mandate_engine::Error::from(e).into()
+    }
+}
+
+/// The one mapping from the engine's kinds of failure to HTTP statuses.
+impl From<mandate_engine::Error> for ApiError {
+    fn from(e: mandate_engine::Error) -> Self {
+        use mandate_engine::ErrorKind;
+        let status = match e.kind() {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.code(), e.detail())
     }
 }
 

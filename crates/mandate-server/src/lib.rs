@@ -5,32 +5,21 @@
 //! administrator credential, the optional demo organisation, the listener and the shutdown signal.
 #![forbid(unsafe_code)]
 
-pub mod approvals;
 pub mod auth;
-pub mod behaviour;
-pub mod budget;
-pub mod catalogue;
-pub mod clock;
-pub mod decision;
 pub mod demo;
 pub mod error;
-pub mod expiry;
-pub mod keys;
-pub mod ledger;
-pub mod mandates;
 pub mod metrics;
-pub mod policy;
-pub mod registry;
 pub mod routes;
 pub mod state;
 
 use crate::error::ApiError;
-use crate::state::{AppState, Settings};
+use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
-use clock::Clock;
 use mandate_core::event::NewEvent;
+use mandate_engine::clock::Clock;
+use mandate_engine::Settings;
 use mandate_store::{hash_api_key, SqliteStore, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -166,9 +155,9 @@ pub struct ServerConfig {
     /// Set the mandate issuer and audience to `http://<bound address>` (when none was configured).
     pub issuer_from_listener: bool,
     /// Tool classifications from the configuration file.
-    pub catalogue: Vec<(mandate_core::pattern::ToolName, catalogue::Classification)>,
+    pub catalogue: Vec<(mandate_core::pattern::ToolName, mandate_engine::catalogue::Classification)>,
     /// How often the ledger is checkpointed.
-    pub ledger: ledger::LedgerSettings,
+    pub ledger: mandate_engine::ledger::LedgerSettings,
 }
 
 /// Why the server could not start.
@@ -239,7 +228,7 @@ pub struct Server {
     pub addr: SocketAddr,
     /// What to show the operator.
     pub bootstrap: Bootstrap,
-    ledger: ledger::LedgerSettings,
+    ledger: mandate_engine::ledger::LedgerSettings,
 }
 
 /// The database file inside a data directory.
@@ -255,7 +244,8 @@ impl Server {
             validate_admin_token(token)?;
         }
         let dir = &config.data_dir;
-        create_private_dir(dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+        mandate_engine::keys::create_private_dir(dir)
+            .map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
         let db_path = database_path(dir);
         if config.demo {
             demo::reset(&db_path).await?;
@@ -274,13 +264,13 @@ impl Server {
         }
         let now = clock.now().unix_timestamp();
         let keys_dir = dir.join("signing-keys");
-        let keys = keys::KeyRing::open(&keys_dir, settings.mandates.limits.max_ttl_secs, now)
+        let keys = mandate_engine::keys::KeyRing::open(&keys_dir, settings.mandates.limits.max_ttl_secs, now)
             .map_err(|e| StartError::Keys(e.to_string()))?;
         let state = AppState::new(Arc::new(store.clone()), clock, settings, Arc::new(keys));
         let revoked =
             store.revoked_unexpired(now).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         state.revocations.insert(revoked, now);
-        state.load_decision_state(&config.catalogue).await.map_err(StartError::Decisions)?;
+        state.engine.load_decision_state(&config.catalogue).await.map_err(StartError::Decisions)?;
         let admin_token = bootstrap_admin(&state, config.admin_token.as_deref())
             .await
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
@@ -297,7 +287,7 @@ impl Server {
     /// signs a last ledger checkpoint, and closes the database (checkpointing its write-ahead log).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let app = app(self.state.clone());
-        let checkpointer = ledger::spawn_checkpointer(self.state.clone(), self.ledger);
+        let checkpointer = mandate_engine::ledger::spawn_checkpointer(self.state.engine.clone(), self.ledger);
         tracing::info!(addr = %self.addr, "listening");
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         checkpointer.abort();
@@ -314,7 +304,7 @@ impl Server {
 /// Installs the administrator credential: the given token (replacing any other), or a generated one
 /// on first start. Returns the generated token, which is shown once and stored only as a hash.
 async fn bootstrap_admin(state: &AppState, given: Option<&str>) -> Result<Option<String>, StoreError> {
-    let now = clock::millis(state.clock.now());
+    let now = mandate_engine::clock::millis(state.clock.now());
     match given {
         Some(token) => {
             if state.store.credential(&hash_api_key(token)).await? != Some(mandate_store::CredentialOwner::Admin) {
@@ -346,16 +336,6 @@ pub fn validate_admin_token(token: &str) -> Result<(), StartError> {
     }
     if token.contains('.') {
         return Err(StartError::DottedAdminToken);
-    }
-    Ok(())
-}
-
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }

@@ -1,107 +1,16 @@
-//! Prometheus metrics and the per-request middleware: request ids, the request span, and request
-//! counts and latency histograms per route.
+//! The per-request middleware: request ids, the request span, and request counts and latency per
+//! route (into the engine's metrics registry), and `GET /metrics`.
 
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
 use std::time::Instant;
 use tracing::Instrument;
 
 /// The header carrying the request id, read from the client when it sends a sane one.
 pub const REQUEST_ID: &str = "x-request-id";
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    method: String,
-    route: String,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LatencyLabels {
-    method: String,
-    route: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DecisionLabels {
-    decision: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EventLabels {
-    kind: String,
-}
-
-/// The server's metrics.
-pub struct Metrics {
-    registry: Registry,
-    requests: Family<RouteLabels, Counter>,
-    latency: Family<LatencyLabels, Histogram>,
-    events: Family<EventLabels, Counter>,
-    decisions: Family<DecisionLabels, Counter>,
-    decision_latency: Histogram,
-}
-
-fn latency_histogram() -> Histogram {
-    // 100 µs to about 3 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
-}
-
-impl Metrics {
-    /// A fresh registry with Mandate's metrics in it.
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("mandate");
-        let requests = Family::<RouteLabels, Counter>::default();
-        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let events = Family::<EventLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
-        registry.register("events", "Events recorded, by kind", events.clone());
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        let decision_latency = latency_histogram();
-        registry.register("decisions", "Tool-call decisions, by outcome", decisions.clone());
-        registry.register(
-            "decision_duration_seconds",
-            "Time to decide a tool call, including making its event durable",
-            decision_latency.clone(),
-        );
-        Self { registry, requests, latency, events, decisions, decision_latency }
-    }
-
-    /// Counts an event recorded in the ledger.
-    pub fn event(&self, kind: &str) {
-        self.events.get_or_create(&EventLabels { kind: kind.to_owned() }).inc();
-    }
-
-    /// Counts and times a decision.
-    pub fn decision(&self, decision: &str, seconds: f64) {
-        self.decisions.get_or_create(&DecisionLabels { decision: decision.to_owned() }).inc();
-        self.decision_latency.observe(seconds);
-        self.event("decision");
-    }
-
-    /// The registry in the Prometheus text format.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// Counts and times every routed request under its route template (`/v1/agents/{id}`, never the raw
 /// path, so that label cardinality stays bounded).
@@ -111,16 +20,7 @@ pub async fn track(State(state): State<AppState>, matched: Option<MatchedPath>, 
     let start = Instant::now();
     let response = next.run(req).await;
     let elapsed = start.elapsed().as_secs_f64();
-    state
-        .metrics
-        .requests
-        .get_or_create(&RouteLabels {
-            method: method.clone(),
-            route: route.clone(),
-            status: response.status().as_u16(),
-        })
-        .inc();
-    state.metrics.latency.get_or_create(&LatencyLabels { method, route }).observe(elapsed);
+    state.metrics.request(&method, &route, response.status().as_u16(), elapsed);
     response
 }
 

@@ -164,7 +164,7 @@ fn argument_values_are_kept_only_when_asked_and_then_redacted() {
     let read = |keep: bool| {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = mandate_test::settings();
-        settings.arguments = mandate_server::state::ArgumentRetention { keep, redact: vec!["password".into()] };
+        settings.arguments = mandate_engine::engine::ArgumentRetention { keep, redact: vec!["password".into()] };
         let server = TestServer::fresh_in(dir.path(), settings);
         let alice = server.human("alice@example.org", json!({"groups": ["finance"]}));
         assert_eq!(server.admin().post("/v1/agents", &agent_spec("finance-close", ALICE, json!({}))).0, 201);

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use mandate_server::clock::ManualClock;
+use mandate_engine::clock::ManualClock;
 use mandate_server::state::AppState;
 use mandate_store::SqliteStore;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ async fn state() -> (tempfile::TempDir, AppState) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-01 09:00 UTC)));
-    let keys = mandate_server::keys::KeyRing::open(&dir.path().join("keys"), 3600, 0).unwrap();
+    let keys = mandate_engine::keys::KeyRing::open(&dir.path().join("keys"), 3600, 0).unwrap();
     (dir, AppState::new(Arc::new(store), clock, mandate_test::settings(), Arc::new(keys)))
 }
 

@@ -11,8 +11,8 @@ use mandate_core::id::TrustDomain;
 use mandate_core::jwk::Ed25519PublicJwk;
 use mandate_core::lifecycle::ReviewSettings;
 use mandate_core::mandate::MandateLimits;
-use mandate_server::clock::ManualClock;
-use mandate_server::state::{MandateSettings, Settings};
+use mandate_engine::clock::ManualClock;
+use mandate_engine::engine::{MandateSettings, Settings};
 use mandate_server::{Server, ServerConfig};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -24,8 +24,8 @@ use time::macros::datetime;
 pub const ISSUER: &str = "https://mandate.test";
 
 /// How often test servers checkpoint their ledger: often enough that tests see checkpoints.
-pub const LEDGER: mandate_server::ledger::LedgerSettings =
-    mandate_server::ledger::LedgerSettings { checkpoint_every_events: 20, checkpoint_every_seconds: 3600 };
+pub const LEDGER: mandate_engine::ledger::LedgerSettings =
+    mandate_engine::ledger::LedgerSettings { checkpoint_every_events: 20, checkpoint_every_seconds: 3600 };
 
 /// The administrator token every test server uses.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
@@ -48,7 +48,7 @@ pub fn settings() -> Settings {
         trust_domain: TrustDomain::parse("example.org").unwrap(),
         review: ReviewSettings { stale_after_days: 30 },
         max_body_bytes: 64 * 1024,
-        arguments: mandate_server::state::ArgumentRetention::default(),
+        arguments: mandate_engine::engine::ArgumentRetention::default(),
         mandates: MandateSettings {
             issuer: ISSUER.to_owned(),
             audience: ISSUER.to_owned(),

@@ -8,7 +8,7 @@ use mandate_core::human::Role;
 use mandate_core::id::Group;
 use mandate_core::jwk::Ed25519PublicJwk;
 use mandate_core::oidc::{IssuerKeys, OidcSettings};
-use mandate_server::auth::oidc::OidcConfig;
+use mandate_engine::oidc::OidcConfig;
 use rsa::{BigUint, Pkcs1v15Sign, RsaPrivateKey};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};

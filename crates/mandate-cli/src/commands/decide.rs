@@ -234,7 +234,7 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 Ok(())
             }
             Err(e) => {
-                for p in mandate_server::routes::decisions::problems(&e) {
+                for p in mandate_engine::policy::problems(&e) {
                     eprintln!("{}: {p}", file.display());
                 }
                 bail!("`{}` is not a valid policy set", file.display())
@@ -246,10 +246,7 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 None => mandate_policy::DEFAULT_POLICIES.to_owned(),
             };
             let set = mandate_policy::ValidatedPolicySet::parse(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "the policy set is invalid: {}",
-                    mandate_server::routes::decisions::problems(&e).join("; ")
-                )
+                anyhow::anyhow!("the policy set is invalid: {}", mandate_engine::policy::problems(&e).join("; "))
             })?;
             let report = mandate_policy::run_cases(&set, &read_text(&cases)?).map_err(|e| anyhow::anyhow!("{e}"))?;
             print!("{report}");

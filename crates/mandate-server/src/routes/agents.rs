@@ -2,7 +2,6 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::registry::{AgentView, LifecycleRequest};
 use crate::routes::agent_id;
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -13,6 +12,7 @@ use mandate_core::agent::{AgentPatch, AgentSpec, AgentState, Environment};
 use mandate_core::event::Event;
 use mandate_core::id::Principal;
 use mandate_core::lifecycle::LifecycleAction;
+use mandate_engine::registry::{AgentView, LifecycleRequest};
 use mandate_store::{AgentFilter, AgentVersion, EventFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

@@ -3,8 +3,6 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::ledger::ocsf::to_ocsf;
-use crate::ledger::views::{BlastRadius, ChainStory};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -13,6 +11,8 @@ use mandate_core::event::Event;
 use mandate_core::human::Role;
 use mandate_core::id::HumanId;
 use mandate_core::ledger::Checkpoint;
+use mandate_engine::ledger::ocsf::to_ocsf;
+use mandate_engine::ledger::views::{BlastRadius, ChainStory};
 use mandate_store::{LedgerQuery, Reach, VerifyReport};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -53,7 +53,7 @@ fn text(name: &str, raw: Option<String>) -> Result<Option<String>, ApiError> {
 fn time_ms(name: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     raw.map(|t| {
         time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map(crate::clock::millis)
+            .map(mandate_engine::clock::millis)
             .map_err(|e| invalid(format!("`{name}`: `{t}` is not an RFC 3339 time such as 2026-11-01T09:00:00Z ({e})")))
     })
     .transpose()

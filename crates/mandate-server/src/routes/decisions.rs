@@ -1,14 +1,14 @@
 //! `/v1/authorize`, `/v1/approvals`, `/v1/policies` and `/v1/tools`.
 
 use crate::auth::Caller;
-use crate::catalogue::Classification;
-use crate::decision::{AuthorizeRequest, DecisionResponse};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use mandate_core::human::Role;
 use mandate_core::pattern::ToolName;
+use mandate_engine::catalogue::Classification;
+use mandate_engine::decision::{AuthorizeRequest, DecisionResponse};
 use mandate_policy::ValidatedPolicySet;
 use mandate_store::{ApprovalRecord, ToolRecord};
 use serde::{Deserialize, Serialize};
@@ -180,13 +180,7 @@ pub async fn validate_policies(_caller: Caller, body: Bytes) -> Result<ApiJson<V
     }))
 }
 
-/// Every problem of a refused set, one line each.
-pub fn problems(e: &mandate_policy::PolicyError) -> Vec<String> {
-    match e {
-        mandate_policy::PolicyError::Invalid(list) => list.iter().map(ToString::to_string).collect(),
-        other => vec![other.to_string()],
-    }
-}
+use mandate_engine::policy::problems;
 
 /// `GET /v1/tools` answers this.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

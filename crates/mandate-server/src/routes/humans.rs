@@ -2,12 +2,12 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
-use crate::registry::CreatedHuman;
 use crate::routes::human_id;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mandate_core::human::{Human, HumanSpec, Role};
+use mandate_engine::registry::CreatedHuman;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

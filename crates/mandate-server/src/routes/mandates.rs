@@ -3,8 +3,6 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
-use crate::keys::KeyInfo;
-use crate::mandates::{chain_tree, Granted, MandateView, OAuthError, TokenExchangeForm, TokenResponse};
 use crate::routes::human_id;
 use crate::state::AppState;
 use axum::body::Bytes as Body;
@@ -13,6 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use mandate_core::human::Role;
 use mandate_core::mandate::GrantRequest;
+use mandate_engine::keys::KeyInfo;
+use mandate_engine::mandates::{chain_tree, Granted, MandateView, OAuthError, TokenExchangeForm, TokenResponse};
 use mandate_store::MandateSelector;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -192,13 +192,20 @@ pub async fn revoke_human(
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> axum::response::Response {
     let form: TokenExchangeForm = match serde_urlencoded_form(&body) {
         Ok(f) => f,
-        Err(e) => return e.into_response(),
+        Err(e) => return oauth_error(e),
     };
     let dpop = headers.get("dpop").and_then(|v| v.to_str().ok());
     match state.delegate(form, dpop).await {
         Ok(r) => ([("cache-control", "no-store")], axum::Json(r)).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => oauth_error(e),
     }
+}
+
+/// A refused token exchange as RFC 6749 section 5.2 has it: 400 with the JSON error, no caching; a
+/// fault inside the server is `500 server_error`, with nothing internal in the body.
+fn oauth_error(e: OAuthError) -> axum::response::Response {
+    let status = if e.error == "server_error" { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::BAD_REQUEST };
+    (status, [("cache-control", "no-store")], axum::Json(e)).into_response()
 }
 
 fn serde_urlencoded_form(body: &Body) -> Result<TokenExchangeForm, OAuthError> {
@@ -257,7 +264,7 @@ pub async fn rotate(State(state): State<AppState>, caller: Caller) -> Result<Api
     let event = mandate_core::event::NewEvent::new(
         "key.rotated",
         &caller.principal(),
-        crate::clock::millis(state.clock.now()),
+        mandate_engine::clock::millis(state.clock.now()),
         &serde_json::json!({"kid": kid}),
     );
     state.store.append_event(event).await?;

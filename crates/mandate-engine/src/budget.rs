@@ -8,7 +8,7 @@
 //!
 //! A count is kept while its mandate can still be used, and a margin more (see [`crate::expiry`]):
 //! then it can no longer decide anything. Views of an expired mandate read its count from the
-//! ledger instead ([`crate::state::AppState::used_calls_of`]).
+//! ledger instead ([`crate::engine::Engine::used_calls_of`]).
 
 use crate::expiry::{Ends, ExpiringMap};
 use mandate_core::mandate::MandateRecord;

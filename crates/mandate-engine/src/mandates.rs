@@ -7,11 +7,11 @@
 //! facts they need (the stored parent, the agents, the revocation cache, the verified tokens) and
 //! records the outcome.
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::clock::millis;
-use crate::error::ApiError;
-use crate::state::AppState;
-use axum::http::StatusCode;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::error::ErrorKind;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use mandate_core::agent::{Agent, AgentState};
@@ -80,13 +80,6 @@ impl OAuthError {
     }
 }
 
-impl axum::response::IntoResponse for OAuthError {
-    fn into_response(self) -> axum::response::Response {
-        // RFC 6749 section 5.2: 400, JSON, no caching.
-        (StatusCode::BAD_REQUEST, [("cache-control", "no-store")], axum::Json(self)).into_response()
-    }
-}
-
 /// The form of `POST /oauth/token` (RFC 8693 section 2.1), with Mandate's extensions.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct TokenExchangeForm {
@@ -129,14 +122,14 @@ fn new_mandate_id() -> String {
     format!("mdt_{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn grant_problem(code: &'static str, detail: String) -> ApiError {
-    let status = match code {
-        "grant.agent_unknown" => StatusCode::NOT_FOUND,
-        "grant.not_permitted" | "grant.not_a_human" => StatusCode::FORBIDDEN,
-        "grant.agent_not_active" => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
+fn grant_problem(code: &'static str, detail: String) -> Error {
+    let kind = match code {
+        "grant.agent_unknown" => ErrorKind::NotFound,
+        "grant.not_permitted" | "grant.not_a_human" => ErrorKind::Forbidden,
+        "grant.agent_not_active" => ErrorKind::Conflict,
+        _ => ErrorKind::Invalid,
     };
-    ApiError::new(status, code, detail)
+    Error::new(kind, code, detail)
 }
 
 /// A mandate whose token verified, with its trusted record.
@@ -145,20 +138,20 @@ pub struct PresentedMandate {
     pub stored: StoredMandate,
 }
 
-impl AppState {
+impl Engine {
     fn token_context(&self) -> TokenContext<'_> {
         let m = &self.settings.mandates;
         TokenContext { issuer: &m.issuer, audience: &m.audience, trust_domain: &self.settings.trust_domain }
     }
 
-    fn sign(&self, record: &MandateRecord) -> Result<(String, String), ApiError> {
+    fn sign(&self, record: &MandateRecord) -> Result<(String, String), Error> {
         let (kid, key) = self.keys.signing();
         let token = mandate_core::jose::sign(
             &record.claims(&self.token_context()),
             &key,
             &SignHeader { typ: MANDATE_TYP, kid: &kid },
         )
-        .map_err(|e| ApiError::internal(format!("signing a mandate: {e}")))?;
+        .map_err(|e| Error::internal(format!("signing a mandate: {e}")))?;
         Ok((kid, token))
     }
 
@@ -184,13 +177,13 @@ impl AppState {
     }
 
     /// A human grants an agent a mandate.
-    pub async fn grant(&self, caller: &Caller, request: GrantRequest) -> Result<Granted, ApiError> {
+    pub async fn grant(&self, caller: &Caller, request: GrantRequest) -> Result<Granted, Error> {
         let actor = caller.principal();
         let agent_id = request.agent.to_string();
         match self.try_grant(caller, &request).await {
             Ok(granted) => Ok(granted),
             Err(e) => {
-                if e.status().is_client_error() {
+                if e.is_client_fault() {
                     self.refuse("mandate.grant_refused", &actor, Some(&agent_id), None, e.code(), &format!("{e:?}"))
                         .await;
                 }
@@ -199,7 +192,7 @@ impl AppState {
         }
     }
 
-    async fn try_grant(&self, caller: &Caller, request: &GrantRequest) -> Result<Granted, ApiError> {
+    async fn try_grant(&self, caller: &Caller, request: &GrantRequest) -> Result<Granted, Error> {
         let Caller::Human(human) = caller else {
             return Err(grant_problem(
                 "grant.not_a_human",
@@ -251,7 +244,7 @@ impl AppState {
         human: &mandate_core::human::Human,
         agent: &Agent,
         request: &GrantRequest,
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<Vec<String>, Error> {
         use mandate_policy::{Outcome, ToolFacts};
         let Some((_, policies)) = self.policy.current() else {
             return Err(grant_problem(
@@ -371,7 +364,7 @@ impl AppState {
             require_iat: true,
             max_lifetime_secs: Some(m.limits.max_ttl_secs),
         };
-        let digest = crate::state::TokenCache::digest(token);
+        let digest = crate::engine::TokenCache::digest(token);
         if let Some(hit) = self.tokens.get(&digest) {
             // The exact bytes verified before: what can have changed since is time and the key's
             // publication, so those are checked again; revocation is the caller's next step.
@@ -403,7 +396,7 @@ impl AppState {
             .collect();
         let kid = verified.kid().unwrap_or_default().to_owned();
         let exp = stored.record.expires_at;
-        self.tokens.insert(digest, crate::state::CachedToken { stored: stored.clone(), kid, time_claims }, exp, now);
+        self.tokens.insert(digest, crate::engine::CachedToken { stored: stored.clone(), kid, time_claims }, exp, now);
         expiry_exact(stored, now)
     }
 
@@ -635,7 +628,7 @@ impl AppState {
         caller: &Caller,
         selector: MandateSelector,
         reason: String,
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<Vec<String>, Error> {
         let now = self.now_secs();
         let ids = self.store.live_mandate_ids(&selector, now).await?;
         if ids.is_empty() {
@@ -670,7 +663,7 @@ impl AppState {
     }
 
     /// Who may revoke a mandate: an admin, the human at its root, or the owner of any agent in its chain.
-    pub async fn may_revoke(&self, caller: &Caller, record: &MandateRecord) -> Result<bool, ApiError> {
+    pub async fn may_revoke(&self, caller: &Caller, record: &MandateRecord) -> Result<bool, Error> {
         if caller.has_role(mandate_core::human::Role::Admin) {
             return Ok(true);
         }
@@ -689,7 +682,7 @@ impl AppState {
     }
 
     /// Who may read a mandate: those who may revoke it, auditors and approvers.
-    pub async fn may_read(&self, caller: &Caller, record: &MandateRecord) -> Result<bool, ApiError> {
+    pub async fn may_read(&self, caller: &Caller, record: &MandateRecord) -> Result<bool, Error> {
         Ok(caller.reads_everything() || self.may_revoke(caller, record).await?)
     }
 }
@@ -779,7 +772,7 @@ fn expiry_exact(stored: StoredMandate, now: i64) -> Result<StoredMandate, (Strin
     Ok(stored)
 }
 
-impl AppState {
+impl Engine {
     /// The calls counted against each mandate of `chain` (every mandate of one chain, as
     /// [`mandate_store::Store::chain`] returns them), its own and its descendants', by id: from
     /// memory while its count is kept, and from the ledger's `allow` decisions once it expired long
@@ -811,7 +804,7 @@ impl AppState {
         Ok(used)
     }
 
-    /// [`AppState::used_calls`] of one mandate; its chain is read only when its count has to come
+    /// [`Engine::used_calls`] of one mandate; its chain is read only when its count has to come
     /// from the ledger.
     pub async fn used_calls_of(&self, m: &StoredMandate) -> Result<u64, mandate_store::StoreError> {
         if !crate::expiry::forgotten(m.record.expires_at, self.now_secs()) {
@@ -823,11 +816,11 @@ impl AppState {
 }
 
 /// Builds the tree of a chain from its mandates (ordered by depth), with the calls counted against
-/// each (see [`AppState::used_calls`]).
+/// each (see [`Engine::used_calls`]).
 pub fn chain_tree(
     mandates: &[StoredMandate],
     now: i64,
-    revocations: &crate::state::Revocations,
+    revocations: &crate::engine::Revocations,
     used: &HashMap<String, u64>,
 ) -> Option<MandateView> {
     fn attach(node: &mut MandateView, all: &[MandateView]) {

@@ -3,22 +3,21 @@
 //! human for a financial write. Agents cannot answer approvals at all: the approval endpoints take only
 //! human credentials, so an agent holding a mandate has no way to approve its own call.
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::clock::millis;
-use crate::error::ApiError;
+use crate::engine::Engine;
+use crate::error::Error;
 use crate::policy::{agent_facts, human_facts, unknown_human_facts};
-use crate::state::AppState;
-use axum::http::StatusCode;
 use mandate_core::event::NewEvent;
 use mandate_core::id::AgentId;
 use mandate_policy::{ApproveRequest, Outcome, ToolFacts};
 use mandate_store::ApprovalRecord;
 
-impl AppState {
+impl Engine {
     /// Approves (`approve = true`) or denies a pending approval as `caller`.
-    pub async fn answer_approval(&self, caller: &Caller, id: &str, approve: bool) -> Result<ApprovalRecord, ApiError> {
+    pub async fn answer_approval(&self, caller: &Caller, id: &str, approve: bool) -> Result<ApprovalRecord, Error> {
         let Caller::Human(approver) = caller else {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "approvals are answered by humans: authenticate with your own key, not the administrator token",
             ));
         };
@@ -26,18 +25,18 @@ impl AppState {
             .decisions
             .approval(id)
             .await?
-            .ok_or_else(|| ApiError::not_found("approval.not_found", format!("no approval `{id}`")))?;
+            .ok_or_else(|| Error::not_found("approval.not_found", format!("no approval `{id}`")))?;
         let now_ms = millis(self.clock.now());
         if approval.status != "pending" {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "approval.not_pending",
                 format!("approval `{id}` is already {}", approval.status),
             ));
         }
         if now_ms > approval.expires_ms {
-            return Err(ApiError::conflict("approval.expired", format!("approval `{id}` expired")));
+            return Err(Error::conflict("approval.expired", format!("approval `{id}` expired")));
         }
-        let agent_id = AgentId::parse(&approval.agent).map_err(|e| ApiError::internal(e.to_string()))?;
+        let agent_id = AgentId::parse(&approval.agent).map_err(|e| Error::internal(e.to_string()))?;
         let agent = self.agent_or_404(&agent_id).await?;
         let root_id = approval.detail["root"].as_str().and_then(|r| mandate_core::id::Principal::parse(r).ok());
         let root = match &root_id {
@@ -45,10 +44,10 @@ impl AppState {
                 Some(h) => human_facts(&h),
                 None => unknown_human_facts(&p.human()),
             },
-            None => return Err(ApiError::internal(format!("approval `{id}` has no root human"))),
+            None => return Err(Error::internal(format!("approval `{id}` has no root human"))),
         };
         let class = self.catalogue.classify(
-            &mandate_core::pattern::ToolName::parse(&approval.tool).map_err(|e| ApiError::internal(e.to_string()))?,
+            &mandate_core::pattern::ToolName::parse(&approval.tool).map_err(|e| Error::internal(e.to_string()))?,
         );
         let request = ApproveRequest {
             approver: human_facts(approver),
@@ -65,7 +64,11 @@ impl AppState {
             resource_uri: approval.resource.clone(),
         };
         let Some((_, policies)) = self.policy.current() else {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "policy.not_loaded", "no policy set is active"));
+            return Err(Error::new(
+                crate::error::ErrorKind::Unavailable,
+                "policy.not_loaded",
+                "no policy set is active",
+            ));
         };
         let decision = policies.decide_approve(&request);
         if decision.outcome != Outcome::Allow {
@@ -85,7 +88,7 @@ impl AppState {
             event.mandate_id = Some(approval.mandate_id.clone());
             event.tool = Some(approval.tool.clone());
             self.store.append_event(event).await?;
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "approval.not_permitted", why));
+            return Err(Error::new(crate::error::ErrorKind::Forbidden, "approval.not_permitted", why));
         }
         let (to, kind) = if approve { ("approved", "approval.approved") } else { ("denied", "approval.denied") };
         let detail = serde_json::json!({"approval_id": id, "by": caller.principal(), "policies": decision.matched});
@@ -98,12 +101,12 @@ impl AppState {
         let moved =
             self.decisions.transition_approval(id, "pending", to, Some(&caller.principal()), now_ms, event).await?;
         if moved.is_none() {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "approval.not_pending",
                 format!("approval `{id}` was answered by someone else first"),
             ));
         }
         self.metrics.event(kind);
-        self.decisions.approval(id).await?.ok_or_else(|| ApiError::internal("approval vanished"))
+        self.decisions.approval(id).await?.ok_or_else(|| Error::internal("approval vanished"))
     }
 }

@@ -76,7 +76,7 @@ impl KeyRing {
     /// Loads the keys in `dir`, creating the directory and a first key if there are none.
     /// `max_lifetime_secs` is the longest a mandate may live (how long a retired key stays published).
     pub fn open(dir: &Path, max_lifetime_secs: u32, now: i64) -> Result<Self, KeyError> {
-        crate::create_private_dir(dir).map_err(|e| io(dir, e))?;
+        create_private_dir(dir).map_err(|e| io(dir, e))?;
         let mut entries = Vec::new();
         for item in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let path = item.map_err(|e| io(dir, e))?.path();
@@ -261,4 +261,15 @@ mod tests {
         let err = KeyRing::open(dir.path(), 3600, 1_000).err().unwrap().to_string();
         assert!(err.contains("does not match its `kid`"), "{err}");
     }
+}
+
+/// Creates `dir` (and its parents) readable by this user only.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }

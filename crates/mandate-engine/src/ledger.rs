@@ -13,7 +13,7 @@ pub mod ocsf;
 pub mod views;
 
 use crate::clock::millis;
-use crate::state::AppState;
+use crate::engine::Engine;
 use mandate_core::ledger::{Checkpoint, Trust, VerifiedCheckpoint};
 use mandate_store::{StoreError, VerifyOptions, VerifyReport};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ impl LedgerSettings {
     pub const DEFAULT: Self = Self { checkpoint_every_events: 10_000, checkpoint_every_seconds: 60 };
 }
 
-impl AppState {
+impl Engine {
     /// Signs the head of the ledger with the current signing key and stores the checkpoint, unless
     /// the newest checkpoint already covers the head (then that one is returned). `None` for an
     /// empty ledger.
@@ -60,7 +60,7 @@ impl AppState {
 }
 
 /// Takes checkpoints in the background as `settings` says, until the returned task is aborted.
-pub fn spawn_checkpointer(state: AppState, settings: LedgerSettings) -> tokio::task::JoinHandle<()> {
+pub fn spawn_checkpointer(state: Engine, settings: LedgerSettings) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = Duration::from_secs(settings.checkpoint_every_seconds.max(1));
         let poll = every.min(Duration::from_millis(250));

@@ -72,18 +72,18 @@ pub fn diff(before: Option<&ValidatedPolicySet>, after: &ValidatedPolicySet) -> 
     serde_json::json!({"added": added, "removed": removed, "effect_or_hold_changed": changed})
 }
 
-impl crate::state::AppState {
+impl crate::engine::Engine {
     /// Validates `text` and, if it passes, stores it as the next version and makes it active. A set
     /// that fails is refused with every problem, and the active set keeps deciding.
     pub async fn replace_policies(
         &self,
         actor: &str,
         text: &str,
-    ) -> Result<(i64, Arc<ValidatedPolicySet>), crate::error::ApiError> {
+    ) -> Result<(i64, Arc<ValidatedPolicySet>), crate::error::Error> {
         let set = match ValidatedPolicySet::parse(text) {
             Ok(set) => Arc::new(set),
             Err(e) => {
-                let problems = crate::routes::decisions::problems(&e);
+                let problems = crate::policy::problems(&e);
                 let detail = serde_json::json!({"problems": problems});
                 let event = mandate_core::event::NewEvent::new(
                     "policy.refused",
@@ -92,7 +92,7 @@ impl crate::state::AppState {
                     &detail,
                 );
                 self.store.append_event(event).await?;
-                return Err(crate::error::ApiError::bad_request(
+                return Err(crate::error::Error::invalid(
                     "policy.invalid",
                     format!("the policy set was refused and the active one is unchanged: {}", problems.join("; ")),
                 ));
@@ -121,7 +121,7 @@ impl crate::state::AppState {
                     format!(
                         "stored policy version {} no longer validates against this build's schema: {}",
                         stored.version,
-                        crate::routes::decisions::problems(&e).join("; ")
+                        crate::policy::problems(&e).join("; ")
                     )
                 })?;
                 self.policy.replace(stored.version, Arc::new(set));
@@ -133,5 +133,13 @@ impl crate::state::AppState {
             }
         }
         Ok(())
+    }
+}
+
+/// Every problem of a refused policy set, one line each.
+pub fn problems(e: &mandate_policy::PolicyError) -> Vec<String> {
+    match e {
+        mandate_policy::PolicyError::Invalid(list) => list.iter().map(ToString::to_string).collect(),
+        other => vec![other.to_string()],
     }
 }

@@ -8,8 +8,8 @@
 
 use crate::behaviour::CallShape;
 use crate::clock::millis;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::engine::Engine;
+use crate::error::Error;
 use mandate_core::event::NewEvent;
 use mandate_core::mandate::{Action, MandateRecord};
 use mandate_core::pattern::{DataClass, ToolName};
@@ -121,7 +121,7 @@ fn unreachable_class() -> DataClass {
     panic!("`secret` is a valid data class")
 }
 
-impl AppState {
+impl Engine {
     /// Classifies a tool (from configuration or the API) and records it.
     pub async fn classify_tool(
         &self,
@@ -129,8 +129,8 @@ impl AppState {
         tool: &ToolName,
         c: &Classification,
         source: &str,
-    ) -> Result<ToolRecord, ApiError> {
-        DataClass::parse(&c.data_class).map_err(|e| ApiError::bad_request("tool.invalid_data_class", e.to_string()))?;
+    ) -> Result<ToolRecord, Error> {
+        DataClass::parse(&c.data_class).map_err(|e| Error::invalid("tool.invalid_data_class", e.to_string()))?;
         let record = ToolRecord {
             name: tool.to_string(),
             server: tool.server().to_owned(),
@@ -163,7 +163,7 @@ impl AppState {
     }
 }
 
-impl AppState {
+impl Engine {
     /// Loads what decisions need at start: the policy set, the catalogue (with the configuration's
     /// classifications applied), and the budgets spent so far (rebuilt from the ledger).
     pub async fn load_decision_state(&self, configured: &[(ToolName, Classification)]) -> Result<(), String> {

@@ -11,8 +11,8 @@
 use crate::behaviour::{CallShape, Risk};
 use crate::catalogue::Classified;
 use crate::clock::millis;
+use crate::engine::Engine;
 use crate::policy::{agent_facts, human_facts, unknown_human_facts};
-use crate::state::AppState;
 use mandate_core::agent::AgentState;
 use mandate_core::event::NewEvent;
 use mandate_core::jose::{verify_proof, Htu, ProofExpectations};
@@ -202,7 +202,7 @@ fn scope_miss(record: &MandateRecord, call: &CallTarget<'_>) -> Option<(&'static
     Some(("scope.resource_not_in_mandate", format!("{what} is not in mandate `{}`", record.id)))
 }
 
-impl AppState {
+impl Engine {
     /// Decides one tool call. Never fails: every problem is a deny with a reason.
     pub async fn authorize(&self, request: &AuthorizeRequest, explain: bool) -> DecisionResponse {
         let started = std::time::Instant::now();
@@ -817,7 +817,7 @@ impl AppState {
     }
 }
 
-impl AppState {
+impl Engine {
     /// Records an internal fault as a deny reason without telling the caller what broke: the detail
     /// goes to the log, found by the request id.
     fn internal(&self, ctx: &mut Ctx, detail: String, hop: Option<u8>) {

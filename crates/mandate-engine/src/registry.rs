@@ -2,10 +2,10 @@
 //! agents and humans. Each operation reads, lets the core decide, and records the decision with its
 //! event; none of them decides anything itself.
 
-use crate::auth::{generate_api_key, Caller};
+use crate::caller::{generate_api_key, Caller};
 use crate::clock::millis;
-use crate::error::ApiError;
-use crate::state::{AppState, LifecycleNotice};
+use crate::engine::{Engine, LifecycleNotice};
+use crate::error::Error;
 use mandate_core::agent::{
     self, Agent, AgentClass, AgentError, AgentPatch, AgentSpec, AgentState, Boundary, Environment,
 };
@@ -101,7 +101,7 @@ fn with_activity(agent: &Agent, activity: &HashMap<String, i64>) -> Agent {
     a
 }
 
-fn agent_error(e: AgentError) -> ApiError {
+fn agent_error(e: AgentError) -> Error {
     let code = match e {
         AgentError::BadText { .. } => "agent.invalid_field",
         AgentError::BadCertificationPeriod(_) => "agent.invalid_certification_period",
@@ -110,19 +110,19 @@ fn agent_error(e: AgentError) -> ApiError {
         AgentError::SelfDelegation(_) => "agent.self_delegation",
         AgentError::DelegationWithoutDepth => "agent.delegation_without_depth",
     };
-    ApiError::bad_request(code, e.to_string())
+    Error::invalid(code, e.to_string())
 }
 
-fn lifecycle_error(e: LifecycleError) -> ApiError {
+fn lifecycle_error(e: LifecycleError) -> Error {
     match e {
-        LifecycleError::Retired(_) => ApiError::conflict("agent.retired", e.to_string()),
-        LifecycleError::NotSuspended(_) => ApiError::conflict("agent.not_suspended", e.to_string()),
+        LifecycleError::Retired(_) => Error::conflict("agent.retired", e.to_string()),
+        LifecycleError::NotSuspended(_) => Error::conflict("agent.not_suspended", e.to_string()),
     }
 }
 
-impl AppState {
+impl Engine {
     /// How the owner of `agent` stands.
-    async fn owner_status(&self, owner: &Principal) -> Result<OwnerStatus, ApiError> {
+    async fn owner_status(&self, owner: &Principal) -> Result<OwnerStatus, Error> {
         Ok(match self.store.human(&owner.human()).await? {
             Some(h) if h.active => OwnerStatus::Active { sandbox: h.sandbox },
             Some(_) => OwnerStatus::Inactive,
@@ -155,19 +155,19 @@ impl AppState {
     }
 
     /// The view of `agent` now.
-    pub async fn view_now(&self, agent: &Agent) -> Result<AgentView, ApiError> {
+    pub async fn view_now(&self, agent: &Agent) -> Result<AgentView, Error> {
         let owner = self.owner_status(&agent.owner).await?;
         let activity = self.activity().await?;
         Ok(self.view(&with_activity(agent, &activity), owner, self.clock.now()))
     }
 
     /// When each agent last acted (its last decided tool call).
-    async fn activity(&self) -> Result<HashMap<String, i64>, ApiError> {
+    async fn activity(&self) -> Result<HashMap<String, i64>, Error> {
         Ok(self.decisions.last_activity().await?.into_iter().collect())
     }
 
     /// Views of many agents at `at`, reading each owner once.
-    pub async fn views(&self, agents: &[Agent], at: OffsetDateTime) -> Result<Vec<AgentView>, ApiError> {
+    pub async fn views(&self, agents: &[Agent], at: OffsetDateTime) -> Result<Vec<AgentView>, Error> {
         let humans: HashMap<HumanId, Human> =
             self.store.humans().await?.into_iter().map(|h| (h.id.clone(), h)).collect();
         let activity = self.activity().await?;
@@ -185,14 +185,14 @@ impl AppState {
     }
 
     /// An accountable owner must be a known, active human.
-    async fn require_active_owner(&self, owner: &Principal) -> Result<(), ApiError> {
+    async fn require_active_owner(&self, owner: &Principal) -> Result<(), Error> {
         match self.owner_status(owner).await? {
             OwnerStatus::Active { .. } => Ok(()),
-            OwnerStatus::Inactive => Err(ApiError::bad_request(
+            OwnerStatus::Inactive => Err(Error::invalid(
                 "agent.owner_inactive",
                 format!("owner `{owner}` is deactivated; an agent needs an accountable owner who is still here"),
             )),
-            OwnerStatus::Unknown => Err(ApiError::bad_request(
+            OwnerStatus::Unknown => Err(Error::invalid(
                 "agent.owner_unknown",
                 format!("owner `{owner}` is not a known human; create the human first"),
             )),
@@ -200,8 +200,8 @@ impl AppState {
     }
 
     /// The agent `id`, or a 404.
-    pub async fn agent_or_404(&self, id: &AgentId) -> Result<Agent, ApiError> {
-        self.store.agent(id).await?.ok_or_else(|| ApiError::not_found("agent.not_found", format!("no agent `{id}`")))
+    pub async fn agent_or_404(&self, id: &AgentId) -> Result<Agent, Error> {
+        self.store.agent(id).await?.ok_or_else(|| Error::not_found("agent.not_found", format!("no agent `{id}`")))
     }
 
     fn record(&self, kind: &str) {
@@ -214,7 +214,7 @@ impl AppState {
         caller: &Caller,
         spec: AgentSpec,
         now: OffsetDateTime,
-    ) -> Result<AgentView, ApiError> {
+    ) -> Result<AgentView, Error> {
         caller.require_admin("registering an agent")?;
         self.require_active_owner(&spec.owner).await?;
         let agent = agent::register(spec, now).map_err(agent_error)?;
@@ -228,7 +228,7 @@ impl AppState {
             .record_agent_change(AgentChange { before: None, after: &agent, action: "register", event })
             .await
             .map_err(|e| match e {
-                mandate_store::StoreError::Conflict(detail) => ApiError::conflict("agent.exists", detail),
+                mandate_store::StoreError::Conflict(detail) => Error::conflict("agent.exists", detail),
                 other => other.into(),
             })?;
         self.registry.put_agent(&agent);
@@ -245,7 +245,7 @@ impl AppState {
         id: &AgentId,
         patch: AgentPatch,
         now: OffsetDateTime,
-    ) -> Result<AgentView, ApiError> {
+    ) -> Result<AgentView, Error> {
         caller.require_admin("changing an agent")?;
         let current = self.agent_or_404(id).await?;
         if current.state == AgentState::Retired {
@@ -289,7 +289,7 @@ impl AppState {
         action: LifecycleAction,
         reason: Option<String>,
         now: OffsetDateTime,
-    ) -> Result<AgentView, ApiError> {
+    ) -> Result<AgentView, Error> {
         let current = self.agent_or_404(id).await?;
         let what = format!("{}ing agent `{id}`", action.as_str().trim_end_matches('e'));
         match action {
@@ -302,7 +302,7 @@ impl AppState {
         }
         if let Some(r) = &reason {
             if r.chars().count() > 1000 {
-                return Err(ApiError::bad_request("request.invalid_body", "`reason` must be at most 1000 characters"));
+                return Err(Error::invalid("request.invalid_body", "`reason` must be at most 1000 characters"));
             }
         }
         let t = lifecycle::transition(&current, action, now).map_err(lifecycle_error)?;
@@ -346,7 +346,7 @@ impl AppState {
         caller: &Caller,
         spec: HumanSpec,
         now: OffsetDateTime,
-    ) -> Result<CreatedHuman, ApiError> {
+    ) -> Result<CreatedHuman, Error> {
         caller.require_admin("creating a human")?;
         let human = Human::new(spec, now);
         let api_key = generate_api_key();
@@ -354,7 +354,7 @@ impl AppState {
         let event = NewEvent::new("human.created", &caller.principal(), millis(now), &detail);
         let event = NewEvent { resource: Some(human.principal.to_string()), ..event };
         self.store.create_human(&human, &hash_api_key(&api_key), event).await.map_err(|e| match e {
-            mandate_store::StoreError::Conflict(detail) => ApiError::conflict("human.exists", detail),
+            mandate_store::StoreError::Conflict(detail) => Error::conflict("human.exists", detail),
             other => other.into(),
         })?;
         self.registry.put_human(&human);
@@ -364,18 +364,13 @@ impl AppState {
 
     /// Deactivates a human (the human leaver event): their keys stop working and the agents they own
     /// become orphans in the review.
-    pub async fn deactivate_human(
-        &self,
-        caller: &Caller,
-        id: &HumanId,
-        now: OffsetDateTime,
-    ) -> Result<Human, ApiError> {
+    pub async fn deactivate_human(&self, caller: &Caller, id: &HumanId, now: OffsetDateTime) -> Result<Human, Error> {
         caller.require_admin("deactivating a human")?;
         let mut human = self
             .store
             .human(id)
             .await?
-            .ok_or_else(|| ApiError::not_found("human.not_found", format!("no human `{id}`")))?;
+            .ok_or_else(|| Error::not_found("human.not_found", format!("no human `{id}`")))?;
         if !human.active {
             return Ok(human);
         }

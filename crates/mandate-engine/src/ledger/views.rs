@@ -4,8 +4,8 @@
 //!
 //! Both are built from the ledger and the mandates' records; neither decides anything.
 
+use crate::engine::Engine;
 use crate::mandates::{chain_tree, MandateView};
-use crate::state::AppState;
 use mandate_core::event::Event;
 use mandate_store::{LedgerQuery, Reach, StoreError, StoredMandate};
 use serde::{Deserialize, Serialize};
@@ -116,7 +116,7 @@ pub struct ChainStory {
 }
 
 /// Reads every event `query` matches, page by page, up to [`MAX_VIEW_EVENTS`].
-async fn all_events(state: &AppState, mut query: LedgerQuery) -> Result<(Vec<Event>, bool), StoreError> {
+async fn all_events(state: &Engine, mut query: LedgerQuery) -> Result<(Vec<Event>, bool), StoreError> {
     query.limit = 10_000;
     query.newest = false;
     let mut out = Vec::new();
@@ -132,7 +132,7 @@ async fn all_events(state: &AppState, mut query: LedgerQuery) -> Result<(Vec<Eve
     }
 }
 
-impl AppState {
+impl Engine {
     /// The story of a chain; `None` when there is no such chain.
     pub async fn chain_story(&self, chain_id: &str) -> Result<Option<ChainStory>, StoreError> {
         let mandates = self.store.chain(chain_id).await?;
@@ -309,7 +309,7 @@ fn touch(map: &mut BTreeMap<String, Touched>, name: &str, e: &Event, tool: Optio
     t.last_ms = t.last_ms.max(e.event.at_ms);
 }
 
-impl AppState {
+impl Engine {
     /// The blast radius of `reach` since `since_ms`.
     pub async fn blast_radius(&self, reach: Reach, since_ms: Option<i64>) -> Result<BlastRadius, StoreError> {
         let scope = match &reach {

@@ -1,0 +1,103 @@
+//! Prometheus metrics of the engine and of the front doors that call it: decisions, events, and
+//! requests per route (counted here, observed by the HTTP layer, which owns no registry of its own).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    kind: String,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram>,
+    events: Family<EventLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    decision_latency: Histogram,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Metrics {
+    /// A fresh registry with Mandate's metrics in it.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mandate");
+        let requests = Family::<RouteLabels, Counter>::default();
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
+        registry.register("events", "Events recorded, by kind", events.clone());
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let decision_latency = latency_histogram();
+        registry.register("decisions", "Tool-call decisions, by outcome", decisions.clone());
+        registry.register(
+            "decision_duration_seconds",
+            "Time to decide a tool call, including making its event durable",
+            decision_latency.clone(),
+        );
+        Self { registry, requests, latency, events, decisions, decision_latency }
+    }
+
+    /// Counts an event recorded in the ledger.
+    pub fn event(&self, kind: &str) {
+        self.events.get_or_create(&EventLabels { kind: kind.to_owned() }).inc();
+    }
+
+    /// Counts and times a decision.
+    pub fn decision(&self, decision: &str, seconds: f64) {
+        self.decisions.get_or_create(&DecisionLabels { decision: decision.to_owned() }).inc();
+        self.decision_latency.observe(seconds);
+        self.event("decision");
+    }
+
+    /// Counts and times one request of a front door under its route template (`/v1/agents/{id}`,
+    /// never the raw path, so that label cardinality stays bounded).
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests.get_or_create(&RouteLabels { method: method.to_owned(), route: route.to_owned(), status }).inc();
+        self.latency
+            .get_or_create(&LatencyLabels { method: method.to_owned(), route: route.to_owned() })
+            .observe(seconds);
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
