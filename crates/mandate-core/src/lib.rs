@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod arguments;
 pub mod event;
 pub mod human;
 pub mod id;

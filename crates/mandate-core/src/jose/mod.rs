@@ -45,7 +45,7 @@
 
 pub mod claims;
 pub mod htu;
-mod json;
+pub(crate) mod json;
 pub mod jws;
 pub mod proof;
 pub mod replay;
