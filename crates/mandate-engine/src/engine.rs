@@ -1,10 +1,10 @@
-//! The engine: the store, the clock, the settings, the metrics, and every cache a decision reads, behind one owner.
+//! The engine: the store, the clock, the settings, the metrics, and every cache a decision reads,
+//! behind one owner.
 
 use crate::clock::Clock;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
-use mandate_core::agent::AgentState;
-use mandate_core::id::{AgentId, TrustDomain};
+use mandate_core::id::TrustDomain;
 use mandate_core::jose::ReplayCache;
 use mandate_core::lifecycle::ReviewSettings;
 use mandate_core::mandate::{MandateLimits, MandateRecord};
@@ -12,7 +12,6 @@ use mandate_store::{DecisionStore, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::{Mutex, RwLock};
-use tokio::sync::broadcast;
 
 /// Settings the handlers read. Built once at start from the validated configuration.
 #[derive(Debug, Clone)]
@@ -236,20 +235,6 @@ impl Revocations {
         record.lineage.iter().chain(std::iter::once(&record.id)).find(|id| map.contains_key(*id)).cloned()
     }
 }
-/// An agent's lifecycle moved in a way that concerns its mandates.
-///
-/// This is the hook through which suspension and retirement reach authority already handed out:
-/// the mandate layer subscribes and refuses every mandate whose chain contains `agent` while it is not
-/// active. Decisions also read the agent's state from the registry, so a missed notice can delay
-/// nothing: the feed is for caches, not for correctness.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LifecycleNotice {
-    /// The agent.
-    pub agent: AgentId,
-    /// Its new state.
-    pub state: AgentState,
-}
-
 /// The decision engine: every operation of the registry, mandates and decisions is a method of it.
 /// Cheap to clone (every field is shared).
 #[derive(Clone)]
@@ -262,8 +247,6 @@ pub struct Engine {
     pub settings: Arc<Settings>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
-    /// Lifecycle notices for subscribers (see [`LifecycleNotice`]).
-    pub lifecycle: broadcast::Sender<LifecycleNotice>,
     /// The signing keys.
     pub keys: Arc<KeyRing>,
     /// Revoked, unexpired mandates.
@@ -297,7 +280,6 @@ impl Engine {
         settings: Settings,
         keys: Arc<KeyRing>,
     ) -> Self {
-        let (lifecycle, _) = broadcast::channel(1024);
         // A proof is refused once older than its maximum age plus the skew, so remembering its id for
         // that long is enough to refuse every replay.
         let window = settings.mandates.proof_max_age_secs + 2 * settings.mandates.clock_skew_secs;
@@ -309,7 +291,6 @@ impl Engine {
             clock,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
-            lifecycle,
             keys,
             revocations: Arc::new(Revocations::default()),
             replay: Arc::new(Mutex::new(ReplayCache::new(settings_replay_capacity, window))),

@@ -4,7 +4,7 @@
 
 use crate::caller::{generate_api_key, Caller};
 use crate::clock::millis;
-use crate::engine::{Engine, LifecycleNotice};
+use crate::engine::Engine;
 use crate::error::Error;
 use mandate_core::agent::{
     self, Agent, AgentClass, AgentError, AgentPatch, AgentSpec, AgentState, Boundary, Environment,
@@ -13,7 +13,7 @@ use mandate_core::event::NewEvent;
 use mandate_core::human::{Human, HumanSpec};
 use mandate_core::id::{AgentId, HumanId, Principal};
 use mandate_core::lifecycle::{self, LifecycleAction, LifecycleError, OwnerStatus, Review};
-use mandate_store::{hash_api_key, AgentChange, AgentFilter};
+use mandate_store::{hash_api_key, AgentChange, AgentFilter, MandateRevocation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use time::OffsetDateTime;
@@ -225,7 +225,7 @@ impl Engine {
         let event =
             NewEvent::new("agent.registered", &caller.principal(), millis(now), &detail).with_agent(agent.id.as_str());
         self.store
-            .record_agent_change(AgentChange { before: None, after: &agent, action: "register", event })
+            .record_agent_change(AgentChange { before: None, after: &agent, action: "register", event, revoke: None })
             .await
             .map_err(|e| match e {
                 mandate_store::StoreError::Conflict(detail) => Error::conflict("agent.exists", detail),
@@ -267,6 +267,7 @@ impl Engine {
                     after: &moved.agent,
                     action: "update",
                     event,
+                    revoke: None,
                 })
                 .await?;
             self.registry.put_agent(&moved.agent);
@@ -315,27 +316,48 @@ impl Engine {
             };
             let detail = serde_json::json!({"from": current.state, "to": t.agent.state, "reason": reason, "version": t.agent.version});
             let event = NewEvent::new(kind, &caller.principal(), millis(now), &detail).with_agent(id.as_str());
-            self.store
-                .record_agent_change(AgentChange {
-                    before: Some(&current),
-                    after: &t.agent,
-                    action: action.as_str(),
-                    event,
-                })
-                .await?;
-            self.registry.put_agent(&t.agent);
+            // The kill switch reaches authority already handed out: every live mandate in whose
+            // chain the agent appears is revoked in the same transaction as the suspension or
+            // retirement (either both happen or neither), so resuming an agent never revives old
+            // mandates.
+            let planned = if t.blocks_mandates {
+                let why = format!("agent `{id}` {}", t.agent.state.as_str());
+                self.plan_revocation(caller, &mandate_store::MandateSelector::Agent(id.clone()), why).await?
+            } else {
+                None
+            };
+            let change_event = event;
+            let (store, before, after, action_name) =
+                (self.store.clone(), current.clone(), t.agent.clone(), action.as_str().to_owned());
+            let revoke = planned.as_ref().map(|p| MandateRevocation {
+                ids: p.ids.clone(),
+                revocation: p.revocation.clone(),
+                event: p.event.clone(),
+            });
+            // The registry cache takes the new state inside the same task as the commit, so that a
+            // cancelled caller cannot leave this node deciding on the old state.
+            let registry = self.registry.clone();
+            let commit = async move {
+                store
+                    .record_agent_change(AgentChange {
+                        before: Some(&before),
+                        after: &after,
+                        action: &action_name,
+                        event: change_event,
+                        revoke,
+                    })
+                    .await?;
+                registry.put_agent(&after);
+                Ok(())
+            };
+            match &planned {
+                Some(p) => self.commit_revocation(p, commit).await?,
+                None => tokio::spawn(commit)
+                    .await
+                    .map_err(|e| Error::internal(format!("the lifecycle task failed: {e}")))??,
+            }
             self.record(kind);
             tracing::info!(agent = %id, action = action.as_str(), state = t.agent.state.as_str(), "agent lifecycle");
-            if t.blocks_mandates {
-                // The kill switch reaches authority already handed out: every live mandate in whose
-                // chain the agent appears is revoked, so resuming an agent never revives old mandates.
-                let why = format!("agent `{id}` {}", t.agent.state.as_str());
-                self.revoke(caller, mandate_store::MandateSelector::Agent(id.clone()), why).await?;
-            }
-            if t.blocks_mandates || action == LifecycleAction::Resume {
-                // No subscriber is not an error: decisions read the state from the registry anyway.
-                let _ = self.lifecycle.send(LifecycleNotice { agent: id.clone(), state: t.agent.state });
-            }
         }
         self.view_now(&t.agent).await
     }

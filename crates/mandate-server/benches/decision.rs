@@ -42,13 +42,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ed25519_dalek::{Signature, SigningKey};
+use mandate_core::arguments::CanonicalArguments;
 use mandate_core::event::NewEvent;
 use mandate_core::id::{AgentId, HumanId};
 use mandate_core::jose::{sign_proof, verify_proof, Htu, ProofClaims, ProofExpectations};
 use mandate_core::jwk::Ed25519PublicJwk;
 use mandate_engine::behaviour::{Behaviour, CallShape};
 use mandate_engine::clock::SystemClock;
-use mandate_engine::decision::AuthorizeRequest;
+use mandate_engine::decision::{Call, Decision, Presented, ProofBinding, Verdict};
 use mandate_policy::{AgentFacts, CallRequest, HumanFacts, Outcome, ToolFacts};
 use mandate_server::state::AppState;
 use mandate_server::{Server, ServerConfig};
@@ -159,25 +160,46 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     /// A call with a fresh proof of its own.
-    fn request(&self, n: u64) -> AuthorizeRequest {
+    fn request(&self, n: u64) -> CallInputs {
         let iat = time::OffsetDateTime::now_utc().unix_timestamp();
         let jti = format!("bench-{n}-{iat}");
         let claims =
             ProofClaims { jti: &jti, htm: "POST", htu: &self.authorize_url, iat, access_token: Some(&self.token) };
-        AuthorizeRequest {
+        CallInputs {
             token: self.token.clone(),
             proof: sign_proof(&claims, &self.agent).unwrap(),
-            tool: TOOL.to_owned(),
-            arguments: json!({"period": "2026-10", "account": "ap"}),
-            resource: Some(RESOURCE.to_owned()),
-            approval_id: None,
+            arguments: json!({"period": "2026-10", "account": "ap"}).to_string(),
         }
     }
 
-    fn authorize(&self, request: &AuthorizeRequest) -> Value {
-        let response = self.runtime.block_on(self.state.authorize(request, false));
-        serde_json::to_value(response).unwrap()
+    /// What `POST /v1/authorize` does once the body is parsed: the arguments canonicalised, then the
+    /// engine's decision.
+    async fn decide(&self, request: &CallInputs) -> Decision {
+        let call = Call {
+            tool: TOOL.to_owned(),
+            arguments: CanonicalArguments::parse(&request.arguments).unwrap(),
+            resource: Some(RESOURCE.to_owned()),
+            approval_id: None,
+        };
+        let presented = Presented {
+            token: &request.token,
+            proof: &request.proof,
+            binding: ProofBinding { htm: "POST", htu: &self.authorize_url },
+        };
+        self.state.decide(&presented, &call, false).await
     }
+
+    fn authorize(&self, request: &CallInputs) -> Value {
+        let d = self.runtime.block_on(self.decide(request));
+        json!({"decision": d.verdict.as_str(), "risk": {"score": d.risk.score, "signals": d.risk.signals}})
+    }
+}
+
+/// A decision's inputs: the mandate, a proof of its own, the arguments as the agent sent them.
+struct CallInputs {
+    token: String,
+    proof: String,
+    arguments: String,
 }
 
 /// The Cedar request `authorize` builds for the benchmark's call, from the same registry facts.
@@ -281,8 +303,8 @@ fn decision(c: &mut Criterion) {
     let remembering = policies.clone();
     let mut counter = 1u64;
     let mut run = |iters: u64| -> [Duration; 5] {
-        let requests: Vec<AuthorizeRequest> = (0..iters).map(|i| f.request(counter + i)).collect();
-        let again: Vec<AuthorizeRequest> = (0..iters).map(|i| f.request(counter + iters + i)).collect();
+        let requests: Vec<CallInputs> = (0..iters).map(|i| f.request(counter + i)).collect();
+        let again: Vec<CallInputs> = (0..iters).map(|i| f.request(counter + iters + i)).collect();
         let events: Vec<NewEvent> = (0..iters).map(|i| decision_event(counter + i)).collect();
         counter += 2 * iters;
         let mut totals = [Duration::ZERO; 5];
@@ -302,15 +324,15 @@ fn decision(c: &mut Criterion) {
 
             f.state.policy.replace(version, evaluating.clone());
             let start = Instant::now();
-            let response = f.runtime.block_on(f.state.authorize(black_box(request), false));
+            let response = f.runtime.block_on(f.decide(black_box(request)));
             totals[3] += start.elapsed();
-            assert_eq!(response.decision, "allow", "{:?}", response.reasons);
+            assert_eq!(response.verdict, Verdict::Allow, "{:?}", response.reasons);
 
             f.state.policy.replace(version, remembering.clone());
             let start = Instant::now();
-            let response = f.runtime.block_on(f.state.authorize(black_box(again), false));
+            let response = f.runtime.block_on(f.decide(black_box(again)));
             totals[4] += start.elapsed();
-            assert_eq!(response.decision, "allow", "{:?}", response.reasons);
+            assert_eq!(response.verdict, Verdict::Allow, "{:?}", response.reasons);
         }
         totals
     };

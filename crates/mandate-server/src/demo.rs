@@ -192,7 +192,7 @@ const TOOLS: &[(&str, &str, &str, &str)] = &[
 /// refused; the finance agent's e-mail to the controller waits for Carol's approval.
 async fn story(state: &AppState, keys: &std::collections::HashMap<String, SigningKey>) -> Result<String, StartError> {
     use mandate_core::jose::{sign, sign_proof, ProofClaims, SignHeader};
-    use mandate_engine::decision::AuthorizeRequest;
+    use mandate_engine::decision::{Call, Presented, ProofBinding};
     let fail = |what: &str, e: String| StartError::Demo(format!("{what}: {e}"));
     for (tool, data_class, risk, env) in TOOLS {
         let name = mandate_core::pattern::ToolName::parse(tool).map_err(|e| fail("tool", e.to_string()))?;
@@ -239,9 +239,15 @@ async fn story(state: &AppState, keys: &std::collections::HashMap<String, Signin
         });
         let token = token.to_owned();
         let (tool, resource) = (tool.to_owned(), resource.map(str::to_owned));
+        let endpoint = endpoint.clone();
         async move {
-            let request = AuthorizeRequest { token, proof: proof?, tool, arguments: args, resource, approval_id: None };
-            Ok::<_, StartError>(state.authorize(&request, false).await)
+            let arguments = mandate_core::arguments::CanonicalArguments::parse(&args.to_string())
+                .map_err(|e| fail("arguments", e.to_string()))?;
+            let call = Call { tool, arguments, resource, approval_id: None };
+            let proof = proof?;
+            let presented =
+                Presented { token: &token, proof: &proof, binding: ProofBinding { htm: "POST", htu: &endpoint } };
+            Ok::<_, StartError>(state.decide(&presented, &call, false).await)
         }
     };
     call(

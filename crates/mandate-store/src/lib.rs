@@ -67,6 +67,20 @@ pub struct AgentChange<'a> {
     pub action: &'a str,
     /// The event recording it.
     pub event: NewEvent,
+    /// Mandates revoked in the same transaction (the kill switch of a suspension or retirement):
+    /// either the agent changes and they are revoked, or neither.
+    pub revoke: Option<MandateRevocation>,
+}
+
+/// Mandates to revoke, with the revocation and its event.
+#[derive(Debug, Clone)]
+pub struct MandateRevocation {
+    /// The mandates; those already revoked keep their first revocation.
+    pub ids: Vec<String>,
+    /// Who, when and why.
+    pub revocation: Revocation,
+    /// The `mandate.revoked` event.
+    pub event: NewEvent,
 }
 
 /// One recorded version of an agent.
@@ -152,8 +166,9 @@ pub enum MandateSelector {
 /// The repository interface every backend implements.
 #[async_trait]
 pub trait Store: Ledger + Send + Sync + 'static {
-    /// Writes an agent change and its event; `Conflict` when registering an existing id or when the
-    /// agent changed since `before` was read. Returns the event's sequence number.
+    /// Writes an agent change and its event, and the revocation it carries, in one transaction;
+    /// `Conflict` when registering an existing id or when the agent changed since `before` was read.
+    /// Returns the sequence number of the agent's event.
     async fn record_agent_change(&self, change: AgentChange<'_>) -> Result<i64, StoreError>;
     /// One agent.
     async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
@@ -189,8 +204,9 @@ pub trait Store: Ledger + Send + Sync + 'static {
     async fn mandate(&self, id: &str) -> Result<Option<StoredMandate>, StoreError>;
     /// Every mandate of a chain, in order of issue.
     async fn chain(&self, chain_id: &str) -> Result<Vec<StoredMandate>, StoreError>;
-    /// The ids of mandates matching `selector` that are neither revoked nor expired at `now`.
-    async fn live_mandate_ids(&self, selector: &MandateSelector, now: i64) -> Result<Vec<String>, StoreError>;
+    /// The ids and expiry times (Unix seconds) of mandates matching `selector` that are neither
+    /// revoked nor expired at `now`, ordered by id.
+    async fn live_mandates(&self, selector: &MandateSelector, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
     /// Revokes `ids` (those already revoked keep their first revocation) with one event.
     async fn revoke_mandates(
         &self,

@@ -212,6 +212,10 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         let seq = append(&mut tx, &change.event).await?;
+        if let Some(r) = &change.revoke {
+            revoke_in(&mut tx, &r.ids, &r.revocation).await?;
+            append(&mut tx, &r.event).await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(seq)
     }
@@ -468,9 +472,9 @@ impl Store for SqliteStore {
         rows.iter().map(stored_mandate).collect()
     }
 
-    async fn live_mandate_ids(&self, selector: &MandateSelector, now: i64) -> Result<Vec<String>, StoreError> {
+    async fn live_mandates(&self, selector: &MandateSelector, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let live = "revoked_at IS NULL AND expires_at > $2";
-        let ids: Vec<String> = match selector {
+        let ids: Vec<(String, i64)> = match selector {
             MandateSelector::Subtree(id) => {
                 let Some(top) = self.mandate(id).await? else { return Ok(Vec::new()) };
                 self.chain(&top.record.chain_id)
@@ -478,11 +482,11 @@ impl Store for SqliteStore {
                     .into_iter()
                     .filter(|m| m.record.id == *id || m.record.lineage.contains(id))
                     .filter(|m| m.revocation.is_none() && m.record.expires_at > now)
-                    .map(|m| m.record.id)
+                    .map(|m| (m.record.id, m.record.expires_at))
                     .collect()
             }
             MandateSelector::Chain(chain) => {
-                sqlx::query_scalar(&format!("SELECT id FROM mandates WHERE chain_id = $1 AND {live} ORDER BY id"))
+                sqlx::query_as(&format!("SELECT id, expires_at FROM mandates WHERE chain_id = $1 AND {live} ORDER BY id"))
                     .bind(chain)
                     .bind(now)
                     .fetch_all(&self.reader)
@@ -490,15 +494,15 @@ impl Store for SqliteStore {
                     .map_err(db)?
             }
             MandateSelector::Root(root) => {
-                sqlx::query_scalar(&format!("SELECT id FROM mandates WHERE root = $1 AND {live} ORDER BY id"))
+                sqlx::query_as(&format!("SELECT id, expires_at FROM mandates WHERE root = $1 AND {live} ORDER BY id"))
                     .bind(root.as_str())
                     .bind(now)
                     .fetch_all(&self.reader)
                     .await
                     .map_err(db)?
             }
-            MandateSelector::Agent(agent) => sqlx::query_scalar(&format!(
-                "SELECT id FROM mandates WHERE id IN (SELECT mandate_id FROM mandate_agents WHERE agent_id = $1) AND {live} ORDER BY id"
+            MandateSelector::Agent(agent) => sqlx::query_as(&format!(
+                "SELECT id, expires_at FROM mandates WHERE id IN (SELECT mandate_id FROM mandate_agents WHERE agent_id = $1) AND {live} ORDER BY id"
             ))
             .bind(agent.as_str())
             .bind(now)
@@ -516,18 +520,7 @@ impl Store for SqliteStore {
         event: NewEvent,
     ) -> Result<i64, StoreError> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        for id in ids {
-            sqlx::query(
-                "UPDATE mandates SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL",
-            )
-            .bind(revocation.at)
-            .bind(&revocation.by)
-            .bind(&revocation.reason)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
+        revoke_in(&mut tx, ids, revocation).await?;
         let seq = append(&mut tx, &event).await?;
         tx.commit().await.map_err(db)?;
         Ok(seq)
@@ -590,3 +583,24 @@ pub(crate) fn millis(t: time::OffsetDateTime) -> i64 {
 
 #[cfg(test)]
 mod tests;
+
+/// Revokes `ids` inside `tx`; those already revoked keep their first revocation.
+async fn revoke_in(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    ids: &[String],
+    revocation: &Revocation,
+) -> Result<(), StoreError> {
+    for id in ids {
+        sqlx::query(
+            "UPDATE mandates SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL",
+        )
+        .bind(revocation.at)
+        .bind(&revocation.by)
+        .bind(&revocation.reason)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}

@@ -5,10 +5,11 @@ use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use mandate_core::arguments::CanonicalArguments;
 use mandate_core::human::Role;
 use mandate_core::pattern::ToolName;
 use mandate_engine::catalogue::Classification;
-use mandate_engine::decision::{AuthorizeRequest, DecisionResponse};
+use mandate_engine::decision::{Call, Decision, Presented, ProofBinding};
 use mandate_policy::ValidatedPolicySet;
 use mandate_store::{ApprovalRecord, ToolRecord};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,120 @@ pub struct ExplainQuery {
     explain: bool,
 }
 
+/// `POST /v1/authorize`: decide one tool call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// The mandate.
+    pub token: String,
+    /// A DPoP proof (RFC 9449) signed by the agent's key: `htm` `POST`, `htu` the authorize endpoint,
+    /// `ath` the token's hash, a fresh `iat` and an unused `jti`.
+    #[serde(default)]
+    pub proof: String,
+    /// The tool, `server/tool`.
+    pub tool: String,
+    /// The call's arguments, a JSON object (hashed into the ledger in RFC 8785 canonical form, not
+    /// stored unless configured). A member name repeated in any object, or a number that an IEEE 754
+    /// double cannot hold exactly, is refused (`400`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub arguments: Option<Box<serde_json::value::RawValue>>,
+    /// The resource the call acts on, if any.
+    pub resource: Option<String>,
+    /// The approval of a call that was held, when retrying it.
+    pub approval_id: Option<String>,
+}
+
+/// One reason of a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Reason {
+    /// A stable dotted code (the README lists them all).
+    pub code: String,
+    /// What it means here, for people.
+    pub message: String,
+    /// The hop it comes from: 1 for the human's grant, one more per delegation.
+    pub hop: Option<u8>,
+}
+
+/// The behavioural risk of a call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RiskView {
+    /// The sum of the raised signals' weights.
+    pub score: u32,
+    /// The raised signals.
+    pub signals: Vec<String>,
+}
+
+/// One step of the evaluation, for `explain`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExplainStep {
+    /// `token`, `proof`, `revocation`, `chain`, `scope`, `budget`, `policy`, `approval`, `ledger`.
+    pub step: String,
+    /// `pass`, `fail`, `hold`, `error` or `skipped`.
+    pub outcome: String,
+    /// What was checked and found.
+    pub detail: String,
+}
+
+/// The decision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DecisionResponse {
+    /// `allow`, `deny` or `approval_required`.
+    pub decision: String,
+    /// Every reason, each naming its hop.
+    pub reasons: Vec<Reason>,
+    /// The ids of the policies that determined the outcome.
+    pub policies: Vec<String>,
+    /// The behavioural risk.
+    pub risk: RiskView,
+    /// The sequence number of the decision's ledger event.
+    pub ledger_seq: Option<i64>,
+    /// The approval to retry with, when the call is held.
+    pub approval_id: Option<String>,
+    /// The mandate the call was made under, when the token named a known one.
+    pub mandate_id: Option<String>,
+    /// Its chain.
+    pub chain_id: Option<String>,
+    /// The whole evaluation, when `?explain=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<ExplainStep>>,
+}
+
+impl From<Decision> for DecisionResponse {
+    fn from(d: Decision) -> Self {
+        Self {
+            decision: d.verdict.as_str().to_owned(),
+            reasons: d.reasons.into_iter().map(|r| Reason { code: r.code, message: r.message, hop: r.hop }).collect(),
+            policies: d.policies,
+            risk: RiskView { score: d.risk.score, signals: d.risk.signals },
+            ledger_seq: d.ledger_seq,
+            approval_id: d.approval_id,
+            mandate_id: d.mandate_id,
+            chain_id: d.chain_id,
+            explain: d.explain.map(|steps| {
+                steps.into_iter().map(|s| ExplainStep { step: s.step, outcome: s.outcome, detail: s.detail }).collect()
+            }),
+        }
+    }
+}
+
+/// The call an authorize request asks about, its arguments in canonical form: a document that
+/// repeats a member name or holds an inexact number is a malformed request.
+pub fn call_of(request: &AuthorizeRequest) -> Result<Call, ApiError> {
+    let arguments = match &request.arguments {
+        Some(raw) => {
+            CanonicalArguments::parse(raw.get()).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?
+        }
+        None => CanonicalArguments::empty(),
+    };
+    Ok(Call {
+        tool: request.tool.clone(),
+        arguments,
+        resource: request.resource.clone(),
+        approval_id: request.approval_id.clone(),
+    })
+}
+
 /// Decide one tool call: token, proof of possession, revocation, chain, scope, budget and policy.
 /// A deny is a 200 with `decision: deny` and its reasons; a malformed request is a 400.
 #[utoipa::path(post, path = "/v1/authorize", tag = "decisions", request_body = AuthorizeRequest, params(ExplainQuery),
@@ -31,8 +146,15 @@ pub async fn authorize(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ExplainQuery>,
     ApiJson(request): ApiJson<AuthorizeRequest>,
-) -> ApiJson<DecisionResponse> {
-    ApiJson(state.authorize(&request, q.explain).await)
+) -> Result<ApiJson<DecisionResponse>, ApiError> {
+    let call = call_of(&request)?;
+    let endpoint = state.settings.mandates.authorize_endpoint();
+    let presented = Presented {
+        token: &request.token,
+        proof: &request.proof,
+        binding: ProofBinding { htm: "POST", htu: &endpoint },
+    };
+    Ok(ApiJson(state.decide(&presented, &call, q.explain).await.into()))
 }
 
 /// Filters of `GET /v1/approvals`.

@@ -335,7 +335,13 @@ mod tests {
         .unwrap();
         let agent = register(spec, time::OffsetDateTime::UNIX_EPOCH).unwrap();
         store
-            .record_agent_change(AgentChange { before: None, after: &agent, action: "register", event: event("a") })
+            .record_agent_change(AgentChange {
+                before: None,
+                after: &agent,
+                action: "register",
+                event: event("a"),
+                revoke: None,
+            })
             .await
             .unwrap();
         let m: MandateRecord = serde_json::from_value(json!({

@@ -39,6 +39,7 @@ async fn agents_round_trip_with_versions_and_conflicts() {
         after: &agent,
         action: "register",
         event: event("agent.registered", "finance-close"),
+        revoke: None,
     };
     assert_eq!(store.record_agent_change(change.clone()).await.unwrap(), 1);
     assert_eq!(
@@ -54,6 +55,7 @@ async fn agents_round_trip_with_versions_and_conflicts() {
         after: &moved,
         action: "update",
         event: event("agent.updated", "finance-close"),
+        revoke: None,
     };
     store.record_agent_change(update.clone()).await.unwrap();
     // The same change again was computed from a stale read: optimistic concurrency refuses it.
@@ -65,8 +67,13 @@ async fn agents_round_trip_with_versions_and_conflicts() {
     assert_eq!(history[1].after["name"], "Renamed");
 
     let other = register(spec("reconciler"), now).unwrap();
-    let change =
-        AgentChange { before: None, after: &other, action: "register", event: event("agent.registered", "reconciler") };
+    let change = AgentChange {
+        before: None,
+        after: &other,
+        action: "register",
+        event: event("agent.registered", "reconciler"),
+        revoke: None,
+    };
     store.record_agent_change(change).await.unwrap();
     let all = store.agents(&AgentFilter::default()).await.unwrap();
     assert_eq!(all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), vec!["finance-close", "reconciler"]);
@@ -140,6 +147,7 @@ async fn everything_survives_reopening() {
         after: &agent,
         action: "register",
         event: event("agent.registered", "finance-close"),
+        revoke: None,
     };
     store.record_agent_change(change).await.unwrap();
     store.set_meta("demo", "true").await.unwrap();
@@ -166,8 +174,13 @@ async fn mandates_select_revoke_and_survive() {
     let now = datetime!(2026-11-01 09:00 UTC);
     for id in ["finance-close", "reconciler", "other"] {
         let agent = register(spec(id), now).unwrap();
-        let change =
-            AgentChange { before: None, after: &agent, action: "register", event: event("agent.registered", id) };
+        let change = AgentChange {
+            before: None,
+            after: &agent,
+            action: "register",
+            event: event("agent.registered", id),
+            revoke: None,
+        };
         store.record_agent_change(change).await.unwrap();
     }
     let alice = "user:alice@example.org";
@@ -187,7 +200,7 @@ async fn mandates_select_revoke_and_survive() {
 
     let ids = |sel: MandateSelector, now: i64| {
         let store = store.clone();
-        async move { store.live_mandate_ids(&sel, now).await.unwrap() }
+        async move { store.live_mandates(&sel, now).await.unwrap().into_iter().map(|(id, _)| id).collect::<Vec<_>>() }
     };
     assert_eq!(ids(MandateSelector::Subtree("m1".into()), 200).await, vec!["m1", "m2"]);
     assert_eq!(ids(MandateSelector::Subtree("m2".into()), 200).await, vec!["m2"]);

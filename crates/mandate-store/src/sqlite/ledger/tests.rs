@@ -93,7 +93,7 @@ async fn concurrent_appends_and_transactions_keep_one_gapless_chain() {
             for i in 0..20 {
                 let a = agent(&format!("agent-{i}"));
                 let event = NewEvent::new("agent.registered", "admin", 1, &json!({})).with_agent(a.id.as_str());
-                let change = AgentChange { before: None, after: &a, action: "register", event };
+                let change = AgentChange { before: None, after: &a, action: "register", event, revoke: None };
                 seqs.push(store.record_agent_change(change).await.unwrap());
             }
             seqs
@@ -137,7 +137,7 @@ async fn a_batch_after_another_transaction_appended_links_to_its_event() {
     // The group writer remembers seq 1 as the head; this transaction appends seq 2 behind its back.
     let a = agent("agent-1");
     let event = NewEvent::new("agent.registered", "admin", 1, &json!({})).with_agent(a.id.as_str());
-    let change = AgentChange { before: None, after: &a, action: "register", event };
+    let change = AgentChange { before: None, after: &a, action: "register", event, revoke: None };
     assert_eq!(store.record_agent_change(change).await.unwrap(), 2);
     assert_eq!(store.append_event(decision(3, "a", "c", "m", "t/t", "allow")).await.unwrap(), 3);
     assert_eq!(store.append_event(decision(4, "a", "c", "m", "t/t", "allow")).await.unwrap(), 4);
@@ -288,7 +288,10 @@ async fn queries_filter_by_what_events_concern() {
     let b = agent("reconciler");
     for x in [&a, &b] {
         let event = NewEvent::new("agent.registered", "admin", 1, &json!({})).with_agent(x.id.as_str());
-        store.record_agent_change(AgentChange { before: None, after: x, action: "register", event }).await.unwrap();
+        store
+            .record_agent_change(AgentChange { before: None, after: x, action: "register", event, revoke: None })
+            .await
+            .unwrap();
     }
     let mandate = |id: &str, parent: Option<&str>, agent: &str, agents: &[&str]| -> MandateRecord {
         serde_json::from_value(json!({

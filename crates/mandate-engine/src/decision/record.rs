@@ -1,0 +1,93 @@
+//! Recording a decision: one `decision` event in the ledger, durable before the decision is returned.
+//! An allow that cannot be recorded is a deny, and its budget is given back.
+
+use super::pipeline::Step;
+use super::{Call, Ctx, Decision, Verdict};
+use crate::clock::millis;
+use crate::engine::Engine;
+use mandate_core::event::NewEvent;
+use mandate_core::mandate::{Action, MandateRecord};
+
+impl Engine {
+    pub(crate) async fn record_decision(&self, call: &Call, mut ctx: Ctx, step: Step) -> Decision {
+        let verdict = match step {
+            Step::Allow => Verdict::Allow,
+            Step::Deny => Verdict::Deny,
+            Step::Hold => Verdict::ApprovalRequired,
+        };
+        if verdict == Verdict::Allow && ctx.reasons.is_empty() {
+            let hop = ctx.record.as_ref().map(|r| r.depth);
+            ctx.reason(
+                "decision.allowed",
+                "within the mandate, every ancestor, the chain's boundaries and policy",
+                hop,
+            );
+        }
+        let record = ctx.record.clone();
+        let actor = match &record {
+            Some(r) => self.settings.trust_domain.agent_spiffe_id(&r.agent),
+            None => "unknown".to_owned(),
+        };
+        let canonical = call.arguments.canonical();
+        let detail = serde_json::json!({
+            "reasons": ctx.reasons,
+            "policies": ctx.policies,
+            "risk": {"score": ctx.risk.score, "signals": ctx.risk.signals},
+            "data_class": ctx.data_class,
+            "action": ctx.action.map(Action::as_str),
+            "depth": record.as_ref().map(|r| r.depth),
+            "root": record.as_ref().map(|r| r.root.to_string()),
+            "approval_id": ctx.approval_id,
+            "policy_version": ctx.policy_version,
+            "arguments": {
+                "sha256": call.arguments.sha256_hex(),
+                "bytes": canonical.len(),
+                "value": self.settings.arguments.kept(call.arguments.value()),
+            },
+        });
+        let mut event = NewEvent::new("decision", &actor, millis(self.clock.now()), &detail);
+        if let Some(r) = &record {
+            event.agent = Some(r.agent.to_string());
+            event.chain_id = Some(r.chain_id.clone());
+            event.mandate_id = Some(r.id.clone());
+        }
+        event.tool = Some(call.tool.chars().take(200).collect());
+        event.resource = call.resource.as_ref().map(|r| r.chars().take(1024).collect());
+        event.decision = Some(verdict.as_str().to_owned());
+        let (verdict, ledger_seq) = match self.store.append_event(event).await {
+            Ok(seq) => (verdict, Some(seq)),
+            Err(e) => {
+                // Not recorded means not allowed: give the budget back and deny.
+                if verdict == Verdict::Allow {
+                    self.budgets.refund(&ctx.chain.iter().collect::<Vec<&MandateRecord>>());
+                }
+                tracing::error!(error = %e, "a decision could not be recorded; denying");
+                ctx.reasons.retain(|r| r.code != "decision.allowed");
+                ctx.reason("internal.ledger_unavailable", "the decision could not be recorded, so it is a deny", None);
+                (Verdict::Deny, None)
+            }
+        };
+        tracing::info!(
+            decision = verdict.as_str(),
+            agent = record.as_ref().map(|r| r.agent.as_str()).unwrap_or("unknown"),
+            mandate_id = record.as_ref().map(|r| r.id.as_str()).unwrap_or(""),
+            tool = %call.tool.chars().take(200).collect::<String>().escape_debug(),
+            policy_ids = ?ctx.policies,
+            reasons = ?ctx.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+            "decision"
+        );
+        ctx.step("ledger", if ledger_seq.is_some() { "pass" } else { "fail" }, || format!("event {ledger_seq:?}"));
+        let explain = ctx.explain.then_some(ctx.steps);
+        Decision {
+            verdict,
+            reasons: ctx.reasons,
+            policies: ctx.policies,
+            risk: ctx.risk,
+            ledger_seq,
+            approval_id: ctx.approval_id,
+            mandate_id: record.as_ref().map(|r| r.id.clone()),
+            chain_id: record.as_ref().map(|r| r.chain_id.clone()),
+            explain,
+        }
+    }
+}
