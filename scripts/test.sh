@@ -15,8 +15,9 @@ for component in rustfmt clippy; do
 done
 
 step "test dependencies from PyPI (idempotent)"
-# PyJWT verifies our mandates in the interoperability test: a real JWT library, in another language.
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'PyJWT[crypto]>=2.9,<3'
+# PyJWT verifies our mandates in the interoperability test: a real JWT library, in another language;
+# rfc8785 (Trail of Bits' JCS) reproduces the digest an approval is bound to.
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'PyJWT[crypto]>=2.9,<3' 'rfc8785>=0.1.4,<0.2'
 python3 -c 'import jwt, cryptography; print("PyJWT", jwt.__version__, "cryptography", cryptography.__version__)'
 
 step "cargo fmt --check"

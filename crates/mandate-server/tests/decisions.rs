@@ -597,3 +597,61 @@ fn a_held_call_repeated_waits_on_one_approval_and_a_mandate_cannot_flood_approve
     let d = call(&org, token, 1, "mail/send", None, send(21), json!({}));
     assert_eq!(d["decision"], "approval_required", "{d}");
 }
+
+#[test]
+fn approvals_bind_to_the_rfc_8785_digest_of_the_arguments_that_python_reproduces() {
+    let org = org();
+    let m = close_mandate(&org, json!({}));
+    let token = m["token"].as_str().unwrap();
+    let args_text = r#"{"to": "controller@example.org", "body": "R\u00e9sum\u00e9 \u20ac \u2713", "amount": 1200.5, "n": 1e2, "nested": {"b": [1, 2.0, -0.0], "a": null}}"#;
+    let args: Value = serde_json::from_str(args_text).unwrap();
+    let d = call(&org, token, 1, "mail/send", None, args.clone(), json!({}));
+    assert_eq!(d["decision"], "approval_required", "{d}");
+    let approval = d["approval_id"].as_str().unwrap().to_owned();
+    let (_, queue) = org.carol.get("/v1/approvals");
+    let recorded = queue["approvals"][0]["arguments_hash"].as_str().unwrap().to_owned();
+
+    // Python's `rfc8785` (another implementation of JCS) computes the same digest from the same text.
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", "import sys, json, hashlib, rfc8785; print(hashlib.sha256(rfc8785.dumps(json.loads(sys.stdin.read()))).hexdigest())"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(python.stdin.as_mut().unwrap(), args_text.as_bytes()).unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python3 with rfc8785 (installed by the test command): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), recorded);
+
+    // Documents that differ only in a large number, or in a duplicated member, never reach an
+    // approval: they are malformed requests.
+    let anon = org.server.client(None);
+    let t = org.server.clock.now_secs();
+    let raw_call = |arguments: &str| {
+        let body = format!(
+            r#"{{"token": "{token}", "proof": "{}", "tool": "mail/send", "arguments": {arguments}, "approval_id": "{approval}"}}"#,
+            proof(1, "POST", AUTHORIZE, token, t, &jti())
+        );
+        let r = anon.raw("POST", "/v1/authorize", Some(&body));
+        (r.status(), r.into_json::<Value>().unwrap_or(Value::Null))
+    };
+    for (a, b) in [(r#"{"amount": 12345678901234567890123}"#, r#"{"amount": 12345678901234567890124}"#)] {
+        for doc in [a, b] {
+            let (status, problem) = raw_call(doc);
+            assert_eq!((status, problem["code"].as_str()), (400, Some("request.inexact_number")), "{doc}: {problem}");
+        }
+    }
+    let (status, problem) = raw_call(r#"{"to": "controller@example.org", "to": "exfil@evil.example"}"#);
+    assert_eq!((status, problem["code"].as_str()), (400, Some("request.duplicate_argument")), "{problem}");
+
+    // The same arguments written otherwise (member order, `100` for `1e2`, `2` for `2.0`) are the same
+    // call: once approved, it is allowed once.
+    assert_eq!(org.carol.post(&format!("/v1/approvals/{approval}/approve"), &json!({})).0, 200);
+    let same = r#"{"nested": {"a": null, "b": [1, 2, 0]}, "n": 100, "amount": 1200.5, "body": "Résumé € ✓", "to": "controller@example.org"}"#;
+    let (status, d) = raw_call(same);
+    assert_eq!((status, d["decision"].as_str()), (200, Some("allow")), "{d}");
+}
