@@ -273,4 +273,3 @@ mod tests {
         assert!(err.contains("does not match its `kid`"), "{err}");
     }
 }
-
