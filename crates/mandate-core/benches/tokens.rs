@@ -4,7 +4,7 @@
 //!
 //! - `tokens/ed25519_sign` and `tokens/ed25519_verify_strict`: `ed25519_dalek` alone over the signing
 //!   input of the benchmark mandate (`base64url(header).base64url(claims)`), the floor any JWS pays;
-//! - `tokens/mandate_issue`: [`sign`] of a realistic mandate claim set (SPEC.md's token format, one
+//! - `tokens/mandate_issue`: [`sign`] of a realistic mandate claim set (the token format (docs/contract.md), one
 //!   delegation hop);
 //! - `tokens/mandate_verify`: what a server does with a presented mandate and a cached key: decode
 //!   (size, base64url, strict JSON, header rules), `typ`, key lookup by `kid`, `verify_strict`, then
@@ -46,7 +46,7 @@ const SAMPLES: usize = 40;
 const AUTHORIZE_URL: &str = "https://mandate.example.org/v1/authorize";
 
 /// The mandate of the benchmark: a child mandate one delegation hop below a human's grant, with
-/// every claim SPEC.md lists.
+/// every claim docs/contract.md lists.
 fn mandate_claims(agent_jkt: &str) -> Value {
     json!({
         "iss": ISSUER,

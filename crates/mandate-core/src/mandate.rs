@@ -244,7 +244,7 @@ pub struct TokenContext<'a> {
 }
 
 impl MandateRecord {
-    /// The token's claims (SPEC.md, "Mandate token").
+    /// The token's claims (docs/contract.md, "Mandate token").
     pub fn claims(&self, ctx: &TokenContext<'_>) -> Value {
         let mut claims = json!({
             "iss": ctx.issuer,

@@ -75,3 +75,23 @@ fn every_code_and_event_kind_is_in_the_readme() {
     let missing: Vec<&String> = codes.iter().filter(|c| !readme.contains(&format!("`{c}`"))).collect();
     assert!(missing.is_empty(), "codes missing from README.md (add each in backticks with what it means): {missing:?}");
 }
+
+#[test]
+fn the_engine_depends_on_no_http_crate() {
+    // The engine is the one place that decides; the HTTP API, the gateway and the console are front
+    // doors onto it, so none of their transport crates may be among its dependencies.
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../mandate-engine/Cargo.toml")).unwrap();
+    let deps: Vec<&str> = manifest
+        .lines()
+        .skip_while(|l| !l.starts_with("[dependencies]"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .filter_map(|l| l.split(['.', ' ', '=']).next())
+        .filter(|name| !name.is_empty())
+        .collect();
+    assert!(deps.contains(&"mandate-store"), "the manifest was read: {deps:?}");
+    for http in ["axum", "hyper", "http", "tower", "tower-http", "ureq", "reqwest", "utoipa-axum", "mandate-server"] {
+        assert!(!deps.contains(&http), "mandate-engine depends on `{http}`");
+    }
+}

@@ -232,7 +232,7 @@ pub fn agent_jwk(seed: u8) -> Value {
     Ed25519PublicJwk::from_verifying_key(agent_key(seed).verifying_key()).to_json()
 }
 
-/// A registration in the shape of SPEC.md, owned by `owner`, with overrides applied.
+/// A registration in the shape of docs/contract.md, owned by `owner`, with overrides applied.
 pub fn agent_spec(id: &str, owner: &str, overrides: Value) -> Value {
     let mut spec = json!({
         "id": id, "name": format!("Agent {id}"), "owner": owner,
