@@ -380,3 +380,71 @@ fn the_demo_tells_its_story_through_audit_chain_and_blast_radius() {
     let list = out(&run(&serve.url, &admin, &["audit", "checkpoints"]));
     assert!(list.starts_with("SEQ"), "{list}");
 }
+
+#[test]
+fn an_agent_cannot_forge_or_hide_rows_in_a_responders_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = started(dir.path(), &["--demo"]);
+    let admin = serve.admin_token();
+    let alice = serve.demo_key("alice@example.org");
+    let granted = post(
+        &format!("{}/v1/mandates", serve.url),
+        Some(&alice),
+        &json!({"agent": "finance-close", "purpose": "Forgery attempt", "category": "finance.close",
+            "authorization_details": [{"type": "mcp_tool", "tools": ["erp/read_ledger"], "resources": ["erp://ledger/2026-10/*"],
+                "data_classes": ["financial"], "actions": ["read"]}], "ttl_seconds": 900}),
+    )
+    .unwrap();
+    let token = granted["token"].as_str().unwrap().to_owned();
+    let chain = granted["chain_id"].as_str().unwrap().to_owned();
+    let key = demo_key(&serve, "finance-close");
+    let endpoint = format!("{}/v1/authorize", serve.url);
+    let claims = mandate_core::jose::ProofClaims {
+        jti: "forgery",
+        htm: "POST",
+        htu: &endpoint,
+        iat: now(),
+        access_token: Some(&token),
+    };
+    let proof = mandate_core::jose::sign_proof(&claims, &key).unwrap();
+    // A tool name that clears the line, moves up and writes a row of its own; a resource that hides
+    // the rest of its line behind an escape and a bidirectional override.
+    let forged_tool =
+        "erp/read_ledger\r\x1b[2K\x1b[1A4242  2026-11-01 09:00:00.000  decision  admin  -  allow  erp/approve_all\n";
+    let forged_resource = "erp://ledger/2026-10/ap\x1b[8m hidden \u{202e}";
+    let body =
+        json!({"token": token, "proof": proof, "tool": forged_tool, "resource": forged_resource, "arguments": {}});
+    let d = post(&endpoint, None, &body).unwrap();
+    // Refused at the door as a decision: such a tool is never a valid name, and the attempt is
+    // recorded exactly (JSON keeps the bytes).
+    assert_eq!(
+        (d["decision"].as_str(), d["reasons"][0]["code"].as_str()),
+        (Some("deny"), Some("request.invalid_tool")),
+        "{d}"
+    );
+    let json = run(&serve.url, &admin, &["audit", "tail", "--kind", "decision", "--json"]);
+    let recorded = out(&json);
+    assert!(
+        serde_json::from_str::<Value>(&recorded).unwrap()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["tool"] == forged_tool && e["resource"] == forged_resource),
+        "{recorded}"
+    );
+
+    for args in [vec!["audit", "tail", "--kind", "decision"], vec!["audit", "chain", chain.as_str()]] {
+        let shown = run(&serve.url, &admin, &args);
+        assert!(shown.status.success(), "{}", err(&shown));
+        let bytes = &shown.stdout;
+        for hazard in [b'\r', 0x1b] {
+            assert!(!bytes.contains(&hazard), "{args:?} printed byte {hazard:#x}:\n{}", out(&shown));
+        }
+        let text = out(&shown);
+        assert!(!text.contains('\u{202e}'), "{args:?}");
+        assert!(text.contains(r"erp/read_ledger\r\u{1b}[2K\u{1b}[1A4242"), "{args:?}:\n{text}");
+        assert!(text.contains(r"ap\u{1b}[8m hidden \u{202e}"), "{args:?}:\n{text}");
+        // The forged row is not a row of its own.
+        assert!(!text.lines().any(|l| l.starts_with("4242")), "{args:?}:\n{text}");
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! An agent is registered with the public half of its key; the mandate it is granted is bound to the
 //! key's thumbprint (`cnf.jkt`, RFC 7800 / RFC 9449). Parsing is strict: a JWK that carries private
-//! material, another curve, or bytes that are not a usable Ed25519 point is refused, never repaired.
+//! material, another curve, bytes that are not a usable Ed25519 point, or a reference to keys or
+//! certificates elsewhere (`jku`, `x5u`, ...) is refused, never repaired.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -34,7 +35,16 @@ pub enum JwkError {
     /// `x` is not a valid, non-weak Ed25519 point.
     #[error("`x` is not a valid Ed25519 public key")]
     InvalidPoint,
+    /// The JWK points elsewhere for its key or a certificate (`jku`, `x5u`, `x5c`, `x5t`,
+    /// `x5t#S256`).
+    #[error("the key carries `{0}`, a reference to keys or certificates elsewhere; Mandate never fetches or trusts those, so register the bare key (`kty`, `crv`, `x`)")]
+    RemoteReference(String),
 }
+
+/// Members that point to keys or certificates elsewhere (RFC 7517 section 4.6 to 4.9, RFC 7515
+/// section 4.1.2). Mandate never fetches them, and a key that carries one would be kept with a
+/// promise nobody checks, so a JWK carrying any of them is refused, not stripped.
+const REMOTE_MEMBERS: &[&str] = &["jku", "x5u", "x5c", "x5t", "x5t#S256"];
 
 /// A validated Ed25519 public key in JWK form.
 ///
@@ -66,6 +76,9 @@ impl Ed25519PublicJwk {
         };
         if object.contains_key("d") {
             return Err(JwkError::PrivateKeyMaterial);
+        }
+        if let Some(member) = REMOTE_MEMBERS.iter().find(|m| object.contains_key(**m)) {
+            return Err(JwkError::RemoteReference((*member).to_owned()));
         }
         let kty = member("kty")?.ok_or_else(|| JwkError::Malformed("`kty` is missing".into()))?;
         if kty != "OKP" {
@@ -192,6 +205,12 @@ mod tests {
         // The identity point is a weak key: any signature "verifies" against small-order keys.
         check(json!({"kty": "OKP", "crv": "Ed25519", "x": identity_x()}), Err(JwkError::InvalidPoint));
         check(json!("not an object"), Err(JwkError::Malformed("expected an object".into())));
+        // A key that points elsewhere is refused, even though its `x` alone would be fine.
+        for member in ["jku", "x5u", "x5c", "x5t", "x5t#S256"] {
+            let mut remote = ok.clone();
+            remote[member] = json!("https://attacker.example/keys.json");
+            check(remote, Err(JwkError::RemoteReference(member.into())));
+        }
     }
 
     #[test]

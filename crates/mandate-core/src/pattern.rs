@@ -24,8 +24,12 @@
 //! empty path segments (`//` or a trailing `/`) and the dot segments `.` and `..` of RFC 3986
 //! section 5.2.4, also when percent-encoded. The path stays case-sensitive. A resource pattern is a
 //! normalised resource with an optional single `*` as its very last character, meaning "this prefix
-//! followed by at least one more character". The star crosses `/`: end the prefix with `/` to scope a
-//! directory, because `erp://ledger*` also matches `erp://ledger-archive/x`.
+//! followed by at least one more character". In the path the star crosses `/`: end the prefix with
+//! `/` to scope a directory, because `erp://ledger/a*` also matches `erp://ledger/a-archive/x`. A star
+//! never crosses the end of the authority: in `erp://led*` (or `erp://*`) it stands for the rest of an
+//! authority and nothing after it, so `erp://led*` matches `erp://ledger` but neither
+//! `erp://ledger/x` nor `erp://ledger.evil/x`, and a pattern can never reach a host its author did not
+//! name. To scope a host's resources, name the host: `erp://ledger/*`.
 //!
 //! A data class is a name, `[a-z][a-z0-9_-]{0,31}`, and matches only itself.
 //!
@@ -521,12 +525,17 @@ string_type!(DataClass, "financial", "A data class: `[a-z][a-z0-9_-]{0,31}`.");
 struct Glob {
     prefix: String,
     star: bool,
+    /// The star stops at a `/`: it stands for the rest of a resource's authority (a tool segment
+    /// holds no `/` at all, so there it makes no difference).
+    stops_at_slash: bool,
 }
 
 impl Glob {
     fn matches(&self, s: &str) -> bool {
         if self.star {
-            s.len() > self.prefix.len() && s.starts_with(&self.prefix)
+            s.len() > self.prefix.len()
+                && s.starts_with(&self.prefix)
+                && !(self.stops_at_slash && s[self.prefix.len()..].contains('/'))
         } else {
             s == self.prefix
         }
@@ -537,7 +546,9 @@ impl Glob {
             (false, _) => other.matches(&self.prefix),
             // Every valid starred glob matches at least two values, so it fits in no literal.
             (true, false) => false,
-            (true, true) => self.prefix.starts_with(&other.prefix),
+            // A prefix that extends another's in the authority stops where it does; one that reaches
+            // into the path (`erp://ledger/*` against `erp://led*`) matches paths the other cannot.
+            (true, true) => self.prefix.starts_with(&other.prefix) && self.stops_at_slash == other.stops_at_slash,
         }
     }
 }
@@ -570,7 +581,7 @@ fn parse_segment(input: &str, text: &str, segment: Segment, pattern: bool) -> Re
     if text.len() > segment.max_len() {
         return Err(PatternError::SegmentTooLong { input: input.to_owned(), segment, max: segment.max_len() });
     }
-    Ok(Glob { prefix: prefix.to_owned(), star })
+    Ok(Glob { prefix: prefix.to_owned(), star, stops_at_slash: false })
 }
 
 /// RFC 3986 section 2.3.
@@ -639,7 +650,8 @@ fn normalise_resource(input: &str, pattern: bool) -> Result<Glob, PatternError> 
         text.push('/');
         text.push_str(path);
     }
-    Ok(Glob { prefix: text, star })
+    // Without a path, the star is inside the authority and must not leave it.
+    Ok(Glob { prefix: text, star, stops_at_slash: path.is_none() })
 }
 
 /// Decodes percent-encoded unreserved characters and refuses every other percent-encoding.

@@ -164,10 +164,13 @@ impl Engine {
 }
 
 impl Engine {
-    /// Loads what decisions need at start: the policy set, the catalogue (with the configuration's
-    /// classifications applied), and the budgets spent so far (rebuilt from the ledger).
+    /// Loads what decisions need at start: the policy set, the proof ids of the replay window, the
+    /// catalogue (with the configuration's classifications applied), and the budgets spent so far
+    /// (rebuilt from the ledger).
     pub async fn load_decision_state(&self, configured: &[(ToolName, Classification)]) -> Result<(), String> {
         self.load_policies().await?;
+        let remembered = self.load_replay_window().await.map_err(|e| e.to_string())?;
+        tracing::info!(remembered, "proof ids of the replay window reloaded");
         self.catalogue.load(self.decisions.tools().await.map_err(|e| e.to_string())?);
         for (tool, c) in configured {
             self.classify_tool("config", tool, c, "config")

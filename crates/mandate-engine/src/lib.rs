@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod registry;
+pub mod replay;
 
 pub use engine::{Engine, Settings};
 pub use error::{Error, ErrorKind};

@@ -305,7 +305,7 @@ async fn story(state: &AppState, keys: &std::collections::HashMap<String, Signin
         max_calls: Some(20),
         max_depth: None,
     };
-    let child = state.delegate(form, Some(&proof)).await.map_err(|e| fail("delegate", format!("{e:?}")))?;
+    let child = state.delegate(form, &[proof.as_str()]).await.map_err(|e| fail("delegate", format!("{e:?}")))?;
     call(
         &child.access_token,
         "reconciler",

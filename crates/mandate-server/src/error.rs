@@ -147,11 +147,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "request.unsupported_media_type",
                 "send the body as JSON with `Content-Type: application/json`",
             )),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request.too_large",
-                "the request body is larger than the server accepts",
-            )),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             Err(e) => Err(ApiError::bad_request("request.unreadable_body", e.body_text())),
         }
     }
@@ -172,6 +168,32 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+/// A body read whole, whose rejections are problem documents: above all the body over
+/// `server.max_body_bytes`, `413` with `request.too_large` on every route, whatever it parses the
+/// bytes as afterwards (a form, Cedar text, JSON).
+#[derive(Debug, Clone, Default)]
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+            Err(e) => Err(ApiError::bad_request("request.unreadable_body", e.body_text())),
+        }
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request.too_large",
+        "the request body is larger than the server accepts",
+    )
 }
 
 /// A query string whose rejections are problem documents.

@@ -185,3 +185,145 @@ fn argument_values_are_kept_only_when_asked_and_then_redacted() {
     assert_eq!(kept["value"], json!({"period": "2026-10", "auth": {"Password": "[redacted]"}}));
     assert_eq!(kept["sha256"], hashed["sha256"], "the hash is of the arguments as sent");
 }
+
+/// Sends `POST /oauth/token` as raw HTTP/1.1, so that a test can put in what no client library
+/// would send (two `DPoP` headers, a huge form). Returns the status, the content type and the body.
+fn raw_token_request(server: &TestServer, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Value) {
+    use std::io::{Read, Write};
+    let addr = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut request = format!(
+        "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // The server may answer and close before reading a body over its limit.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
+        .unwrap_or_default();
+    (status, content_type, serde_json::from_str(body.trim()).unwrap_or(Value::Null))
+}
+
+fn exchange_form(parent: &str, actor: &str) -> String {
+    let details =
+        json!([{"type": "mcp_tool", "tools": ["erp/read_ledger"], "data_classes": ["financial"], "actions": ["read"]}]);
+    serde_urlencoded::to_string([
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token", parent),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("actor_token", actor),
+        ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("authorization_details", &details.to_string()),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn a_request_with_two_dpop_headers_is_refused_and_recorded() {
+    let (_dir, server, alice) = setup();
+    let parent = grant(&alice, json!({}))["token"].as_str().unwrap().to_owned();
+    let t = server.clock.now_secs();
+    let good = proof(1, "POST", TOKEN_ENDPOINT, &parent, t, &jti());
+    let other = proof(1, "POST", TOKEN_ENDPOINT, &parent, t, &jti());
+    let form = exchange_form(&parent, &actor_token(2, "reconciler", TOKEN_ENDPOINT, t, &jti()));
+    let (status, _, body) = raw_token_request(&server, &[("DPoP", &good), ("DPoP", &other)], form.as_bytes());
+    assert_eq!((status, body["code"].as_str()), (400, Some("proof.multiple_headers")), "{body}");
+    assert_eq!(body["error"], "invalid_request");
+    let (_, events) = server.admin().get("/v1/audit?kind=mandate.delegation_refused");
+    assert!(events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["detail"].as_str().unwrap().contains("proof.multiple_headers")));
+    // One header, the same proof: accepted (the first request used nothing up).
+    let (status, _, body) = raw_token_request(&server, &[("DPoP", &good)], form.as_bytes());
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn an_actor_assertion_that_fails_to_decode_is_named_actor_not_token() {
+    let (_dir, server, alice) = setup();
+    let parent = grant(&alice, json!({}))["token"].as_str().unwrap().to_owned();
+    let url = format!("{}/oauth/token", server.url);
+    let t = server.clock.now_secs();
+    let valid = actor_token(2, "reconciler", TOKEN_ENDPOINT, t, "dup");
+    let oversized = format!("{valid}{}", "A".repeat(20_000));
+    for (assertion, code) in [
+        ("garbage".to_owned(), "actor.malformed"),
+        (oversized, "actor.too_large"),
+        (valid.replace('.', ".."), "actor.malformed"),
+    ] {
+        let dpop = proof(1, "POST", TOKEN_ENDPOINT, &parent, t, &jti());
+        let form: Vec<(String, String)> = serde_urlencoded::from_str(&exchange_form(&parent, &assertion)).unwrap();
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, body) = post_form(&url, Some(&dpop), &form);
+        assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{body}");
+    }
+}
+
+#[test]
+fn a_body_over_the_limit_is_a_problem_document_on_every_route() {
+    let (_dir, server, _alice) = setup();
+    let huge = vec![b'a'; 1024 * 1024];
+    let (status, content_type, body) = raw_token_request(&server, &[], &huge);
+    assert_eq!((status, content_type.as_str()), (413, "application/problem+json"), "{body}");
+    assert_eq!(body["code"], "request.too_large");
+    let admin = server.admin();
+    for (method, path) in
+        [("PUT", "/v1/policies"), ("POST", "/v1/agents/finance-close/suspend"), ("POST", "/v1/agents")]
+    {
+        let r = admin.raw(method, path, Some(std::str::from_utf8(&huge).unwrap()));
+        assert_eq!(r.status(), 413, "{method} {path}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"), "{method} {path}");
+        assert_eq!(r.into_json::<Value>().unwrap()["code"], "request.too_large", "{method} {path}");
+    }
+}
+
+#[test]
+fn a_proof_or_assertion_used_before_a_restart_is_refused_after_it() {
+    let (_dir, server, alice) = setup();
+    let parent = grant(&alice, json!({}))["token"].as_str().unwrap().to_owned();
+    let t = server.clock.now_secs();
+    let used = proof(1, "POST", AUTHORIZE, &parent, t, "before-restart");
+    let call = json!({"token": parent, "proof": used, "tool": "erp/read_ledger", "arguments": {}});
+    let anon = server.client(None);
+    assert_eq!(anon.post("/v1/authorize", &call).1["decision"], "allow");
+    let url_dpop = proof(1, "POST", TOKEN_ENDPOINT, &parent, t, "dpop-before-restart");
+    let assertion = actor_token(2, "reconciler", TOKEN_ENDPOINT, t, "actor-before-restart");
+    let form: Vec<(String, String)> = serde_urlencoded::from_str(&exchange_form(&parent, &assertion)).unwrap();
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(post_form(&format!("{}/oauth/token", server.url), Some(&url_dpop), &form).0, 200);
+
+    // Within the proofs' maximum age, the server restarts with an empty cache in memory.
+    server.clock.advance(time::Duration::seconds(20));
+    let server = server.restart();
+    let anon = server.client(None);
+    let d = anon.post("/v1/authorize", &call).1;
+    assert_eq!(
+        (d["decision"].as_str(), d["reasons"][0]["code"].as_str()),
+        (Some("deny"), Some("proof.replayed")),
+        "{d}"
+    );
+    let url = format!("{}/oauth/token", server.url);
+    let (status, body) = post_form(&url, Some(&url_dpop), &form);
+    assert_eq!((status, body["code"].as_str()), (400, Some("proof.replayed")), "{body}");
+    // A fresh proof with the used assertion: the assertion is remembered too.
+    let fresh = proof(1, "POST", TOKEN_ENDPOINT, &parent, server.clock.now_secs(), &jti());
+    let (status, body) = post_form(&url, Some(&fresh), &form);
+    assert_eq!((status, body["code"].as_str()), (400, Some("actor.replayed")), "{body}");
+    // And a fresh proof for the call is accepted: only used ids are refused.
+    let fresh = proof(1, "POST", AUTHORIZE, &parent, server.clock.now_secs(), &jti());
+    let call = json!({"token": parent, "proof": fresh, "tool": "erp/read_ledger", "arguments": {}});
+    assert_eq!(anon.post("/v1/authorize", &call).1["decision"], "allow");
+}

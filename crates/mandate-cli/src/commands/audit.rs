@@ -291,6 +291,9 @@ fn print_events(events: &[Value], json: bool, header: bool) {
                 [e["tool"].as_str(), e["resource"].as_str()].into_iter().flatten().collect::<Vec<_>>().join(" "),
                 render::summary(e),
             ]
+            .into_iter()
+            .map(|cell| table::visible(&cell).into_owned())
+            .collect()
         })
         .collect();
     if header {

@@ -176,6 +176,13 @@ fn resource_matching_and_subsets() {
         ("erp://ledger/2026-10/*", "erp://ledger/2026-11/ap", false),
         ("erp://ledger/2026-10*", "erp://ledger/2026-100", true),
         ("erp://ledger/*", "erp://ledger/A/b/c", true),
+        // The star at the authority never crosses its end, into a path or onto another host.
+        ("erp://led*", "erp://ledger.evil/x", false),
+        ("erp://led*", "erp://ledger/x", false),
+        ("erp://led*", "erp://ledger", true),
+        ("erp://led*", "erp://ledger.evil", true),
+        ("erp://*", "erp://ledger/x", false),
+        ("erp://*", "erp://ledger", true),
         ("erp://ledger/a", "erp://ledger/A", false),
     ] {
         assert_eq!(p(pattern).matches(&r(resource)), expected, "{pattern} ~ {resource}");
@@ -185,7 +192,13 @@ fn resource_matching_and_subsets() {
         ("erp://ledger/*", "erp://ledger/2026-10/*", false),
         ("erp://ledger/x", "erp://ledger/*", true),
         ("erp://ledger/*", "erp://ledger", false),
-        ("erp://ledger/*", "erp://*", true),
+        // A star in the authority stands for the rest of the authority only.
+        ("erp://ledger/*", "erp://*", false),
+        ("erp://ledger/*", "erp://led*", false),
+        ("erp://ledger", "erp://led*", true),
+        ("erp://ledg*", "erp://led*", true),
+        ("erp://led*", "erp://ledg*", false),
+        ("erp://led*", "erp://*", true),
         ("erp://ledger/*", "fx://*", false),
     ] {
         assert_eq!(p(a).is_subset_of(&p(b)), expected, "{a} <= {b}");
@@ -243,6 +256,11 @@ fn serde_and_schema() {
 }
 
 /// Naive glob: `*` matches one or more characters, and never a `/` when `cross_slash` is false.
+/// A resource pattern's star crosses `/` only in the path, never at the authority.
+fn resource_star_crosses_slash(pattern: &str) -> bool {
+    pattern.split_once("://").is_some_and(|(_, rest)| rest.contains('/'))
+}
+
 fn oracle(pattern: &[u8], s: &[u8], cross_slash: bool) -> bool {
     match pattern.split_first() {
         None => s.is_empty(),
@@ -303,7 +321,7 @@ proptest! {
         prop_assert!(a.is_subset_of(&a));
         if a.is_subset_of(&b) && b.is_subset_of(&c) { prop_assert!(a.is_subset_of(&c)); }
         if a.is_subset_of(&b) && a.matches(&x) { prop_assert!(b.matches(&x)); }
-        prop_assert_eq!(a.matches(&x), oracle(a.as_str().as_bytes(), x.as_str().as_bytes(), true));
+        prop_assert_eq!(a.matches(&x), oracle(a.as_str().as_bytes(), x.as_str().as_bytes(), resource_star_crosses_slash(a.as_str())));
         prop_assert_eq!(ResourcePattern::parse(a.as_str()).unwrap(), a);
     }
 

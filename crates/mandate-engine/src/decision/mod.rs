@@ -144,6 +144,8 @@ pub(crate) struct Ctx {
     pub(crate) data_class: Option<String>,
     pub(crate) action: Option<Action>,
     pub(crate) policy_version: Option<String>,
+    /// The proof id the call used up, recorded in its event so that a restart remembers it.
+    pub(crate) replay_key: Option<String>,
 }
 
 impl Ctx {
@@ -160,6 +162,7 @@ impl Ctx {
             data_class: None,
             action: None,
             policy_version: None,
+            replay_key: None,
         }
     }
 

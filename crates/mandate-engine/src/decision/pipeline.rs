@@ -65,6 +65,7 @@ impl Engine {
         };
         let record = verified.stored.record.clone();
         ctx.record = Some(record.clone());
+        ctx.replay_key = Some(verified.replay_key.clone());
         ctx.step("token", "pass", || {
             format!(
                 "mandate `{}` (hop {}) of chain `{}`, signed by key `{}`",

@@ -39,6 +39,7 @@ impl Engine {
             "root": record.as_ref().map(|r| r.root.to_string()),
             "approval_id": ctx.approval_id,
             "policy_version": ctx.policy_version,
+            "replay": ctx.replay_key.as_slice(),
             "arguments": {
                 "sha256": call.arguments.sha256_hex(),
                 "bytes": canonical.len(),

@@ -93,20 +93,24 @@ const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 impl Engine {
     /// RFC 8693 token exchange: the holder of `subject_token` delegates to the agent of `actor_token`.
-    pub async fn delegate(&self, form: TokenExchangeForm, dpop: Option<&str>) -> Result<TokenResponse, OAuthError> {
-        let mut context: (Option<String>, Option<String>) = (None, None);
+    ///
+    /// `dpop` is every `DPoP` header of the request: RFC 9449 section 4.3 refuses a request with more
+    /// than one (`proof.multiple_headers`), so that no proxy can read one proof while this server
+    /// verifies another.
+    pub async fn delegate(&self, form: TokenExchangeForm, dpop: &[&str]) -> Result<TokenResponse, OAuthError> {
+        let mut context = ExchangeContext::default();
         match self.try_delegate(form, dpop, &mut context).await {
             Ok(r) => Ok(r),
             Err(e) => {
-                let (agent, chain) = context;
-                self.refuse(
-                    "mandate.delegation_refused",
-                    "system",
-                    agent.as_deref(),
-                    chain.as_deref(),
-                    &e.code,
-                    &e.error_description,
-                )
+                self.refuse(super::Refused {
+                    kind: "mandate.delegation_refused",
+                    actor: "system",
+                    agent: context.agent.as_deref(),
+                    chain: context.chain.as_deref(),
+                    code: &e.code,
+                    detail: &e.error_description,
+                    replay: &context.replay,
+                })
                 .await;
                 Err(e)
             }
@@ -116,10 +120,23 @@ impl Engine {
     async fn try_delegate(
         &self,
         form: TokenExchangeForm,
-        dpop: Option<&str>,
-        context: &mut (Option<String>, Option<String>),
+        dpop: &[&str],
+        context: &mut ExchangeContext,
     ) -> Result<TokenResponse, OAuthError> {
         let invalid = |code: &str, d: String| OAuthError::new("invalid_request", code, d);
+        let dpop = match dpop {
+            [] => "",
+            [one] => one,
+            _ => {
+                return Err(invalid(
+                    "proof.multiple_headers",
+                    format!(
+                        "the request carries {} `DPoP` headers; RFC 9449 section 4.3 allows exactly one",
+                        dpop.len()
+                    ),
+                ))
+            }
+        };
         if form.grant_type != TOKEN_EXCHANGE {
             return Err(OAuthError::new(
                 "unsupported_grant_type",
@@ -161,14 +178,12 @@ impl Engine {
         // The parent: its token, its proof of possession (RFC 9449 section 4.3) bound to this request,
         // its revocation and every ancestor's, its chain's agents; the same verification as a decision.
         let endpoint = self.settings.mandates.token_endpoint();
-        let presented = Presented {
-            token: subject,
-            proof: dpop.unwrap_or_default(),
-            binding: ProofBinding { htm: "POST", htu: &endpoint },
-        };
+        let presented =
+            Presented { token: subject, proof: dpop, binding: ProofBinding { htm: "POST", htu: &endpoint } };
         let verified = self.verify_presented(&presented).await.map_err(|refusal| {
             if let Some(r) = &refusal.record {
-                *context = (Some(r.agent.to_string()), Some(r.chain_id.clone()));
+                context.agent = Some(r.agent.to_string());
+                context.chain = Some(r.chain_id.clone());
             }
             if refusal.is_internal() {
                 return OAuthError::server_error("verifying the subject token");
@@ -183,12 +198,14 @@ impl Engine {
             }
         })?;
         let parent = verified.stored;
-        *context = (Some(parent.record.agent.to_string()), Some(parent.record.chain_id.clone()));
+        context.agent = Some(parent.record.agent.to_string());
+        context.chain = Some(parent.record.chain_id.clone());
+        context.replay.push(verified.replay_key.clone());
         let now = self.now_secs();
 
         // The sub-agent's assertion: signed by its registered key, about itself, for this endpoint.
-        let child = self.verify_actor(actor, &endpoint, now).await?;
-        *context = (Some(child.id.to_string()), context.1.take());
+        let child = self.verify_actor(actor, &endpoint, now, context).await?;
+        context.agent = Some(child.id.to_string());
 
         let delegator = verified
             .agents
@@ -213,7 +230,7 @@ impl Engine {
         let (kid, token) = self.sign(&record).map_err(|e| OAuthError::server_error(&format!("signing: {e}")))?;
         let detail = serde_json::json!({
             "parent_id": parent.record.id, "from": delegator.id, "depth": record.depth, "scope": record.scope,
-            "expires_at": record.expires_at, "max_calls": record.max_calls, "max_depth": record.max_depth, "kid": kid,
+            "expires_at": record.expires_at, "max_calls": record.max_calls, "max_depth": record.max_depth, "kid": kid, "replay": context.replay,
         });
         let actor_id = self.settings.trust_domain.agent_spiffe_id(&delegator.id);
         let mut event = NewEvent::new("mandate.delegated", &actor_id, millis(self.clock.now()), &detail)
@@ -237,15 +254,20 @@ impl Engine {
         })
     }
 
-    fn check_replay(&self, key: &str, now: i64) -> Result<(), OAuthError> {
-        let mut cache = self.replay.lock().unwrap_or_else(|p| p.into_inner());
-        cache.check_and_insert(key, now).map_err(|e| OAuthError::new("invalid_request", e.code(), e.to_string()))
-    }
-
     /// Verifies a sub-agent's assertion: a JWT whose `iss` and `sub` are the agent's SPIFFE id, signed
     /// by the agent's registered key, for `aud` = the token endpoint, fresh and never seen before.
-    async fn verify_actor(&self, token: &str, endpoint: &str, now: i64) -> Result<Agent, OAuthError> {
-        let bad = |code: &str, d: String| OAuthError::new("invalid_request", code, format!("actor_token: {d}"));
+    ///
+    /// Every failure is named `actor.*`, whichever layer found it (decoding, signature, claims,
+    /// replay), so that a refusal blames the sub-agent's assertion and not the parent's mandate.
+    async fn verify_actor(
+        &self,
+        token: &str,
+        endpoint: &str,
+        now: i64,
+        context: &mut ExchangeContext,
+    ) -> Result<Agent, OAuthError> {
+        let bad =
+            |code: &str, d: String| OAuthError::new("invalid_request", &actor_code(code), format!("actor_token: {d}"));
         let raw = RawToken::decode(token, &Limits::PROOF).map_err(|e| bad(e.code(), e.to_string()))?;
         let claimed = raw.danger_unverified_claims().get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         let prefix = format!("spiffe://{}/agent/", self.settings.trust_domain);
@@ -260,12 +282,12 @@ impl Engine {
             .ok_or_else(|| bad("actor.unknown_agent", format!("agent `{id}` is not registered")))?;
         let verified = raw
             .verify_with_key(agent.public_key_jwk.verifying_key(), None)
-            .map_err(|e| bad(&e.code().replace("token.", "actor."), e.to_string()))?;
+            .map_err(|e| bad(e.code(), e.to_string()))?;
         let claims = verified.claims();
         if claims.get("iss").and_then(|v| v.as_str()) != Some(claimed.as_str()) {
             return Err(bad("actor.wrong_issuer", "`iss` must equal `sub`, the agent's SPIFFE id".into()));
         }
-        check_audience(claims, endpoint).map_err(|e| bad(&e.code().replace("token.", "actor."), e.to_string()))?;
+        check_audience(claims, endpoint).map_err(|e| bad(e.code(), e.to_string()))?;
         let rules = TimeRules {
             now,
             skew_secs: self.settings.mandates.clock_skew_secs,
@@ -273,7 +295,7 @@ impl Engine {
             require_iat: true,
             max_lifetime_secs: Some(120),
         };
-        check_time(claims, &rules).map_err(|e| bad(&e.code().replace("token.", "actor."), e.to_string()))?;
+        check_time(claims, &rules).map_err(|e| bad(e.code(), e.to_string()))?;
         // An assertion is fresh like a proof, so the replay cache remembers it for as long as it is
         // acceptable.
         let iat = claims.get("iat").and_then(serde_json::Value::as_i64).unwrap_or(i64::MIN);
@@ -288,7 +310,28 @@ impl Engine {
             .and_then(|v| v.as_str())
             .filter(|j| !j.is_empty() && j.len() <= 128)
             .ok_or_else(|| bad("actor.missing_claim", "`jti` is required".into()))?;
-        self.check_replay(&format!("actor:{id}:{jti}"), now)?;
+        let key = format!("actor:{id}:{jti}");
+        let replayed = self.replay.lock().unwrap_or_else(|p| p.into_inner()).check_and_insert(&key, now);
+        replayed.map_err(|e| bad(e.code(), e.to_string()))?;
+        context.replay.push(key);
         Ok(agent)
+    }
+}
+
+/// What a refused exchange is recorded against: the agent and chain once known, and the proof and
+/// assertion ids it used up.
+#[derive(Debug, Default)]
+struct ExchangeContext {
+    agent: Option<String>,
+    chain: Option<String>,
+    replay: Vec<String>,
+}
+
+/// A reason code of the actor assertion: `actor.` and what follows the failing layer's prefix
+/// (`token.bad_signature` and `proof.replayed` become `actor.bad_signature` and `actor.replayed`).
+fn actor_code(code: &str) -> String {
+    match code.split_once('.') {
+        Some((_, rest)) => format!("actor.{rest}"),
+        None => format!("actor.{code}"),
     }
 }

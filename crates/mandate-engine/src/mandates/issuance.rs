@@ -53,8 +53,16 @@ impl Engine {
             Ok(granted) => Ok(granted),
             Err(e) => {
                 if e.is_client_fault() {
-                    self.refuse("mandate.grant_refused", &actor, Some(&agent_id), None, e.code(), &format!("{e:?}"))
-                        .await;
+                    self.refuse(super::Refused {
+                        kind: "mandate.grant_refused",
+                        actor: &actor,
+                        agent: Some(&agent_id),
+                        chain: None,
+                        code: e.code(),
+                        detail: &format!("{e:?}"),
+                        replay: &[],
+                    })
+                    .await;
                 }
                 Err(e)
             }

@@ -51,17 +51,17 @@ impl Engine {
         Ok((kid, token))
     }
 
-    pub(crate) async fn refuse(
-        &self,
-        kind: &str,
-        actor: &str,
-        agent: Option<&str>,
-        chain: Option<&str>,
-        code: &str,
-        detail: &str,
-    ) {
-        let mut event =
-            NewEvent::new(kind, actor, millis(self.clock.now()), &serde_json::json!({"code": code, "detail": detail}));
+    /// Records a refused request for authority.
+    pub(crate) async fn refuse(&self, refused: Refused<'_>) {
+        let Refused { kind, actor, agent, chain, code, detail, replay } = refused;
+        // `replay`: the proof and assertion ids this request used up, so that a restart remembers them
+        // (see `Engine::load_replay_window`).
+        let detail = if replay.is_empty() {
+            serde_json::json!({"code": code, "detail": detail})
+        } else {
+            serde_json::json!({"code": code, "detail": detail, "replay": replay})
+        };
+        let mut event = NewEvent::new(kind, actor, millis(self.clock.now()), &detail);
         event.agent = agent.map(str::to_owned);
         event.chain_id = chain.map(str::to_owned);
         event.decision = Some("refused".to_owned());
@@ -71,4 +71,22 @@ impl Engine {
         }
         self.metrics.event(kind);
     }
+}
+
+/// A refused request for authority, as its event records it.
+pub(crate) struct Refused<'a> {
+    /// `mandate.grant_refused` or `mandate.delegation_refused`.
+    pub(crate) kind: &'a str,
+    /// Who asked.
+    pub(crate) actor: &'a str,
+    /// The agent concerned, once known.
+    pub(crate) agent: Option<&'a str>,
+    /// The chain concerned, once known.
+    pub(crate) chain: Option<&'a str>,
+    /// The reason code.
+    pub(crate) code: &'a str,
+    /// What was wrong.
+    pub(crate) detail: &'a str,
+    /// The proof and assertion ids the request used up.
+    pub(crate) replay: &'a [String],
 }

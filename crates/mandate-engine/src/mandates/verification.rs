@@ -34,6 +34,9 @@ pub struct VerifiedPresentation {
     pub agents: Vec<Agent>,
     /// The verified proof.
     pub proof: VerifiedProof,
+    /// The replay cache's key for the proof, now used up: what the request's event records so that
+    /// a restart remembers it.
+    pub replay_key: String,
 }
 
 /// Why a presentation was refused: the step that failed, its reasons, and the mandate, when the
@@ -195,7 +198,7 @@ impl Engine {
         if let Err(e) = replayed {
             return Err(refuse("proof", e.code(), e.to_string(), Some(record.depth)));
         }
-        Ok(VerifiedPresentation { stored, chain, agents, proof })
+        Ok(VerifiedPresentation { stored, chain, agents, proof, replay_key })
     }
 
     /// Verifies a mandate token and returns its stored record. Checks the signature (a published

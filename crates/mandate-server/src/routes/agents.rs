@@ -1,7 +1,7 @@
 //! `/v1/agents`: the registry and the agent lifecycle.
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiBytes, ApiError, ApiJson, ApiQuery};
 use crate::routes::agent_id;
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -163,7 +163,7 @@ pub async fn suspend(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<ApiJson<AgentView>, ApiError> {
     act(state, caller, id, LifecycleAction::Suspend, body).await
 }
@@ -178,7 +178,7 @@ pub async fn resume(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<ApiJson<AgentView>, ApiError> {
     act(state, caller, id, LifecycleAction::Resume, body).await
 }
@@ -193,7 +193,7 @@ pub async fn retire(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<ApiJson<AgentView>, ApiError> {
     act(state, caller, id, LifecycleAction::Retire, body).await
 }
@@ -208,7 +208,7 @@ pub async fn certify(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<ApiJson<AgentView>, ApiError> {
     act(state, caller, id, LifecycleAction::Certify, body).await
 }

@@ -1,7 +1,7 @@
 //! `/v1/authorize`, `/v1/approvals`, `/v1/policies` and `/v1/tools`.
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiBytes, ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -285,7 +285,7 @@ pub async fn get_policies(State(state): State<AppState>, caller: Caller) -> Resu
 pub async fn put_policies(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<ApiJson<PolicySetView>, ApiError> {
     caller.require_admin("replacing the policy set")?;
     let (version, set) = state.replace_policies(&caller.principal(), &policy_text(&body)?).await?;

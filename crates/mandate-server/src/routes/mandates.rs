@@ -2,7 +2,7 @@
 //! delegating, revoking and inspecting mandates, and the keys that verify them.
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiBytes, ApiError, ApiJson};
 use crate::routes::human_id;
 use crate::state::AppState;
 use axum::body::Bytes as Body;
@@ -189,13 +189,21 @@ pub async fn revoke_human(
     request_body(content = TokenExchangeForm, content_type = "application/x-www-form-urlencoded"),
     params(("DPoP" = String, Header, description = "proof of possession of the parent mandate's key (RFC 9449)")),
     responses((status = 200, body = TokenResponse), (status = 400, body = OAuthError)))]
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> axum::response::Response {
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> axum::response::Response {
     let form: TokenExchangeForm = match serde_urlencoded_form(&body) {
         Ok(f) => f,
         Err(e) => return oauth_error(e),
     };
-    let dpop = headers.get("dpop").and_then(|v| v.to_str().ok());
-    match state.delegate(form, dpop).await {
+    // Every `DPoP` header, so that the engine can refuse more than one (RFC 9449 section 4.3); a value
+    // that is not text is passed on as it reads, and fails as a malformed proof.
+    let dpop: Vec<String> =
+        headers.get_all("dpop").iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+    let dpop: Vec<&str> = dpop.iter().map(String::as_str).collect();
+    match state.delegate(form, &dpop).await {
         Ok(r) => ([("cache-control", "no-store")], axum::Json(r)).into_response(),
         Err(e) => oauth_error(e),
     }

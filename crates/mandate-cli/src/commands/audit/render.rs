@@ -2,6 +2,7 @@
 //! an event's detail. Written to be read without the docs: every line says who did what.
 
 use crate::commands::cell;
+use crate::table::visible_json;
 use serde_json::Value;
 use std::fmt::Write as _;
 
@@ -59,7 +60,12 @@ fn reason_codes(reasons: &Value) -> String {
 
 /// The detail of an event in a few words, for `audit tail`.
 pub fn summary(e: &Value) -> String {
-    let detail: Value = e["detail"].as_str().and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
+    let e = &visible_json(e);
+    let detail: Value = e["detail"]
+        .as_str()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .map(|d| visible_json(&d))
+        .unwrap_or(Value::Null);
     let text = match e["kind"].as_str().unwrap_or_default() {
         "decision" => {
             let approval = detail["approval_id"].as_str().map(|a| format!(" approval {a}")).unwrap_or_default();
@@ -204,6 +210,7 @@ fn node(out: &mut String, n: &Value, prefix: &str, last: bool) {
 
 /// `mandate audit chain`.
 pub fn chain(story: &Value) -> String {
+    let story = &visible_json(story);
     let mut out = String::new();
     let d = &story["decisions"];
     let _ = writeln!(out, "Chain {}, started by {}", cell(&story["chain_id"]), cell(&story["root"]));
@@ -266,6 +273,7 @@ fn calls(v: &Value) -> [String; 3] {
 
 /// `mandate audit blast-radius`.
 pub fn blast_radius(r: &Value) -> String {
+    let r = &visible_json(r);
     let mut out = String::new();
     let scope = &r["scope"];
     let since = if r["since_ms"].is_null() { String::new() } else { format!(" since {}", at(&r["since_ms"])) };
