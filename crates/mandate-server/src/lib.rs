@@ -61,6 +61,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use routes::{agents, audit, decisions, humans, mandates, review, system};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
         .routes(routes!(metrics::metrics))
         .routes(routes!(agents::register, agents::list))
         .routes(routes!(agents::show, agents::update))

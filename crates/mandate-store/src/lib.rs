@@ -218,6 +218,11 @@ pub trait Store: Ledger + Send + Sync + 'static {
     /// revocation cache).
     async fn revoked_unexpired(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
 
+    /// Whether the store can take an append now: a read works, the ledger writer runs, and its last
+    /// batch committed (when it did not, a small write through the writer is tried, so that
+    /// readiness comes back once the fault clears even when no append is waiting). For `/readyz`.
+    async fn ready(&self) -> Result<(), StoreError>;
+
     /// A value from the store's own settings (such as the demo marker).
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets a value in the store's own settings.

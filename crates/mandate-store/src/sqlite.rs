@@ -534,6 +534,25 @@ impl Store for SqliteStore {
             .map_err(db)
     }
 
+    async fn ready(&self) -> Result<(), StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.reader).await.map_err(db)?;
+        if !self.group.running() {
+            return Err(StoreError::Database("the ledger writer has stopped".into()));
+        }
+        if !self.group.healthy() {
+            // The last batch failed. A write through the same connection, durable like an append,
+            // tells whether the fault is gone; it changes only the store's own bookkeeping.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            sqlx::query("INSERT INTO meta (key, value) VALUES ('ready_probe', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(now.to_string())
+                .execute(&self.writer)
+                .await
+                .map_err(db)?;
+            self.group.mark_healthy();
+        }
+        Ok(())
+    }
+
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(key)

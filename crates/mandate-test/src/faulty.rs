@@ -192,6 +192,13 @@ impl Store for FaultyStore {
         self.read()?;
         self.inner.revoked_unexpired(now).await
     }
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.read()?;
+        if self.faults.fail_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Database("injected: the write failed".into()));
+        }
+        self.inner.ready().await
+    }
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.read()?;
         self.inner.meta(key).await

@@ -1,4 +1,4 @@
-//! `/healthz` and `/openapi.json`.
+//! `/healthz`, `/readyz` and `/openapi.json`.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -19,6 +19,28 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// Readiness: `200` only while the store answers and the ledger writer can take an append, so that a
+/// load balancer sends no agent to a node whose every decision would be denied for want of a ledger.
+/// `503` with `server.not_ready` otherwise. Unlike `/healthz` (liveness: the process answers), a
+/// node that is not ready should not be restarted for it: it recovers by itself when the fault clears.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
+pub async fn readyz(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+) -> Result<axum::Json<Health>, crate::error::ApiError> {
+    match state.store.ready().await {
+        Ok(()) => Ok(axum::Json(Health { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() })),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            Err(crate::error::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "server.not_ready",
+                "the store cannot take an append now; the server's log says why",
+            ))
+        }
+    }
 }
 
 /// The OpenAPI document, rendered once at start.

@@ -28,6 +28,8 @@ use crate::StoreError;
 use mandate_core::event::{chain_hash, NewEvent, GENESIS_HASH};
 use sqlx::pool::PoolConnection;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -43,12 +45,18 @@ const HOLD: Duration = Duration::from_millis(5);
 enum Job {
     Append(NewEvent, Reply),
     Close(oneshot::Sender<()>),
+    /// Makes the writer task panic, for the test of its supervision.
+    #[cfg(test)]
+    Panic,
 }
 
 /// The handle appenders hold; clones share one writer task.
 #[derive(Clone)]
 pub(crate) struct GroupCommit {
     jobs: mpsc::Sender<Job>,
+    /// Whether the last batch committed: false from a failed batch until one commits again (or a
+    /// readiness probe writes). Appends are tried whatever it says: it is a report, not a gate.
+    healthy: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -71,8 +79,30 @@ impl GroupCommit {
     pub(crate) fn start(writer: SqlitePool, max_batch: usize) -> Self {
         let max_batch = max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch.saturating_mul(4).max(1024));
-        tokio::spawn(run(writer, queue, max_batch));
-        Self { jobs }
+        let healthy = Arc::new(AtomicBool::new(true));
+        tokio::spawn(supervise(writer, queue, max_batch, healthy.clone()));
+        Self { jobs, healthy }
+    }
+
+    /// Whether the last batch committed.
+    pub(crate) fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+
+    /// Records that a write through the writer connection committed (a readiness probe).
+    pub(crate) fn mark_healthy(&self) {
+        self.healthy.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes the writer task panic (see [`supervise`]).
+    #[cfg(test)]
+    pub(crate) async fn panic_for_test(&self) {
+        let _ = self.jobs.send(Job::Panic).await;
+    }
+
+    /// Whether the writer task still takes jobs.
+    pub(crate) fn running(&self) -> bool {
+        !self.jobs.is_closed()
     }
 
     /// Appends `event` and returns its sequence number once it is durable.
@@ -91,7 +121,37 @@ impl GroupCommit {
     }
 }
 
-async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
+/// Runs the writer task, and starts it again should it ever panic (a bug, or a driver's), so that one
+/// bad batch cannot stop the ledger for good: the queue outlives the task (a tokio mutex is not
+/// poisoned by a panic), the appenders of the lost batch are told it failed (their replies are
+/// dropped), and the next batch starts on a fresh connection and a head read from the table.
+async fn supervise(writer: SqlitePool, queue: mpsc::Receiver<Job>, max_batch: usize, healthy: Arc<AtomicBool>) {
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    loop {
+        let task = tokio::spawn(run(writer.clone(), queue.clone(), max_batch, healthy.clone()));
+        match task.await {
+            Err(e) if e.is_panic() => {
+                healthy.store(false, Ordering::SeqCst);
+                tracing::error!("the ledger writer panicked; starting it again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Closed on request, or the runtime is shutting down.
+            _ => return,
+        }
+    }
+}
+
+/// The writer task. A failed batch fails its appenders and nothing else: the loop goes on, the next
+/// batch takes a fresh connection (a failed one is closed, never reused in an unknown state) and
+/// reads the head again, so the writer recovers by itself once the fault (a full disk, a lost file
+/// descriptor) clears. It ends only on `close`.
+async fn run(
+    writer: SqlitePool,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut queue = queue.lock().await;
     let mut jobs = Vec::with_capacity(max_batch);
     let mut head = None;
     // The writer connection, while this writer holds it, and since when.
@@ -118,6 +178,9 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, max_batch: usiz
                     let _ = reply.send(Err(stopped()));
                 }
                 Job::Close(ack) => close = Some(ack),
+                #[cfg(test)]
+                #[allow(clippy::panic)]
+                Job::Panic => panic!("the writer task panics, as a test asked"),
             }
         }
         if !events.is_empty() {
@@ -135,6 +198,7 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, max_batch: usiz
                 }
                 Err(e) => Err(e),
             };
+            healthy.store(committed.is_ok(), Ordering::SeqCst);
             match committed {
                 Ok(first) => {
                     for (seq, reply) in (first..).zip(replies) {

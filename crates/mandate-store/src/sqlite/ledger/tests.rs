@@ -345,3 +345,28 @@ async fn queries_filter_by_what_events_concern() {
     assert_eq!(store.chains_reached(&Reach::Agent("reconciler".into())).await.unwrap(), vec!["c1".to_owned()]);
     assert_eq!(store.chains_reached(&Reach::Root("user:bob@example.org".into())).await.unwrap(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_panics_is_started_again_and_the_chain_stays_whole() {
+    let (_dir, _path, store) = open().await;
+    let first = store.append_event(decision(1, "a", "c", "m", "erp/x", "allow")).await.unwrap();
+    store.group.panic_for_test().await;
+    // Appends go on: the supervisor starts the writer again on the same queue.
+    let mut seqs = vec![first];
+    for n in 2..6 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match store.append_event(decision(n, "a", "c", "m", "erp/x", "allow")).await {
+                Ok(seq) => {
+                    seqs.push(seq);
+                    break;
+                }
+                // Appends queued with the panicking batch fail; none is lost silently.
+                Err(_) => assert!(std::time::Instant::now() < deadline, "the writer did not come back"),
+            }
+        }
+    }
+    assert_eq!(seqs, (first..first + 5).collect::<Vec<_>>(), "gapless after the restart of the writer");
+    store.ready().await.unwrap();
+    assert!(store.verify(&any_key()).await.unwrap().ok);
+}
