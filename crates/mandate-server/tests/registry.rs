@@ -356,6 +356,7 @@ fn openapi_describes_every_route() {
         ("/v1/policies/validate", "post"),
         ("/v1/tools", "get"),
         ("/v1/tools/{server}/{tool}", "put"),
+        ("/readyz", "get"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
