@@ -179,6 +179,14 @@ pub struct MandatesSection {
 pub struct ServerSection {
     /// The largest request body accepted, in bytes (default 65536).
     pub max_body_bytes: Option<usize>,
+    /// Refused requests that name no mandate one source address may cause per second, on average,
+    /// before it is answered `429` (default 20).
+    pub refusals_per_second: Option<u32>,
+    /// How many such refusals a source may cause in a burst (default 200).
+    pub refusal_burst: Option<u32>,
+    /// How often their counts are written to the ledger as one `refusal.summary` event, in seconds
+    /// (default 10).
+    pub refusal_summary_seconds: Option<u32>,
 }
 
 /// `[review]`.
@@ -272,6 +280,20 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
         bail!("server.max_body_bytes: {max_body_bytes} must be between 1024 and 16777216");
     }
+    let refusals = mandate_engine::refusals::RefusalSettings {
+        per_source_per_sec: file.server.refusals_per_second.unwrap_or(20),
+        burst: file.server.refusal_burst.unwrap_or(200),
+        summary_every_secs: file.server.refusal_summary_seconds.unwrap_or(10),
+    };
+    if !(1..=1_000_000).contains(&refusals.per_source_per_sec) {
+        bail!("server.refusals_per_second: {} must be between 1 and 1000000", refusals.per_source_per_sec);
+    }
+    if !(1..=1_000_000).contains(&refusals.burst) {
+        bail!("server.refusal_burst: {} must be between 1 and 1000000", refusals.burst);
+    }
+    if !(1..=3600).contains(&refusals.summary_every_secs) {
+        bail!("server.refusal_summary_seconds: {} must be between 1 and 3600", refusals.summary_every_secs);
+    }
     let stale_after_days = file.review.stale_after_days.unwrap_or(30);
     if !(1..=3650).contains(&stale_after_days) {
         bail!("review.stale_after_days: {stale_after_days} must be between 1 and 3650");
@@ -291,6 +313,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
             max_body_bytes,
             mandates,
             oidc,
+            refusals,
             arguments: mandate_engine::engine::ArgumentRetention {
                 keep: file.ledger.keep_arguments.unwrap_or(false),
                 redact: file

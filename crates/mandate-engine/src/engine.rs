@@ -28,6 +28,8 @@ pub struct Settings {
     pub arguments: ArgumentRetention,
     /// The IdP whose OIDC ID tokens authenticate humans; `None` accepts API keys only.
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// How refusals that name no mandate are limited per source and summarised.
+    pub refusals: crate::refusals::RefusalSettings,
 }
 
 /// What the ledger keeps of a call's arguments. By default only their SHA-256 and size; with `keep`,
@@ -265,6 +267,8 @@ pub struct Engine {
     pub catalogue: Arc<crate::catalogue::Catalogue>,
     /// Verified mandate tokens.
     pub tokens: Arc<TokenCache>,
+    /// Refusals that name no mandate, counted per source.
+    pub refusals: Arc<crate::refusals::Refusals>,
     /// Agents and humans, for decisions.
     pub registry: Arc<RegistryCache>,
     /// The OIDC issuer humans authenticate with, when configured; its keys can be replaced while
@@ -285,6 +289,7 @@ impl Engine {
         let window = settings.mandates.proof_max_age_secs + 2 * settings.mandates.clock_skew_secs;
         let settings_replay_capacity = settings.mandates.replay_cache_capacity;
         let oidc = settings.oidc.clone().map(|config| Arc::new(crate::oidc::OidcAuthenticator::new(config)));
+        let refusals = Arc::new(crate::refusals::Refusals::new(settings.refusals));
         Self {
             decisions: store.clone(),
             store,
@@ -299,6 +304,7 @@ impl Engine {
             behaviour: Arc::default(),
             catalogue: Arc::default(),
             tokens: Arc::default(),
+            refusals,
             registry: Arc::default(),
             oidc,
         }

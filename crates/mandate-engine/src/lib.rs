@@ -37,6 +37,7 @@ pub mod mandates;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;
+pub mod refusals;
 pub mod registry;
 pub mod replay;
 

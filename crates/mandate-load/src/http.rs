@@ -65,6 +65,16 @@ impl Conn {
         Ok(Self { stream, host: target.host.clone(), buf: Vec::with_capacity(8192), request: Vec::with_capacity(4096) })
     }
 
+    /// Connects to `target` from the loopback address `source` (another source, as the server sees it).
+    pub async fn connect_from(target: &Target, source: std::net::Ipv4Addr) -> anyhow::Result<Self> {
+        anyhow::ensure!(source.is_loopback(), "the flood's source must be a loopback address");
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from((source, 0)))?;
+        let stream = socket.connect(target.addr).await.with_context(|| format!("connecting to {}", target.addr))?;
+        stream.set_nodelay(true)?;
+        Ok(Self { stream, host: target.host.clone(), buf: Vec::with_capacity(8192), request: Vec::with_capacity(4096) })
+    }
+
     /// Sends one request and reads its answer. `body` is JSON when given.
     pub async fn send(
         &mut self,

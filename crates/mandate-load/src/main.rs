@@ -74,6 +74,10 @@ struct Args {
     /// Cores used by other processes above which a level counts as disturbed.
     #[arg(long, default_value_t = 0.15)]
     disturbed: f64,
+    /// Connections flooding the server with garbage from other loopback addresses beside the
+    /// clients (0: none), to measure what a flood costs real agents.
+    #[arg(long, default_value_t = 0)]
+    flood: usize,
     /// Run each level this many times and report the run with the median rate (with every run's
     /// rate beside it): runs on a virtual machine vary by several percent.
     #[arg(long, default_value_t = 1)]
@@ -229,6 +233,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             proofs_per_client: per_client,
             shared_mandate: args.shared_mandate,
             request_timeout: REQUEST_TIMEOUT,
+            flood: args.flood,
         };
         let mut runs = Vec::new();
         for repeat in 0..args.repeats.clamp(1, MAX_REPEATS) {
@@ -282,12 +287,12 @@ fn summary(r: &LevelResult) -> String {
 /// The results as a Markdown table.
 fn table(results: &[LevelResult]) -> String {
     let mut out = String::from(
-        "| clients | mandates | decisions/s | p50 ms | p90 ms | p99 ms | max ms | allowed | denied | http errors | io errors | server cores | client cores | other cores |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| clients | mandates | decisions/s | p50 ms | p90 ms | p99 ms | max ms | allowed | denied | http errors | io errors | flood sent | flood 429 | server cores | client cores | other cores |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         out.push_str(&format!(
-            "| {} | {} | {:.0}{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |\n",
+            "| {} | {} | {:.0}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |\n",
             r.clients,
             r.mandates,
             r.decisions_per_sec,
@@ -300,6 +305,8 @@ fn table(results: &[LevelResult]) -> String {
             r.denied,
             r.http_errors,
             r.io_errors,
+            r.flood_requests,
+            r.flood_limited,
             r.server_cores,
             r.client_cores,
             r.other_cores

@@ -28,6 +28,10 @@ pub struct LevelPlan {
     pub shared_mandate: bool,
     /// A request that takes longer than this counts as an error.
     pub request_timeout: Duration,
+    /// Connections that send garbage (a token that names no mandate) as fast as they can, from
+    /// other loopback addresses (127.0.0.2 and up), beside the clients: an attacker who can reach
+    /// the port.
+    pub flood: usize,
 }
 
 /// What a level measured. Latencies in microseconds, over calls started inside the window.
@@ -72,6 +76,10 @@ pub struct LevelResult {
     /// Runs of this level made to get one that other processes did not disturb (1 when the first was
     /// clean).
     pub attempts: u32,
+    /// Garbage requests the flood sent in the window.
+    pub flood_requests: u64,
+    /// Of those, answered `429`.
+    pub flood_limited: u64,
     /// The rate of every run of this level when it was repeated, lowest first (this result is the
     /// median one).
     pub rates: Vec<f64>,
@@ -131,7 +139,7 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
 
     // One thread for every client: the load generator never takes more than one of the two cores.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (results, window, cpu_before, cpu_after) = runtime.block_on(async {
+    let (results, window, cpu_before, cpu_after, flooded) = runtime.block_on(async {
         let mut conns = Vec::with_capacity(plan.clients);
         for _ in 0..plan.clients {
             conns.push(Conn::connect(target).await?);
@@ -139,6 +147,9 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
         let start = Instant::now();
         let measure_from = start + plan.warmup;
         let end = measure_from + plan.duration;
+        let flood: Vec<_> = (0..plan.flood)
+            .map(|k| tokio::spawn(flooder(target.clone(), k, measure_from, end, plan.request_timeout)))
+            .collect();
         let mut tasks = Vec::with_capacity(plan.clients);
         for (conn, (token, pool)) in conns.into_iter().zip(pools) {
             let target = target.clone();
@@ -156,7 +167,12 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
         for t in tasks {
             results.push(t.await.context("a client task failed")?);
         }
-        anyhow::Ok((results, window, cpu_before, cpu_after))
+        let mut flooded = (0, 0);
+        for f in flood {
+            let (sent, limited) = f.await.context("a flood task failed")?;
+            flooded = (flooded.0 + sent, flooded.1 + limited);
+        }
+        anyhow::Ok((results, window, cpu_before, cpu_after, flooded))
     })?;
 
     let mut latencies: Vec<u32> = Vec::new();
@@ -202,8 +218,33 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
         proofs_exhausted: total.exhausted,
         first_error: total.first_error,
         attempts: 1,
+        flood_requests: flooded.0,
+        flood_limited: flooded.1,
         rates: vec![total.allowed as f64 / secs],
     })
+}
+
+/// One flood connection from 127.0.0.(2 + k % 8): garbage `POST /v1/authorize` requests back to back
+/// until `end`; returns how many it sent inside the window and how many were answered `429`.
+async fn flooder(target: Target, k: usize, measure_from: Instant, end: Instant, timeout: Duration) -> (u64, u64) {
+    let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + u8::try_from(k % 8).unwrap_or(0));
+    let body = br#"{"token":"garbage.garbage.garbage","proof":"x","tool":"load/flood","arguments":{}}"#;
+    let (mut sent, mut limited) = (0, 0);
+    while Instant::now() < end {
+        let Ok(mut conn) = Conn::connect_from(&target, source).await else { return (sent, limited) };
+        while Instant::now() < end {
+            let measured = Instant::now() >= measure_from;
+            match tokio::time::timeout(timeout, conn.send("POST", "/v1/authorize", None, Some(body))).await {
+                Ok(Ok(a)) => {
+                    sent += u64::from(measured);
+                    limited += u64::from(measured && a.status == 429);
+                }
+                // Reconnect.
+                _ => break,
+            }
+        }
+    }
+    (sent, limited)
 }
 
 /// One client: calls until `end` (or until its proofs run out), counting only calls started at or

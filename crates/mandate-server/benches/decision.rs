@@ -185,13 +185,14 @@ impl Fixture {
             token: &request.token,
             proof: &request.proof,
             binding: ProofBinding { htm: "POST", htu: &self.authorize_url },
+            source: None,
         };
         self.state.decide(&presented, &call, false).await
     }
 
     fn authorize(&self, request: &CallInputs) -> Value {
         let d = self.runtime.block_on(self.decide(request));
-        json!({"decision": d.verdict.as_str(), "risk": {"score": d.risk.score, "signals": d.risk.signals}})
+        json!({"decision": d.verdict.as_str(), "policies": d.policies, "risk": {"score": d.risk.score, "signals": d.risk.signals}})
     }
 }
 

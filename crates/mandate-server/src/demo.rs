@@ -245,8 +245,12 @@ async fn story(state: &AppState, keys: &std::collections::HashMap<String, Signin
                 .map_err(|e| fail("arguments", e.to_string()))?;
             let call = Call { tool, arguments, resource, approval_id: None };
             let proof = proof?;
-            let presented =
-                Presented { token: &token, proof: &proof, binding: ProofBinding { htm: "POST", htu: &endpoint } };
+            let presented = Presented {
+                token: &token,
+                proof: &proof,
+                binding: ProofBinding { htm: "POST", htu: &endpoint },
+                source: None,
+            };
             Ok::<_, StartError>(state.decide(&presented, &call, false).await)
         }
     };
@@ -305,7 +309,7 @@ async fn story(state: &AppState, keys: &std::collections::HashMap<String, Signin
         max_calls: Some(20),
         max_depth: None,
     };
-    let child = state.delegate(form, &[proof.as_str()]).await.map_err(|e| fail("delegate", format!("{e:?}")))?;
+    let child = state.delegate(form, &[proof.as_str()], None).await.map_err(|e| fail("delegate", format!("{e:?}")))?;
     call(
         &child.access_token,
         "reconciler",

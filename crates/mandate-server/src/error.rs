@@ -196,6 +196,35 @@ fn too_large() -> ApiError {
     )
 }
 
+/// The address a request came from (the TCP peer), when the server was started with it: behind a
+/// proxy this is the proxy's address.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Source(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(Self(peer.map(|c| c.0.ip())))
+    }
+}
+
+/// `429` with `request.rate_limited` and `Retry-After`: a source that sent too many requests naming no
+/// mandate waits before it is served again.
+pub fn rate_limited(retry_after_secs: u32) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "request.rate_limited",
+        format!("too many refused requests that name no mandate came from this address; retry in {retry_after_secs} s"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
 /// A query string whose rejections are problem documents.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);

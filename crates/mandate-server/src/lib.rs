@@ -289,9 +289,16 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let app = app(self.state.clone());
         let checkpointer = mandate_engine::ledger::spawn_checkpointer(self.state.engine.clone(), self.ledger);
+        let summaries = mandate_engine::refusals::spawn_summaries(self.state.engine.clone());
         tracing::info!(addr = %self.addr, "listening");
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        // The peer's address reaches handlers (`ConnectInfo`), for the limits per source.
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
         checkpointer.abort();
+        summaries.abort();
+        if let Err(e) = self.state.summarise_refusals().await {
+            tracing::warn!(error = %e, "the last refusal summary could not be written");
+        }
         // After a clean stop the whole ledger is covered by a signed checkpoint.
         if let Err(e) = self.state.checkpoint().await {
             tracing::warn!(error = %e, "the last ledger checkpoint failed");

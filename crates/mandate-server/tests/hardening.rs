@@ -189,11 +189,23 @@ fn argument_values_are_kept_only_when_asked_and_then_redacted() {
 /// Sends `POST /oauth/token` as raw HTTP/1.1, so that a test can put in what no client library
 /// would send (two `DPoP` headers, a huge form). Returns the status, the content type and the body.
 fn raw_token_request(server: &TestServer, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Value) {
+    raw_request(server, "POST /oauth/token", "application/x-www-form-urlencoded", headers, body)
+}
+
+/// Sends one request as raw HTTP/1.1 and reads the answer even when the server answers before it
+/// has read the whole body (as it does for a body over the limit).
+fn raw_request(
+    server: &TestServer,
+    line: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Value) {
     use std::io::{Read, Write};
     let addr = server.url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let mut request = format!(
-        "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{line} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in headers {
@@ -240,12 +252,8 @@ fn a_request_with_two_dpop_headers_is_refused_and_recorded() {
     let (status, _, body) = raw_token_request(&server, &[("DPoP", &good), ("DPoP", &other)], form.as_bytes());
     assert_eq!((status, body["code"].as_str()), (400, Some("proof.multiple_headers")), "{body}");
     assert_eq!(body["error"], "invalid_request");
-    let (_, events) = server.admin().get("/v1/audit?kind=mandate.delegation_refused");
-    assert!(events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["detail"].as_str().unwrap().contains("proof.multiple_headers")));
+    // Refused before any mandate verified: counted in the refusal summary of its source.
+    wait_for_summary(&server, "proof.multiple_headers");
     // One header, the same proof: accepted (the first request used nothing up).
     let (status, _, body) = raw_token_request(&server, &[("DPoP", &good)], form.as_bytes());
     assert_eq!(status, 200, "{body}");
@@ -279,14 +287,12 @@ fn a_body_over_the_limit_is_a_problem_document_on_every_route() {
     let (status, content_type, body) = raw_token_request(&server, &[], &huge);
     assert_eq!((status, content_type.as_str()), (413, "application/problem+json"), "{body}");
     assert_eq!(body["code"], "request.too_large");
-    let admin = server.admin();
-    for (method, path) in
-        [("PUT", "/v1/policies"), ("POST", "/v1/agents/finance-close/suspend"), ("POST", "/v1/agents")]
-    {
-        let r = admin.raw(method, path, Some(std::str::from_utf8(&huge).unwrap()));
-        assert_eq!(r.status(), 413, "{method} {path}");
-        assert_eq!(r.header("content-type"), Some("application/problem+json"), "{method} {path}");
-        assert_eq!(r.into_json::<Value>().unwrap()["code"], "request.too_large", "{method} {path}");
+    let bearer = format!("Bearer {}", mandate_test::ADMIN_TOKEN);
+    for line in ["PUT /v1/policies", "POST /v1/agents/finance-close/suspend", "POST /v1/agents", "POST /v1/authorize"] {
+        let (status, content_type, body) =
+            raw_request(&server, line, "application/json", &[("Authorization", &bearer)], &huge);
+        assert_eq!((status, content_type.as_str()), (413, "application/problem+json"), "{line}: {body}");
+        assert_eq!(body["code"], "request.too_large", "{line}");
     }
 }
 
@@ -326,4 +332,69 @@ fn a_proof_or_assertion_used_before_a_restart_is_refused_after_it() {
     let fresh = proof(1, "POST", AUTHORIZE, &parent, server.clock.now_secs(), &jti());
     let call = json!({"token": parent, "proof": fresh, "tool": "erp/read_ledger", "arguments": {}});
     assert_eq!(anon.post("/v1/authorize", &call).1["decision"], "allow");
+}
+
+/// Waits (the test servers summarise every second) for a `refusal.summary` that counts `code`.
+fn wait_for_summary(server: &TestServer, code: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, events) = server.admin().get("/v1/audit?kind=refusal.summary&limit=100");
+        let found = events["events"].as_array().unwrap().iter().rev().find_map(|e| {
+            let detail: Value = serde_json::from_str(e["detail"].as_str().unwrap()).unwrap();
+            detail["sources"].as_array().unwrap().iter().any(|s| s["codes"].get(code).is_some()).then_some(detail)
+        });
+        if let Some(detail) = found {
+            return detail;
+        }
+        if std::time::Instant::now() >= deadline {
+            let (_, all) = server.admin().get("/v1/audit?kind=refusal.summary&limit=100");
+            panic!("no refusal summary counted `{code}`: {all}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_flood_of_garbage_is_summarised_not_recorded_one_by_one_and_its_source_is_limited() {
+    let (_dir, server, alice) = setup();
+    let token = grant(&alice, json!({}))["token"].as_str().unwrap().to_owned();
+    let admin = server.admin();
+    let head = |admin: &mandate_test::Client| {
+        admin.get("/v1/audit?newest=true&limit=1").1["events"][0]["seq"].as_i64().unwrap()
+    };
+    let before = head(&admin);
+    let anon = server.client(None);
+    let garbage = json!({"token": "garbage.token.here", "proof": "x", "tool": "erp/read_ledger"});
+    let (mut denied, mut limited) = (0, 0);
+    for _ in 0..500 {
+        let r = anon.raw("POST", "/v1/authorize", Some(&garbage.to_string()));
+        match r.status() {
+            200 => denied += 1,
+            429 => {
+                assert!(r.header("retry-after").is_some());
+                assert_eq!(r.header("content-type"), Some("application/problem+json"));
+                assert_eq!(r.into_json::<Value>().unwrap()["code"], "request.rate_limited");
+                limited += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // The test servers allow a burst of 200 such refusals per source, then 20 a second.
+    assert!(denied >= 200 && limited > 0, "denied {denied}, limited {limited}");
+    let summary = wait_for_summary(&server, "token.bad_encoding");
+    let after = head(&admin);
+    assert!(after - before <= 3, "500 garbage requests grew the ledger by {} events", after - before);
+    assert_eq!(summary["sources"][0]["source"], "127.0.0.1");
+    assert!(summary["sources"][0]["limited"].as_u64().unwrap() > 0, "{summary}");
+
+    // A real agent's refusal is still one event of its own: a replayed proof names its mandate.
+    server.clock.advance(time::Duration::seconds(60));
+    let t = server.clock.now_secs();
+    let once = proof(1, "POST", AUTHORIZE, &token, t, &jti());
+    let call = json!({"token": token, "proof": once, "tool": "erp/read_ledger", "arguments": {}});
+    let first = anon.post("/v1/authorize", &call).1;
+    assert_eq!(first["decision"], "allow", "the source's bucket refilled with the clock: {first}");
+    let replay = anon.post("/v1/authorize", &call).1;
+    assert_eq!(replay["reasons"][0]["code"], "proof.replayed");
+    assert!(replay["ledger_seq"].as_i64().is_some(), "a refusal of a verified mandate is recorded: {replay}");
 }

@@ -97,7 +97,7 @@ impl Org {
             max_depth: None,
         };
         let dpop = proof(1, "POST", TOKEN_ENDPOINT, parent, t, &jti());
-        let r = self.state.delegate(form, &[dpop.as_str()]).await.unwrap();
+        let r = self.state.delegate(form, &[dpop.as_str()], None).await.unwrap();
         (r.mandate_id, r.access_token)
     }
 
@@ -110,7 +110,7 @@ impl Org {
             approval_id: None,
         };
         let dpop = proof(seed, "POST", proof_htu, token, self.clock.now_secs(), &jti());
-        let presented = Presented { token, proof: &dpop, binding: ProofBinding { htm: "POST", htu } };
+        let presented = Presented { token, proof: &dpop, binding: ProofBinding { htm: "POST", htu }, source: None };
         self.state.decide(&presented, &call, false).await
     }
 
@@ -260,7 +260,7 @@ async fn a_store_fault_reaches_the_agent_as_a_documented_code_with_nothing_of_th
         max_depth: None,
     };
     let dpop = proof(1, "POST", TOKEN_ENDPOINT, &token, t, &jti());
-    let e = org.state.delegate(form, &[dpop.as_str()]).await.unwrap_err();
+    let e = org.state.delegate(form, &[dpop.as_str()], None).await.unwrap_err();
     assert!(e.is_server_error(), "{e:?}");
     assert_eq!((e.error.as_str(), e.code.as_str()), ("server_error", "internal.error"));
     assert!(!e.error_description.contains("injected"), "{e:?}");

@@ -66,6 +66,11 @@ pub fn settings() -> Settings {
             clock_skew_secs: 30,
         },
         oidc: None,
+        refusals: mandate_engine::refusals::RefusalSettings {
+            per_source_per_sec: 20,
+            burst: 200,
+            summary_every_secs: 1,
+        },
     }
 }
 

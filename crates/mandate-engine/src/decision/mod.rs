@@ -35,6 +35,9 @@ pub struct Presented<'a> {
     pub proof: &'a str,
     /// The request the proof must be bound to.
     pub binding: ProofBinding<'a>,
+    /// Where the request came from, as the front door saw it: refusals that name no mandate are
+    /// counted and limited per source (see [`crate::refusals`]).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// The request a proof must name (RFC 9449 section 4.3): its method and its URL, as the front door
@@ -185,7 +188,7 @@ impl Engine {
         let started = std::time::Instant::now();
         let mut ctx = Ctx::new(explain);
         let verdict = self.evaluate(presented, call, &mut ctx).await;
-        let decision = self.record_decision(call, ctx, verdict).await;
+        let decision = self.record_decision(call, ctx, verdict, presented.source).await;
         self.metrics.decision(decision.verdict.as_str(), started.elapsed().as_secs_f64());
         decision
     }

@@ -9,7 +9,13 @@ use mandate_core::event::NewEvent;
 use mandate_core::mandate::{Action, MandateRecord};
 
 impl Engine {
-    pub(crate) async fn record_decision(&self, call: &Call, mut ctx: Ctx, step: Step) -> Decision {
+    pub(crate) async fn record_decision(
+        &self,
+        call: &Call,
+        mut ctx: Ctx,
+        step: Step,
+        source: Option<std::net::IpAddr>,
+    ) -> Decision {
         let verdict = match step {
             Step::Allow => Verdict::Allow,
             Step::Deny => Verdict::Deny,
@@ -24,6 +30,26 @@ impl Engine {
             );
         }
         let record = ctx.record.clone();
+        if record.is_none() {
+            // The token named no mandate that verified: nobody to hold to it, so it is counted per
+            // source and summarised, not recorded one fsync each (see `crate::refusals`).
+            let code = ctx.reasons.first().map_or("token.malformed", |r| r.code.as_str());
+            self.refusals.count(source, code, millis(self.clock.now()));
+            ctx.step("ledger", "skipped", || "a refusal that names no mandate: counted in the next refusal summary");
+            tracing::info!(decision = "deny", reasons = ?ctx.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(), "decision without a mandate");
+            let explain = ctx.explain.then_some(ctx.steps);
+            return Decision {
+                verdict: Verdict::Deny,
+                reasons: ctx.reasons,
+                policies: ctx.policies,
+                risk: ctx.risk,
+                ledger_seq: None,
+                approval_id: None,
+                mandate_id: None,
+                chain_id: None,
+                explain,
+            };
+        }
         let actor = match &record {
             Some(r) => self.settings.trust_domain.agent_spiffe_id(&r.agent),
             None => "unknown".to_owned(),

@@ -97,10 +97,22 @@ impl Engine {
     /// `dpop` is every `DPoP` header of the request: RFC 9449 section 4.3 refuses a request with more
     /// than one (`proof.multiple_headers`), so that no proxy can read one proof while this server
     /// verifies another.
-    pub async fn delegate(&self, form: TokenExchangeForm, dpop: &[&str]) -> Result<TokenResponse, OAuthError> {
+    ///
+    /// A refusal before the parent mandate verified names nobody to hold to it: it is counted per
+    /// `source` and summarised (see [`crate::refusals`]); every other refusal is an event of its own.
+    pub async fn delegate(
+        &self,
+        form: TokenExchangeForm,
+        dpop: &[&str],
+        source: Option<std::net::IpAddr>,
+    ) -> Result<TokenResponse, OAuthError> {
         let mut context = ExchangeContext::default();
-        match self.try_delegate(form, dpop, &mut context).await {
+        match self.try_delegate(form, dpop, source, &mut context).await {
             Ok(r) => Ok(r),
+            Err(e) if context.chain.is_none() && !e.is_server_error() => {
+                self.refusals.count(source, &e.code, millis(self.clock.now()));
+                Err(e)
+            }
             Err(e) => {
                 self.refuse(super::Refused {
                     kind: "mandate.delegation_refused",
@@ -121,6 +133,7 @@ impl Engine {
         &self,
         form: TokenExchangeForm,
         dpop: &[&str],
+        source: Option<std::net::IpAddr>,
         context: &mut ExchangeContext,
     ) -> Result<TokenResponse, OAuthError> {
         let invalid = |code: &str, d: String| OAuthError::new("invalid_request", code, d);
@@ -157,29 +170,12 @@ impl Engine {
                 ))
             }
         }
-        let actor = form.actor_token.as_deref().ok_or_else(|| {
-            invalid(
-                "delegation.missing_parameter",
-                "`actor_token` is required: the sub-agent proves itself with an assertion signed by its key".into(),
-            )
-        })?;
-        if form.actor_token_type.as_deref() != Some(JWT_TYPE) {
-            return Err(invalid("delegation.missing_parameter", format!("`actor_token_type` must be `{JWT_TYPE}`")));
-        }
-        let details = form.authorization_details.as_deref().ok_or_else(|| {
-            invalid(
-                "delegation.missing_parameter",
-                "`authorization_details` is required: say what the sub-agent may do".into(),
-            )
-        })?;
-        let scope: Scope = serde_json::from_str(details)
-            .map_err(|e| invalid("delegation.invalid_scope", format!("`authorization_details`: {e}")))?;
-
-        // The parent: its token, its proof of possession (RFC 9449 section 4.3) bound to this request,
-        // its revocation and every ancestor's, its chain's agents; the same verification as a decision.
+        // The parent first: its token, its proof of possession (RFC 9449 section 4.3) bound to this
+        // request, its revocation and every ancestor's, its chain's agents; the same verification as
+        // a decision. Until it verifies, nobody can be held to the request.
         let endpoint = self.settings.mandates.token_endpoint();
         let presented =
-            Presented { token: subject, proof: dpop, binding: ProofBinding { htm: "POST", htu: &endpoint } };
+            Presented { token: subject, proof: dpop, binding: ProofBinding { htm: "POST", htu: &endpoint }, source };
         let verified = self.verify_presented(&presented).await.map_err(|refusal| {
             if let Some(r) = &refusal.record {
                 context.agent = Some(r.agent.to_string());
@@ -201,6 +197,27 @@ impl Engine {
         context.agent = Some(parent.record.agent.to_string());
         context.chain = Some(parent.record.chain_id.clone());
         context.replay.push(verified.replay_key.clone());
+
+        // What the parent asks for is read once the parent is known, so that a malformed request from
+        // a verified agent is recorded against its chain.
+        let actor = form.actor_token.as_deref().ok_or_else(|| {
+            invalid(
+                "delegation.missing_parameter",
+                "`actor_token` is required: the sub-agent proves itself with an assertion signed by its key".into(),
+            )
+        })?;
+        if form.actor_token_type.as_deref() != Some(JWT_TYPE) {
+            return Err(invalid("delegation.missing_parameter", format!("`actor_token_type` must be `{JWT_TYPE}`")));
+        }
+        let details = form.authorization_details.as_deref().ok_or_else(|| {
+            invalid(
+                "delegation.missing_parameter",
+                "`authorization_details` is required: say what the sub-agent may do".into(),
+            )
+        })?;
+        let scope: Scope = serde_json::from_str(details)
+            .map_err(|e| invalid("delegation.invalid_scope", format!("`authorization_details`: {e}")))?;
+
         let now = self.now_secs();
 
         // The sub-agent's assertion: signed by its registered key, about itself, for this endpoint.

@@ -1,10 +1,11 @@
 //! `/v1/authorize`, `/v1/approvals`, `/v1/policies` and `/v1/tools`.
 
 use crate::auth::Caller;
-use crate::error::{ApiBytes, ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiBytes, ApiError, ApiJson, ApiQuery, Source};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use mandate_core::arguments::CanonicalArguments;
 use mandate_core::human::Role;
 use mandate_core::pattern::ToolName;
@@ -141,20 +142,29 @@ pub fn call_of(request: &AuthorizeRequest) -> Result<Call, ApiError> {
 /// Decide one tool call: token, proof of possession, revocation, chain, scope, budget and policy.
 /// A deny is a 200 with `decision: deny` and its reasons; a malformed request is a 400.
 #[utoipa::path(post, path = "/v1/authorize", tag = "decisions", request_body = AuthorizeRequest, params(ExplainQuery),
-    responses((status = 200, body = DecisionResponse), (status = 400, body = crate::error::Problem)))]
+    responses((status = 200, body = DecisionResponse), (status = 400, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem)))]
 pub async fn authorize(
     State(state): State<AppState>,
+    Source(source): Source,
     ApiQuery(q): ApiQuery<ExplainQuery>,
     ApiJson(request): ApiJson<AuthorizeRequest>,
-) -> Result<ApiJson<DecisionResponse>, ApiError> {
-    let call = call_of(&request)?;
+) -> axum::response::Response {
+    if let Err(wait) = state.refusals.admit(source, mandate_engine::clock::millis(state.clock.now())) {
+        return crate::error::rate_limited(wait);
+    }
+    let call = match call_of(&request) {
+        Ok(call) => call,
+        Err(e) => return e.into_response(),
+    };
     let endpoint = state.settings.mandates.authorize_endpoint();
     let presented = Presented {
         token: &request.token,
         proof: &request.proof,
         binding: ProofBinding { htm: "POST", htu: &endpoint },
+        source,
     };
-    Ok(ApiJson(state.decide(&presented, &call, q.explain).await.into()))
+    ApiJson(DecisionResponse::from(state.decide(&presented, &call, q.explain).await)).into_response()
 }
 
 /// Filters of `GET /v1/approvals`.

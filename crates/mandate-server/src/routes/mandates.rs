@@ -2,7 +2,7 @@
 //! delegating, revoking and inspecting mandates, and the keys that verify them.
 
 use crate::auth::Caller;
-use crate::error::{ApiBytes, ApiError, ApiJson};
+use crate::error::{ApiBytes, ApiError, ApiJson, Source};
 use crate::routes::human_id;
 use crate::state::AppState;
 use axum::body::Bytes as Body;
@@ -188,12 +188,16 @@ pub async fn revoke_human(
 #[utoipa::path(post, path = "/oauth/token", tag = "mandates",
     request_body(content = TokenExchangeForm, content_type = "application/x-www-form-urlencoded"),
     params(("DPoP" = String, Header, description = "proof of possession of the parent mandate's key (RFC 9449)")),
-    responses((status = 200, body = TokenResponse), (status = 400, body = OAuthError)))]
+    responses((status = 200, body = TokenResponse), (status = 400, body = OAuthError), (status = 429, body = crate::error::Problem)))]
 pub async fn token(
     State(state): State<AppState>,
+    Source(source): Source,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> axum::response::Response {
+    if let Err(wait) = state.refusals.admit(source, mandate_engine::clock::millis(state.clock.now())) {
+        return crate::error::rate_limited(wait);
+    }
     let form: TokenExchangeForm = match serde_urlencoded_form(&body) {
         Ok(f) => f,
         Err(e) => return oauth_error(e),
@@ -203,7 +207,7 @@ pub async fn token(
     let dpop: Vec<String> =
         headers.get_all("dpop").iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
     let dpop: Vec<&str> = dpop.iter().map(String::as_str).collect();
-    match state.delegate(form, &dpop).await {
+    match state.delegate(form, &dpop, source).await {
         Ok(r) => ([("cache-control", "no-store")], axum::Json(r)).into_response(),
         Err(e) => oauth_error(e),
     }

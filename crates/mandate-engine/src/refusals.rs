@@ -1,0 +1,239 @@
+//! Refusals that no registered agent can be held to: counted per source and summarised, and a rate
+//! limit per source.
+//!
+//! A request with a malformed token, a forged signature or an unknown key names no mandate anyone
+//! granted, so there is no agent, chain or human to record it against; it is noise that anyone who
+//! can reach the port can make at line rate. Recording each as its own hash-chained, fsynced event
+//! would let that noise fill the disk and take the ledger writer from real decisions. So such
+//! refusals are counted in memory per source address (an IPv6 address by its /64, the block one
+//! host is given) and reason code, and written as one `refusal.summary` event per interval; and a
+//! source that keeps sending them is answered `429` for a while, before any verification work.
+//! A refusal of a mandate that verified (a replayed proof, a revoked mandate, a call outside the
+//! scope) is evidence about an agent, and stays one event each.
+//!
+//! Memory is bounded: at most [`MAX_SOURCES`] sources are tracked at once; beyond that, the counts of
+//! new sources go to one `other` entry, and idle rate-limit buckets are dropped first.
+
+use crate::engine::Engine;
+use mandate_core::event::NewEvent;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// The most sources counted or limited at once.
+pub const MAX_SOURCES: usize = 10_000;
+/// The most sources named one by one in a summary; the rest are added up.
+const MAX_NAMED: usize = 1_000;
+
+/// How refusals without a mandate are limited and summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalSettings {
+    /// Refusals without a mandate one source may cause per second, on average.
+    pub per_source_per_sec: u32,
+    /// How many it may cause in a burst before it is answered `429`.
+    pub burst: u32,
+    /// How often the counts are written to the ledger, in seconds.
+    pub summary_every_secs: u32,
+}
+
+/// The counts of one source since the last summary.
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    refusals: u64,
+    limited: u64,
+    codes: BTreeMap<String, u64>,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    counts: HashMap<String, Counts>,
+    buckets: HashMap<String, Bucket>,
+}
+
+/// The counter and limiter; one per engine.
+#[derive(Debug)]
+pub struct Refusals {
+    settings: RefusalSettings,
+    state: Mutex<State>,
+}
+
+/// The source key of an address: an IPv4 address, or an IPv6 address's /64.
+pub fn source_key(addr: Option<IpAddr>) -> String {
+    match addr {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+impl Refusals {
+    /// A counter and limiter with `settings`.
+    pub fn new(settings: RefusalSettings) -> Self {
+        Self { settings, state: Mutex::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `source` may be served now: `Err(seconds)` to wait when it has used up its burst of
+    /// refusals without a mandate. A refusal in that state is counted as limited.
+    pub fn admit(&self, source: Option<IpAddr>, now_ms: i64) -> Result<(), u32> {
+        let key = source_key(source);
+        let mut state = self.lock();
+        let rate = f64::from(self.settings.per_source_per_sec.max(1));
+        let burst = f64::from(self.settings.burst.max(1));
+        let Some(bucket) = state.buckets.get(&key).copied() else { return Ok(()) };
+        let tokens = refill(bucket, now_ms, rate, burst);
+        if tokens >= 1.0 {
+            return Ok(());
+        }
+        let counts = counts_of(&mut state.counts, &key, now_ms);
+        counts.limited += 1;
+        // Whole seconds until one token is back.
+        let wait = ((1.0 - tokens) / rate).ceil().max(1.0);
+        Err(wait.min(f64::from(u32::MAX)) as u32)
+    }
+
+    /// Counts one refusal without a mandate from `source`, with its reason code.
+    pub fn count(&self, source: Option<IpAddr>, code: &str, now_ms: i64) {
+        let key = source_key(source);
+        let mut state = self.lock();
+        let rate = f64::from(self.settings.per_source_per_sec.max(1));
+        let burst = f64::from(self.settings.burst.max(1));
+        let counts = counts_of(&mut state.counts, &key, now_ms);
+        counts.refusals += 1;
+        *counts.codes.entry(code.to_owned()).or_insert(0) += 1;
+        if !state.buckets.contains_key(&key) && state.buckets.len() >= MAX_SOURCES {
+            // Idle buckets are full again and carry no information: drop them first.
+            state.buckets.retain(|_, b| refill(*b, now_ms, rate, burst) < burst);
+        }
+        if state.buckets.contains_key(&key) || state.buckets.len() < MAX_SOURCES {
+            let bucket = state.buckets.get(&key).copied().unwrap_or(Bucket { tokens: burst, at_ms: now_ms });
+            let tokens = refill(bucket, now_ms, rate, burst) - 1.0;
+            state.buckets.insert(key, Bucket { tokens, at_ms: now_ms });
+        }
+    }
+
+    /// Takes the counts since the last call, as the detail of one summary event (`None` when there
+    /// were none).
+    fn take(&self) -> Option<serde_json::Value> {
+        let counts = std::mem::take(&mut self.lock().counts);
+        if counts.is_empty() {
+            return None;
+        }
+        let mut sources: Vec<(String, Counts)> = counts.into_iter().collect();
+        sources.sort_by(|a, b| b.1.refusals.cmp(&a.1.refusals).then_with(|| a.0.cmp(&b.0)));
+        let total: u64 = sources.iter().map(|(_, c)| c.refusals).sum();
+        let limited: u64 = sources.iter().map(|(_, c)| c.limited).sum();
+        let others = sources.split_off(sources.len().min(MAX_NAMED));
+        let named: Vec<serde_json::Value> = sources
+            .iter()
+            .map(|(source, c)| {
+                serde_json::json!({"source": source, "refusals": c.refusals, "limited": c.limited, "codes": c.codes,
+                    "first_ms": c.first_ms, "last_ms": c.last_ms})
+            })
+            .collect();
+        Some(serde_json::json!({
+            "refusals": total, "limited": limited, "sources": named,
+            "other_sources": others.len(), "other_refusals": others.iter().map(|(_, c)| c.refusals).sum::<u64>(),
+        }))
+    }
+}
+
+fn refill(bucket: Bucket, now_ms: i64, rate: f64, burst: f64) -> f64 {
+    let elapsed = (now_ms - bucket.at_ms).max(0) as f64 / 1000.0;
+    (bucket.tokens + elapsed * rate).min(burst)
+}
+
+fn counts_of<'a>(counts: &'a mut HashMap<String, Counts>, key: &str, now_ms: i64) -> &'a mut Counts {
+    let key = if counts.contains_key(key) || counts.len() < MAX_SOURCES { key } else { "other" };
+    let entry = counts.entry(key.to_owned()).or_insert_with(|| Counts { first_ms: now_ms, ..Counts::default() });
+    entry.last_ms = now_ms;
+    entry
+}
+
+impl Engine {
+    /// Writes the counts of refusals without a mandate since the last summary as one
+    /// `refusal.summary` event, if there were any.
+    pub async fn summarise_refusals(&self) -> Result<(), mandate_store::StoreError> {
+        let Some(detail) = self.refusals.take() else { return Ok(()) };
+        let event = NewEvent::new("refusal.summary", "system", crate::clock::millis(self.clock.now()), &detail);
+        self.store.append_event(event).await?;
+        self.metrics.event("refusal.summary");
+        Ok(())
+    }
+}
+
+/// Writes a summary every `summary_every_secs` until the task is aborted.
+pub fn spawn_summaries(engine: Engine) -> tokio::task::JoinHandle<()> {
+    let every = std::time::Duration::from_secs(u64::from(engine.settings.refusals.summary_every_secs.max(1)));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = engine.summarise_refusals().await {
+                tracing::warn!(error = %e, "the refusal summary could not be written; it is kept for the next");
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn settings() -> RefusalSettings {
+        RefusalSettings { per_source_per_sec: 10, burst: 5, summary_every_secs: 10 }
+    }
+
+    #[test]
+    fn a_source_that_uses_up_its_burst_waits_and_others_do_not() {
+        let r = Refusals::new(settings());
+        let a = Some("192.0.2.1".parse().unwrap());
+        let b = Some("192.0.2.2".parse().unwrap());
+        for _ in 0..5 {
+            assert_eq!(r.admit(a, 0), Ok(()));
+            r.count(a, "token.malformed", 0);
+        }
+        assert_eq!(r.admit(a, 0), Err(1));
+        assert_eq!(r.admit(b, 0), Ok(()), "another source is not limited");
+        assert_eq!(r.admit(a, 150), Ok(()), "one token back after 100 ms at 10/s");
+        let summary = r.take().unwrap();
+        assert_eq!((summary["refusals"].as_u64(), summary["limited"].as_u64()), (Some(5), Some(1)));
+        assert_eq!(summary["sources"][0]["codes"]["token.malformed"], 5);
+        assert!(r.take().is_none(), "taken once");
+    }
+
+    #[test]
+    fn ipv6_sources_count_by_their_64_and_memory_is_bounded() {
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let two: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(source_key(Some(one)), source_key(Some(two)));
+        assert_eq!(source_key(Some("::ffff:192.0.2.7".parse().unwrap())), "192.0.2.7");
+        let r = Refusals::new(settings());
+        for i in 0..(MAX_SOURCES as u32 + 50) {
+            r.count(Some(IpAddr::V4(i.into())), "token.malformed", 0);
+        }
+        let state = r.lock();
+        assert!(state.counts.len() <= MAX_SOURCES + 1 && state.buckets.len() <= MAX_SOURCES);
+        assert_eq!(state.counts.get("other").map(|c| c.refusals), Some(50));
+    }
+}
