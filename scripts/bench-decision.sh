@@ -105,14 +105,14 @@ PAIRED_ROWS = [
     ("ed25519_verify_proof", "part: one raw `verify_strict` of a proof's signature"),
     ("cedar_call", "part: one Cedar evaluation (`evaluate_call`) of the same request, same active policy set"),
     ("ledger_append", "one durable `Store::append_event` of a decision-sized event, alone (fsync)"),
-    ("authorize", "**the whole decision**: `AppState::authorize`, warm token cache, fresh proof, Cedar evaluated, event durable"),
+    ("authorize", "**the whole decision**: `Engine::decide` (arguments canonicalised first, as the route does), warm token cache, fresh proof, Cedar evaluated, event durable"),
     ("authorize_remembered", "the same with the policy set's memo on (the server's path): Cedar's earlier answer to the same facts"),
 ]
 STEP_ROWS = [
     ("decision_steps/verify_proof", "`jose::verify_proof` in full (decode, JWK parse, verify, thumbprint, claims)"),
-    ("decision_steps/verify_token_cached", "`AppState::verify_token`, cache hit (SHA-256 of the token, clone, time claims)"),
-    ("decision_steps/cached_agent", "`AppState::cached_agent`: an agent of the chain, from memory (what a decision does)"),
-    ("decision_steps/cached_human", "`AppState::cached_human`: the root human, from memory, for policy's groups and roles"),
+    ("decision_steps/verify_token_cached", "`Engine::verify_token`, cache hit (SHA-256 of the token, clone, time claims)"),
+    ("decision_steps/cached_agent", "`Engine::cached_agent`: an agent of the chain, from memory (what a decision does)"),
+    ("decision_steps/cached_human", "`Engine::cached_human`: the root human, from memory, for policy's groups and roles"),
     ("decision_steps/store_agent", "`Store::agent`: the same agent read from the database (a cache miss)"),
     ("decision_steps/store_human", "`Store::human`: the same human read from the database (a cache miss)"),
     ("decision_steps/agent_from_json", "of `store_agent`: parsing the stored JSON document into an `Agent`"),

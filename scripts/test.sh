@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command: installs what the tests need (idempotently), then runs the format
-# check, clippy with -D warnings, and the whole test suite. `.ci/run` calls exactly this.
+# check, clippy with -D warnings, the whole test suite (the disk-full test mounts a small tmpfs, so
+# it runs as root, as CI does), every fuzz target briefly, and schemathesis over the OpenAPI
+# document. `.ci/run` calls exactly this. About 15 minutes on two cores from a cold cache, most of it
+# building (see BENCHMARKS.md, "Test suite").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +30,16 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked
+mkdir -p target
+cargo test --workspace --locked 2>&1 | tee target/test-output.log
+
+step "fuzz targets, briefly (scripts/fuzz.sh; cargo-fuzz from crates.io)"
+./scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+
+step "schemathesis over /openapi.json (scripts/schemathesis.sh; schemathesis from PyPI)"
+./scripts/schemathesis.sh "${SCHEMATHESIS_EXAMPLES:-20}"
+
+# One closing line for whoever reads the end of this output: the cargo tests passed and failed.
+passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' target/test-output.log | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' target/test-output.log | awk '{s += $1} END {print s + 0}')
+echo "tests: ${passed} passed, ${failed} failed"

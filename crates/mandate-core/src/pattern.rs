@@ -115,6 +115,11 @@ pub enum PatternError {
     /// An `@` in the authority.
     #[error("resource `{0}` has user information (`@`) in its authority, which is refused")]
     ResourceUserinfo(String),
+    /// An authority that is not `host` or `host:port` (a port of digits up to 65535), or a host that
+    /// URL parsers read differently: a trailing dot, or numbers that are not a dotted-quad IPv4
+    /// address in its one canonical spelling.
+    #[error("resource `{0}` has an authority that is not `host` or `host:port` with a numeric port, or a host that is spelled so URL parsers may read another (a trailing `.`, or an IPv4 address not written as four decimal numbers)")]
+    ResourceAuthority(String),
     /// An empty path segment: `//` or a trailing `/`.
     #[error("resource `{0}` contains an empty path segment (`//` or a trailing `/`)")]
     ResourceEmptySegment(String),
@@ -632,6 +637,21 @@ fn normalise_resource(input: &str, pattern: bool) -> Result<Glob, PatternError> 
     if authority.contains('@') {
         return Err(PatternError::ResourceUserinfo(owned()));
     }
+    // `host[:port]` (RFC 3986 section 3.2.2 and 3.2.3), so that every URL parser finds the same host
+    // in it; a pattern's star may stand for the rest of the port or of the host.
+    let open_end = star && path.is_none();
+    let host = authority.split_once(':').map_or(authority, |(h, _)| h);
+    if !host_is_canonical(host, open_end && !authority.contains(':')) {
+        return Err(PatternError::ResourceAuthority(owned()));
+    }
+    if let Some((host, port)) = authority.split_once(':') {
+        let digits = port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+        let in_range = port.is_empty() || port.parse::<u32>().is_ok_and(|p| p <= 65_535);
+        let port_ok = digits && in_range && (open_end || !port.is_empty());
+        if host.is_empty() || !port_ok {
+            return Err(PatternError::ResourceAuthority(owned()));
+        }
+    }
     let mut text = format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase());
     if let Some(path) = path {
         let segments: Vec<&str> = path.split('/').collect();
@@ -652,6 +672,35 @@ fn normalise_resource(input: &str, pattern: bool) -> Result<Glob, PatternError> 
     }
     // Without a path, the star is inside the authority and must not leave it.
     Ok(Glob { prefix: text, star, stops_at_slash: path.is_none() })
+}
+
+/// Whether `host` means one thing to every URL parser. WHATWG parsers (browsers, most HTTP clients)
+/// read a host whose last label is a number as an IPv4 address in any of its spellings (`0x7f.1`,
+/// `2130706433`, `127.1`), and ignore a trailing dot; a tool server could then reach another host
+/// than the one a pattern names. So a trailing dot is refused, and a host whose last label starts
+/// with a digit must be a dotted-quad IPv4 address with no leading zeros. `partial` (the host of a
+/// pattern whose star ends the authority) lets the last label be incomplete.
+fn host_is_canonical(host: &str, partial: bool) -> bool {
+    if host.ends_with('.') && !partial {
+        return false;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let Some(last) = labels.last() else { return true };
+    if !last.starts_with(|c: char| c.is_ascii_digit()) {
+        return true;
+    }
+    let octet = |l: &str| {
+        l.len() <= 3
+            && l.bytes().all(|b| b.is_ascii_digit())
+            && (l == "0" || !l.starts_with('0'))
+            && l.parse::<u16>().is_ok_and(|n| n <= 255)
+    };
+    if partial {
+        // Everything written so far must be able to become a canonical address.
+        return labels.len() <= 4
+            && labels.iter().enumerate().all(|(i, l)| octet(l) || (i + 1 == labels.len() && l.is_empty()));
+    }
+    labels.len() == 4 && labels.iter().all(|l| octet(l))
 }
 
 /// Decodes percent-encoded unreserved characters and refuses every other percent-encoding.

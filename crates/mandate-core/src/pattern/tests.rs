@@ -116,6 +116,29 @@ fn resources() {
     check_resource("erp://ledger/2026-10/*", Ok("erp://ledger/2026-10/*"));
     check_resource("erp://*", Ok("erp://*"));
     check_resource("erp://Led*", Ok("erp://led*"));
+    check_resource("erp://ledger:8443/x", Ok("erp://ledger:8443/x"));
+    check_resource("erp://ledger:8*", Ok("erp://ledger:8*"));
+    check_resource("https://10.0.0.5/x", Ok("https://10.0.0.5/x"));
+    check_resource("https://api2.example/x", Ok("https://api2.example/x"));
+    check_resource("https://10.0*", Ok("https://10.0*"));
+    for bad in [
+        "ws://7./x",
+        "https://example.com./x",
+        "https://0x7f.1/x",
+        "https://2130706433/x",
+        "https://127.1/x",
+        "https://010.0.0.1/x",
+        "https://1.2.3.256/x",
+        "https://1.2.3.4.5/x",
+        "erp://lederp:g/x",
+        "erp://ledger:/x",
+        "erp://:80/x",
+        "erp://ledger:65536/x",
+        "erp://a:1:2/x",
+        "erp://ledger:080800/x",
+    ] {
+        check_resource(bad, Err(ResourceAuthority(e(bad))));
+    }
     check_resource("erp://ledger/a.b/..x/*", Ok("erp://ledger/a.b/..x/*"));
     check_resource("erp://Ledger/..", Err(ResourceDotSegment(e("erp://Ledger/.."))));
     check_resource("erp://l/a/./b", Err(ResourceDotSegment(e("erp://l/a/./b"))));
