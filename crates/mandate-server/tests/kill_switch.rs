@@ -80,6 +80,15 @@ impl Org {
 
     /// Delegates from the holder of `parent` (key 1) to the reconciler (key 2).
     async fn delegate(&self, parent: &str) -> (String, String) {
+        let r = self.exchange(parent).await.unwrap();
+        (r.mandate_id, r.access_token)
+    }
+
+    /// The token exchange of [`Org::delegate`], answered as the engine answers it.
+    async fn exchange(
+        &self,
+        parent: &str,
+    ) -> Result<mandate_engine::mandates::TokenResponse, mandate_engine::mandates::OAuthError> {
         let t = self.clock.now_secs();
         let form = TokenExchangeForm {
             grant_type: "urn:ietf:params:oauth:grant-type:token-exchange".into(),
@@ -97,8 +106,7 @@ impl Org {
             max_depth: None,
         };
         let dpop = proof(1, "POST", TOKEN_ENDPOINT, parent, t, &jti());
-        let r = self.state.delegate(form, &[dpop.as_str()], None).await.unwrap();
-        (r.mandate_id, r.access_token)
+        self.state.delegate(form, &[dpop.as_str()], None).await
     }
 
     /// One call of `erp/read_ledger` with the key of `seed`, its proof bound to `htu`.
@@ -242,25 +250,8 @@ async fn a_store_fault_reaches_the_agent_as_a_documented_code_with_nothing_of_th
     assert!(!d.reasons[0].message.contains("injected"), "{:?}", d.reasons);
     org.store.faults.fail_reads.store(false, Ordering::SeqCst);
     // A token exchange whose child mandate cannot be stored is a server error, not a refusal.
-    let t = org.clock.now_secs();
     org.store.faults.fail_writes.store(true, Ordering::SeqCst);
-    let form = TokenExchangeForm {
-        grant_type: "urn:ietf:params:oauth:grant-type:token-exchange".into(),
-        subject_token: Some(token.clone()),
-        subject_token_type: Some("urn:ietf:params:oauth:token-type:jwt".into()),
-        actor_token: Some(actor_token(2, "reconciler", TOKEN_ENDPOINT, t, &jti())),
-        actor_token_type: Some("urn:ietf:params:oauth:token-type:jwt".into()),
-        authorization_details: Some(
-            json!([{"type": "mcp_tool", "tools": ["erp/read_ledger"], "resources": ["erp://ledger/2026-10/ap"],
-                    "data_classes": ["financial"], "actions": ["read"]}])
-            .to_string(),
-        ),
-        ttl_seconds: None,
-        max_calls: None,
-        max_depth: None,
-    };
-    let dpop = proof(1, "POST", TOKEN_ENDPOINT, &token, t, &jti());
-    let e = org.state.delegate(form, &[dpop.as_str()], None).await.unwrap_err();
+    let e = org.exchange(&token).await.unwrap_err();
     assert!(e.is_server_error(), "{e:?}");
     assert_eq!((e.error.as_str(), e.code.as_str()), ("server_error", "internal.error"));
     assert!(!e.error_description.contains("injected"), "{e:?}");
