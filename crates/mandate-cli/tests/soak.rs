@@ -47,7 +47,7 @@ fn grant_body(purpose: &str, max_calls: u64) -> Value {
             "data_classes": ["financial"], "actions": ["read"]}], "max_calls": max_calls, "ttl_seconds": 3600})
 }
 
-/// One cycle: load for `load`, then SIGKILL. Returns what was acknowledged.
+/// One cycle: load until the first answers, `load` more, then SIGKILL. Returns what was acknowledged.
 fn cycle(
     serve: &mut Serve,
     cycle_no: u64,
@@ -116,6 +116,12 @@ fn cycle(
                 }
             }
         }));
+    }
+    // Traffic first (a loaded machine may take a while to answer the first calls), then a kill at a
+    // varied point after it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().decisions.len() < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(load);
     serve.kill();
@@ -203,7 +209,7 @@ fn every_acknowledged_decision_grant_and_revocation_survives_repeated_sigkill() 
         if n > 0 {
             serve = Serve::start(BIN, dir.path(), &["--config", &config], Some(ADMIN));
         }
-        // Kills land at varied points: between 150 and 450 ms of load.
+        // Kills land at varied points: 150 to 450 ms after the first answers.
         let load = Duration::from_millis(150 + (n * 97) % 300);
         let acked = cycle(&mut serve, n, &token, &key, &alice, load);
         assert!(!acked.decisions.is_empty(), "cycle {n}: no decision was answered before the kill");
