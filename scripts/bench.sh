@@ -177,7 +177,7 @@ target < {TARGET}×).
   (`base64url(header).base64url(claims)`), so the ratio isolates what Mandate adds: JSON, base64url,
   header and claims checks. A proof's signing input is shorter (a few hundred bytes), so hashing it
   is cheaper and `proof_sign` can come out at or just below raw sign.
-- The mandate is one delegation hop below a human grant, with every claim of SPEC.md's token format
+- The mandate is one delegation hop below a human grant, with every claim of the token format (docs/contract.md)
   (`iss`, SPIFFE `sub`, `aud`, `iat`, `nbf`, `exp`, `jti`, `cnf.jkt`, nested `act`,
   `authorization_details` of type `mcp_tool`, and `mandate` with `id`, `chain_id`, `parent_id`,
   `depth`, `root`, `intent`, `budget`, `max_depth`).
