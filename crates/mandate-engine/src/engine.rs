@@ -95,6 +95,12 @@ impl MandateSettings {
         format!("{}/oauth/token", self.issuer.trim_end_matches('/'))
     }
 
+    /// How long, in seconds, a proof or assertion stays acceptable (its maximum age plus the skew on
+    /// either side), and so how long its id must be remembered to refuse every replay.
+    pub fn replay_window_secs(&self) -> u32 {
+        self.proof_max_age_secs + 2 * self.clock_skew_secs
+    }
+
     /// The authorize endpoint's URL, as proofs must name it.
     pub fn authorize_endpoint(&self) -> String {
         format!("{}/v1/authorize", self.issuer.trim_end_matches('/'))
@@ -284,9 +290,7 @@ impl Engine {
         settings: Settings,
         keys: Arc<KeyRing>,
     ) -> Self {
-        // A proof is refused once older than its maximum age plus the skew, so remembering its id for
-        // that long is enough to refuse every replay.
-        let window = settings.mandates.proof_max_age_secs + 2 * settings.mandates.clock_skew_secs;
+        let window = settings.mandates.replay_window_secs();
         let settings_replay_capacity = settings.mandates.replay_cache_capacity;
         let oidc = settings.oidc.clone().map(|config| Arc::new(crate::oidc::OidcAuthenticator::new(config)));
         let refusals = Arc::new(crate::refusals::Refusals::new(settings.refusals));

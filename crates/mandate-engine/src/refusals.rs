@@ -87,6 +87,11 @@ impl Refusals {
         Self { settings, state: Mutex::default() }
     }
 
+    /// The refill rate per second and the burst, as the bucket arithmetic needs them.
+    fn limits(&self) -> (f64, f64) {
+        (f64::from(self.settings.per_source_per_sec.max(1)), f64::from(self.settings.burst.max(1)))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -96,8 +101,7 @@ impl Refusals {
     pub fn admit(&self, source: Option<IpAddr>, now_ms: i64) -> Result<(), u32> {
         let key = source_key(source);
         let mut state = self.lock();
-        let rate = f64::from(self.settings.per_source_per_sec.max(1));
-        let burst = f64::from(self.settings.burst.max(1));
+        let (rate, burst) = self.limits();
         let Some(bucket) = state.buckets.get(&key).copied() else { return Ok(()) };
         let tokens = refill(bucket, now_ms, rate, burst);
         if tokens >= 1.0 {
@@ -114,8 +118,7 @@ impl Refusals {
     pub fn count(&self, source: Option<IpAddr>, code: &str, now_ms: i64) {
         let key = source_key(source);
         let mut state = self.lock();
-        let rate = f64::from(self.settings.per_source_per_sec.max(1));
-        let burst = f64::from(self.settings.burst.max(1));
+        let (rate, burst) = self.limits();
         let counts = counts_of(&mut state.counts, &key, now_ms);
         counts.refusals += 1;
         *counts.codes.entry(code.to_owned()).or_insert(0) += 1;

@@ -29,16 +29,10 @@ use mandate_store::{LedgerQuery, StoreError};
 const KINDS: &[&str] = &["decision", "mandate.delegated", "mandate.delegation_refused"];
 
 impl Engine {
-    /// How long, in seconds, a proof stays acceptable, and so its id remembered.
-    pub fn replay_window_secs(&self) -> u32 {
-        let m = &self.settings.mandates;
-        m.proof_max_age_secs + 2 * m.clock_skew_secs
-    }
-
     /// Puts back in the replay cache every id used within the window before now. Returns how many.
     pub async fn load_replay_window(&self) -> Result<usize, StoreError> {
         let now_ms = crate::clock::millis(self.clock.now());
-        let since_ms = now_ms - i64::from(self.replay_window_secs()) * 1000;
+        let since_ms = now_ms - i64::from(self.settings.mandates.replay_window_secs()) * 1000;
         let mut loaded = 0;
         for kind in KINDS {
             let mut after_seq = None;
