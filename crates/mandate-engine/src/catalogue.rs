@@ -169,6 +169,7 @@ impl Engine {
     /// (rebuilt from the ledger).
     pub async fn load_decision_state(&self, configured: &[(ToolName, Classification)]) -> Result<(), String> {
         self.load_policies().await?;
+        self.load_pins().await.map_err(|e| e.detail().to_owned())?;
         let remembered = self.load_replay_window().await.map_err(|e| e.to_string())?;
         tracing::info!(remembered, "proof ids of the replay window reloaded");
         self.catalogue.load(self.decisions.tools().await.map_err(|e| e.to_string())?);

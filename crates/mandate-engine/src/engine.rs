@@ -280,6 +280,10 @@ pub struct Engine {
     /// The OIDC issuer humans authenticate with, when configured; its keys can be replaced while
     /// running.
     pub oidc: Option<Arc<crate::oidc::OidcAuthenticator>>,
+    /// Pinned tool definitions of the gateway.
+    pub pins: Arc<crate::pins::Pins>,
+    /// Clients seen at the gateway without a valid mandate.
+    pub discovery: Arc<crate::discovery::Discovery>,
 }
 
 impl Engine {
@@ -311,6 +315,8 @@ impl Engine {
             refusals,
             registry: Arc::default(),
             oidc,
+            pins: Arc::default(),
+            discovery: Arc::default(),
         }
     }
 

@@ -21,6 +21,7 @@
 //!   committed, in one step that no cancellation can split, and no cache holds revocation state.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod approvals;
 pub mod behaviour;
 pub mod budget;
@@ -28,6 +29,7 @@ pub mod caller;
 pub mod catalogue;
 pub mod clock;
 pub mod decision;
+pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod expiry;
@@ -36,6 +38,7 @@ pub mod ledger;
 pub mod mandates;
 pub mod metrics;
 pub mod oidc;
+pub mod pins;
 pub mod policy;
 pub mod refusals;
 pub mod registry;

@@ -180,6 +180,7 @@ impl Fixture {
             arguments: CanonicalArguments::parse(&request.arguments).unwrap(),
             resource: Some(RESOURCE.to_owned()),
             approval_id: None,
+            refusal: None,
         };
         let presented = Presented {
             token: &request.token,

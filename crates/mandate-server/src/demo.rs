@@ -243,7 +243,7 @@ async fn story(state: &AppState, keys: &std::collections::HashMap<String, Signin
         async move {
             let arguments = mandate_core::arguments::CanonicalArguments::parse(&args.to_string())
                 .map_err(|e| fail("arguments", e.to_string()))?;
-            let call = Call { tool, arguments, resource, approval_id: None };
+            let call = Call::new(tool, arguments, resource);
             let proof = proof?;
             let presented = Presented {
                 token: &token,

@@ -116,6 +116,7 @@ impl Org {
             arguments: CanonicalArguments::parse(r#"{"period": "2026-10"}"#).unwrap(),
             resource: Some("erp://ledger/2026-10/ap".into()),
             approval_id: None,
+            refusal: None,
         };
         let dpop = proof(seed, "POST", proof_htu, token, self.clock.now_secs(), &jti());
         let presented = Presented { token, proof: &dpop, binding: ProofBinding { htm: "POST", htu }, source: None };

@@ -111,6 +111,29 @@ pub struct ApprovalRecord {
     pub detail: serde_json::Value,
 }
 
+/// A tool definition pinned by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PinRecord {
+    /// `server/tool`.
+    pub name: String,
+    /// The server.
+    pub server: String,
+    /// SHA-256 (hex) of the pinned definition's canonical form.
+    pub pinned_sha256: String,
+    /// The pinned definition, as the upstream sent it.
+    pub pinned_definition: String,
+    /// A changed definition waiting for approval: its hash.
+    pub pending_sha256: Option<String>,
+    /// And its text, as the upstream sent it.
+    pub pending_definition: Option<String>,
+    /// Flags raised on the definition (`hidden_text`, `model_instructions`, `shadowing`, ...).
+    pub flags: Vec<String>,
+    /// When it last changed, in milliseconds since the epoch.
+    pub updated_ms: i64,
+    /// Who changed it last (`gateway` or an administrator).
+    pub updated_by: String,
+}
+
 /// The decision engine's repository.
 #[async_trait]
 pub trait DecisionStore: Send + Sync + 'static {
@@ -120,6 +143,11 @@ pub trait DecisionStore: Send + Sync + 'static {
     async fn tool(&self, name: &str) -> Result<Option<ToolRecord>, StoreError>;
     /// The whole catalogue, ordered by name.
     async fn tools(&self) -> Result<Vec<ToolRecord>, StoreError>;
+
+    /// Writes a tool's pin, with its event.
+    async fn upsert_pin(&self, pin: &PinRecord, event: NewEvent) -> Result<i64, StoreError>;
+    /// Every pin, ordered by name.
+    async fn pins(&self) -> Result<Vec<PinRecord>, StoreError>;
 
     /// Stores a new policy version (the next number) with its event; returns the version.
     async fn insert_policy_version(

@@ -211,6 +211,15 @@ impl Store for FaultyStore {
 
 #[async_trait]
 impl DecisionStore for FaultyStore {
+    async fn upsert_pin(&self, pin: &mandate_store::PinRecord, event: NewEvent) -> Result<i64, StoreError> {
+        self.write("upsert_pin").await?;
+        self.inner.upsert_pin(pin, event).await
+    }
+
+    async fn pins(&self) -> Result<Vec<mandate_store::PinRecord>, StoreError> {
+        self.inner.pins().await
+    }
+
     async fn upsert_tool(&self, tool: &ToolRecord, event: NewEvent) -> Result<i64, StoreError> {
         self.write("upsert_tool").await?;
         self.inner.upsert_tool(tool, event).await

@@ -57,6 +57,7 @@ pub use jws::{
     VerifiedToken, VerifyError, ALG_EDDSA,
 };
 pub use proof::{
+    claimed_thumbprint,
     access_token_hash, sign_proof, verify_proof, ProofClaims, ProofError, ProofExpectations, VerifiedProof, DPOP_TYP,
     MAX_JTI_BYTES,
 };

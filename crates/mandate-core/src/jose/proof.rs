@@ -291,3 +291,11 @@ fn string_claim<'c>(claims: &'c Map<String, Value>, name: &'static str) -> Resul
         Some(_) => Err(ProofError::InvalidClaim(name)),
     }
 }
+
+/// The thumbprint of the key a proof's header names, without verifying anything: what an
+/// unregistered client would register, for discovery. Never a basis for trust.
+pub fn claimed_thumbprint(proof: &str) -> Option<String> {
+    let raw = RawToken::decode(proof, &Limits::PROOF).ok()?;
+    let jwk = raw.header().get("jwk")?;
+    Ed25519PublicJwk::from_json_known(jwk, None).ok().map(|k| k.thumbprint())
+}

@@ -16,7 +16,7 @@
 //! inside the decision is a deny with a reason (fail closed).
 
 mod hold;
-mod pipeline;
+pub(crate) mod pipeline;
 mod record;
 
 use crate::behaviour::Risk;
@@ -62,6 +62,27 @@ pub struct Call {
     pub resource: Option<String>,
     /// The approval of a call that was held, when retrying it.
     pub approval_id: Option<String>,
+    /// The front door's own refusal of the call, found before the decision (the gateway's: a
+    /// resource template its arguments cannot fill). The presentation is still verified, so that
+    /// the refusal is recorded against the mandate and its proof used up; the call is a deny with
+    /// this reason.
+    pub refusal: Option<FrontDoorRefusal>,
+}
+
+/// A front door's reason to refuse a call, as [`Call::refusal`] carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontDoorRefusal {
+    /// A stable dotted code.
+    pub code: &'static str,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+impl Call {
+    /// A call with no approval and no refusal of the front door's.
+    pub fn new(tool: impl Into<String>, arguments: CanonicalArguments, resource: Option<String>) -> Self {
+        Self { tool: tool.into(), arguments, resource, approval_id: None, refusal: None }
+    }
 }
 
 /// The outcome of a decision.

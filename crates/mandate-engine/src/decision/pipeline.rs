@@ -80,6 +80,11 @@ impl Engine {
         });
         let agents = verified.agents;
         let chain = verified.chain;
+        if let Some(refusal) = &call.refusal {
+            ctx.reason(refusal.code, refusal.message.clone(), Some(record.depth));
+            ctx.step("scope", "fail", || refusal.message.clone());
+            return Step::Deny;
+        }
 
         // The call itself, normalised.
         let tool = match ToolName::parse(&call.tool) {
@@ -302,4 +307,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether some entry of `record`'s scope names `tool` with its data class and action, whatever the
+/// resource: what a tool list may show, since the resource of a call is known only from its
+/// arguments.
+pub(crate) fn scope_shows(record: &MandateRecord, tool: &ToolName, class: &Classified) -> bool {
+    record.scope.0.iter().any(|e| {
+        e.tools.iter().any(|t| t.matches(tool))
+            && e.data_classes.contains(&class.data_class)
+            && e.actions.contains(&class.action)
+    })
 }

@@ -136,6 +136,7 @@ pub fn call_of(request: &AuthorizeRequest) -> Result<Call, ApiError> {
         arguments,
         resource: request.resource.clone(),
         approval_id: request.approval_id.clone(),
+        refusal: None,
     })
 }
 

@@ -1,7 +1,7 @@
 //! [`DecisionStore`] over SQLite.
 
 use super::{append, corrupt, db, SqliteStore};
-use crate::decisions::{AllowedCall, ApprovalRecord, DecisionStore, OpenedApproval, PolicyVersion, ToolRecord};
+use crate::decisions::{AllowedCall, ApprovalRecord, DecisionStore, OpenedApproval, PinRecord, PolicyVersion, ToolRecord};
 use crate::StoreError;
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
@@ -70,6 +70,59 @@ impl DecisionStore for SqliteStore {
         let seq = append(&mut tx, &event).await?;
         tx.commit().await.map_err(db)?;
         Ok(seq)
+    }
+
+    async fn upsert_pin(&self, p: &PinRecord, event: NewEvent) -> Result<i64, StoreError> {
+        let flags = serde_json::to_string(&p.flags).map_err(|e| StoreError::Database(e.to_string()))?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO tool_pins (name, server, pinned_sha256, pinned_definition, pending_sha256, pending_definition, \
+             flags, updated_ms, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO UPDATE SET \
+             server = excluded.server, pinned_sha256 = excluded.pinned_sha256, pinned_definition = excluded.pinned_definition, \
+             pending_sha256 = excluded.pending_sha256, pending_definition = excluded.pending_definition, \
+             flags = excluded.flags, updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
+        )
+        .bind(&p.name)
+        .bind(&p.server)
+        .bind(&p.pinned_sha256)
+        .bind(&p.pinned_definition)
+        .bind(&p.pending_sha256)
+        .bind(&p.pending_definition)
+        .bind(&flags)
+        .bind(p.updated_ms)
+        .bind(&p.updated_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn pins(&self) -> Result<Vec<PinRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, server, pinned_sha256, pinned_definition, pending_sha256, pending_definition, flags, \
+             updated_ms, updated_by FROM tool_pins ORDER BY name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let flags: String = r.try_get("flags").map_err(db)?;
+                Ok(PinRecord {
+                    name: r.try_get("name").map_err(db)?,
+                    server: r.try_get("server").map_err(db)?,
+                    pinned_sha256: r.try_get("pinned_sha256").map_err(db)?,
+                    pinned_definition: r.try_get("pinned_definition").map_err(db)?,
+                    pending_sha256: r.try_get("pending_sha256").map_err(db)?,
+                    pending_definition: r.try_get("pending_definition").map_err(db)?,
+                    flags: serde_json::from_str(&flags).map_err(|e| corrupt("tool_pins.flags", e))?,
+                    updated_ms: r.try_get("updated_ms").map_err(db)?,
+                    updated_by: r.try_get("updated_by").map_err(db)?,
+                })
+            })
+            .collect()
     }
 
     async fn tool(&self, name: &str) -> Result<Option<ToolRecord>, StoreError> {
