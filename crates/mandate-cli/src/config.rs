@@ -114,6 +114,14 @@ pub struct GatewaySection {
     /// `[[gateway.servers]]`.
     #[serde(default)]
     pub servers: Vec<GatewayServer>,
+    /// Browser origins allowed to call the gateway besides its own (default none).
+    pub allowed_origins: Option<Vec<String>>,
+    /// `Host` values accepted besides the issuer's authority (and `localhost` names on loopback).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// The largest upstream result forwarded, in bytes (default 4194304).
+    pub max_result_bytes: Option<usize>,
+    /// The deepest JSON nesting accepted from agents and upstreams (default 64).
+    pub max_json_depth: Option<usize>,
 }
 
 /// One `[[gateway.servers]]`: an upstream MCP server and its tools' classification.
@@ -126,8 +134,15 @@ pub struct GatewayServer {
     pub command: Option<Vec<String>>,
     /// A Streamable HTTP upstream.
     pub url: Option<String>,
-    /// Headers injected towards the upstream (never shown to agents).
+    /// Headers injected towards the upstream (never shown to agents); `${file:PATH}` and
+    /// `${env:NAME}` are replaced by a file's content or a variable's value.
     pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Environment of a stdio upstream (its credentials), with the same references.
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    /// How long a request to the upstream may take, in seconds (default 30).
+    pub timeout_seconds: Option<u64>,
+    /// How long the upstream's tool list is reused before it is read again, in seconds (default 10).
+    pub list_ttl_seconds: Option<u64>,
     /// The environment of the server: `sandbox`, `pilot` or `production` (default).
     pub environment: Option<String>,
     /// `[gateway.servers.tools.<tool>]`: data class and risk level of each tool.
@@ -143,6 +158,8 @@ pub struct ToolClassification {
     pub data_class: String,
     /// `read`, `write`, `destructive` or `egress`.
     pub risk: String,
+    /// The resource a call acts on, from its arguments: `erp://ledger/{period}/{account}`.
+    pub resource: Option<String>,
 }
 
 /// `[mandates]`.
@@ -328,6 +345,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         issuer_from_listener,
         catalogue: resolve_catalogue(&file.gateway)?,
         ledger: resolve_ledger(&file.ledger)?,
+        gateway: resolve_gateway(&file.gateway, &|name| std::env::var(name).ok())?,
     };
     Ok((config, log_format))
 }
@@ -342,6 +360,96 @@ fn resolve_ledger(section: &LedgerSection) -> anyhow::Result<LedgerSettings> {
         bail!("ledger.checkpoint_every_seconds: {seconds} must be between 1 and 86400");
     }
     Ok(LedgerSettings { checkpoint_every_events: events, checkpoint_every_seconds: seconds })
+}
+
+/// The gateway's upstreams, with their credentials' references resolved (`env` reads the
+/// environment).
+pub fn resolve_gateway(
+    section: &GatewaySection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<mandate_gateway::config::GatewaySettings> {
+    use mandate_gateway::config::{GatewaySettings, Secret, ToolSpec, Transport, UpstreamSpec};
+    let mut settings = GatewaySettings::default();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, server) in section.servers.iter().enumerate() {
+        let at = format!("gateway.servers[{i}] (`{}`)", server.name);
+        if !names.insert(server.name.clone()) {
+            bail!("{at}: another server has this name");
+        }
+        // The name is the `server` of `server/tool`: parse it as one.
+        ToolName::parse(&format!("{}/x", server.name)).map_err(|e| anyhow::anyhow!("{at}.name: {e}"))?;
+        let secret = |what: String, v: &str| Secret::resolve(v, env).map_err(|e| anyhow::anyhow!("{what}: {e}"));
+        let transport = match (&server.command, &server.url) {
+            (Some(command), None) => {
+                if command.is_empty() || command[0].is_empty() {
+                    bail!("{at}.command: give the program and its arguments");
+                }
+                if server.headers.is_some() {
+                    bail!("{at}.headers: a stdio upstream takes its credential in `env`");
+                }
+                let mut vars = Vec::new();
+                for (k, v) in server.env.iter().flatten() {
+                    vars.push((k.clone(), secret(format!("{at}.env.{k}"), v)?));
+                }
+                Transport::Stdio { command: command.clone(), env: vars }
+            }
+            (None, Some(url)) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("{at}.url: `{url}` must be an http(s) URL");
+                }
+                if server.env.is_some() {
+                    bail!("{at}.env: an HTTP upstream takes its credential in `headers`");
+                }
+                let mut headers = Vec::new();
+                for (k, v) in server.headers.iter().flatten() {
+                    headers.push((k.clone(), secret(format!("{at}.headers.{k}"), v)?));
+                }
+                Transport::Http { url: url.clone(), headers }
+            }
+            // Classification only: the tools are decided through /v1/authorize, nothing is proxied.
+            (None, None) => continue,
+            (Some(_), Some(_)) => bail!("{at}: give either `command` or `url`, not both"),
+        };
+        let mut tools = std::collections::BTreeMap::new();
+        for (tool, class) in &server.tools {
+            let resource = class
+                .resource
+                .as_deref()
+                .map(mandate_gateway::template::ResourceTemplate::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{at}.tools.{tool}.resource: {e}"))?;
+            tools.insert(tool.clone(), ToolSpec { resource });
+        }
+        let seconds = |v: Option<u64>, default: u64, what: &str| -> anyhow::Result<std::time::Duration> {
+            let v = v.unwrap_or(default);
+            if !(1..=3600).contains(&v) {
+                bail!("{at}.{what}: {v} must be between 1 and 3600");
+            }
+            Ok(std::time::Duration::from_secs(v))
+        };
+        settings.servers.push(UpstreamSpec {
+            name: server.name.clone(),
+            transport,
+            tools,
+            timeout: seconds(server.timeout_seconds, 30, "timeout_seconds")?,
+            list_ttl: seconds(server.list_ttl_seconds, 10, "list_ttl_seconds")?,
+        });
+    }
+    settings.allowed_origins = section.allowed_origins.clone().unwrap_or_default();
+    settings.allowed_hosts = section.allowed_hosts.clone().unwrap_or_default();
+    if let Some(n) = section.max_result_bytes {
+        if !(1024..=256 * 1024 * 1024).contains(&n) {
+            bail!("gateway.max_result_bytes: {n} must be between 1024 and 268435456");
+        }
+        settings.max_result_bytes = n;
+    }
+    if let Some(n) = section.max_json_depth {
+        if !(4..=512).contains(&n) {
+            bail!("gateway.max_json_depth: {n} must be between 4 and 512");
+        }
+        settings.max_json_depth = n;
+    }
+    Ok(settings)
 }
 
 fn resolve_catalogue(gateway: &GatewaySection) -> anyhow::Result<Vec<(ToolName, Classification)>> {

@@ -43,19 +43,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: std::env::var("MANDATE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
         demo: args.demo,
     };
-    let upstreams: Vec<String> = file
-        .gateway
-        .servers
-        .iter()
-        .filter(|s| s.command.is_some() || s.url.is_some())
-        .map(|s| s.name.clone())
-        .collect();
     let (config, log_format) = config::resolve(file, overrides)?;
     init_logging(log_format);
-    for name in upstreams {
-        // Say so rather than let an operator believe the upstream is protected.
-        tracing::warn!(server = %name, "the MCP gateway is not in this build: the server's tool classification is used, its upstream is not proxied");
-    }
     if let Some(oidc) = &config.settings.oidc {
         log_issuer_keys(&oidc.jwks_file, &oidc.keys);
     }
@@ -65,7 +54,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(oidc) = server.state().oidc.clone() {
             tokio::spawn(reload_issuer_keys_on_hangup(oidc));
         }
-        print_banner(server.addr, &server.bootstrap);
+        print_banner(server.addr, &server.bootstrap, &server.gateway_servers());
         server.serve(shutdown_signal()).await?;
         Ok(())
     })
@@ -147,9 +136,12 @@ async fn reload_issuer_keys_on_hangup(oidc: Arc<mandate_engine::oidc::OidcAuthen
     let _ = oidc;
 }
 
-fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap) {
+fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap, gateway: &[String]) {
     let url = format!("http://{addr}");
     println!("Mandate {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    for name in gateway {
+        println!("MCP gateway: {url}/mcp/{name}  (Streamable HTTP; Authorization: DPoP <mandate> and a DPoP proof per request)");
+    }
     if let Some(token) = &bootstrap.admin_token {
         println!();
         println!("An administrator token was created. It is shown this once and stored only as a hash:");

@@ -182,12 +182,19 @@ pub async fn post(
     Path(name): Path<String>,
     extensions: axum::http::Extensions,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let Some(server) = gw.inner.servers.get(&name) else { return no_server(&name) };
     if let Err(r) = gw.check_listener(&headers) {
         return r;
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status();
+            return rpc_error(status, None, jsonrpc::INVALID_REQUEST, "the request body is over the limit or unreadable", Some(json!({"code": "request.too_large"})));
+        }
+    };
     let msg = match jsonrpc::parse(&body, gw.inner.settings.max_json_depth) {
         Ok(m) => m,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e.code, &e.message, None),
@@ -695,7 +702,8 @@ impl Request<'_> {
         let duration_ms = millis_since(started);
         let (response, status, bytes, sha, scrubbed) = match outcome {
             Ok(raw) => {
-                let (text, scrubbed) = self.gw.scrub(raw.get().to_owned());
+                let raw = if self.modern() { with_result_type(raw.get()) } else { raw.get().to_owned() };
+                let (text, scrubbed) = self.gw.scrub(raw);
                 let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
                 let is_error = serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("isError").and_then(Value::as_bool)).unwrap_or(false);
                 let status = if is_error { "tool_error" } else { "ok" };
@@ -729,6 +737,26 @@ impl Request<'_> {
             tracing::warn!(server = %self.name, tool = %full, "the upstream's answer carried its own credential; redacted");
         }
         response
+    }
+}
+
+/// The upstream's result with `"resultType": "complete"` added when it has none, for a 2026-07-28
+/// client (upstreams speak 2025-11-25, whose results have no such member); every other byte is the
+/// upstream's.
+fn with_result_type(raw: &str) -> String {
+    let has = serde_json::from_str::<std::collections::HashMap<String, serde::de::IgnoredAny>>(raw)
+        .map(|m| m.contains_key("resultType"))
+        .unwrap_or(true);
+    match raw.trim_start().strip_prefix('{') {
+        Some(rest) if !has => {
+            let rest = rest.trim_start();
+            if rest.starts_with('}') {
+                format!(r#"{{"resultType":"complete"{rest}"#)
+            } else {
+                format!(r#"{{"resultType":"complete",{rest}"#)
+            }
+        }
+        _ => raw.to_owned(),
     }
 }
 

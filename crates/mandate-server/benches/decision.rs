@@ -121,6 +121,7 @@ fn fixture() -> Fixture {
         demo: false,
         issuer_from_listener: false,
         catalogue: Vec::new(),
+        gateway: Default::default(),
         ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,
     };
     let (server, state, token) = runtime.block_on(async {

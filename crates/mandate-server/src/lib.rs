@@ -40,6 +40,7 @@ use utoipa_axum::routes;
          (name = "decisions", description = "Deciding tool calls, and human approval of held calls"),
          (name = "policies", description = "Organisation policy as code, and the tool catalogue"),
          (name = "audit", description = "The event ledger"),
+         (name = "gateway", description = "What the MCP gateway saw: discovered clients and pinned tool definitions"),
          (name = "system", description = "Health, metrics and this document"))
 )]
 struct ApiDoc;
@@ -58,7 +59,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The routes and their OpenAPI description, from one list so that neither can miss a route.
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{agents, audit, decisions, humans, mandates, review, system};
+    use routes::{agents, audit, decisions, gateway, humans, mandates, review, system};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
@@ -100,6 +101,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(decisions::validate_policies))
         .routes(routes!(decisions::tools))
         .routes(routes!(decisions::classify))
+        .routes(routes!(gateway::discovered))
+        .routes(routes!(gateway::pins))
+        .routes(routes!(gateway::diff))
+        .routes(routes!(gateway::approve))
         .split_for_parts()
 }
 
@@ -121,11 +126,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole API over `state`.
 pub fn app(state: AppState) -> Router {
+    app_with(state, None)
+}
+
+/// The API and, when there is one, the MCP gateway's routes (`/mcp/{server}` and its metadata),
+/// behind the same middleware.
+pub fn app_with(state: AppState, gateway: Option<&mandate_gateway::Gateway>) -> Router {
     let (router, _) = routes();
     let doc = Arc::new(openapi().to_json().unwrap_or_default());
     let max_body = state.settings.max_body_bytes;
+    let mut router: Router =
+        router.route("/openapi.json", axum::routing::get(routes::system::openapi_handler(doc))).with_state(state.clone());
+    if let Some(gateway) = gateway {
+        router = router.merge(gateway.router());
+    }
     router
-        .route("/openapi.json", axum::routing::get(routes::system::openapi_handler(doc)))
         .fallback(|| async { ApiError::not_found("request.no_route", "no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -137,7 +152,6 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(metrics::request_context))
-        .with_state(state)
 }
 
 /// Everything `mandate serve` needs, validated by the caller (the CLI builds it from file, env and flags).
@@ -159,6 +173,8 @@ pub struct ServerConfig {
     pub catalogue: Vec<(mandate_core::pattern::ToolName, mandate_engine::catalogue::Classification)>,
     /// How often the ledger is checkpointed.
     pub ledger: mandate_engine::ledger::LedgerSettings,
+    /// The MCP gateway's upstreams and limits (no servers: no gateway).
+    pub gateway: mandate_gateway::config::GatewaySettings,
 }
 
 /// Why the server could not start.
@@ -207,6 +223,8 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// Serving failed.
+    #[error("the MCP gateway: {0}")]
+    Gateway(String),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -230,6 +248,7 @@ pub struct Server {
     /// What to show the operator.
     pub bootstrap: Bootstrap,
     ledger: mandate_engine::ledger::LedgerSettings,
+    gateway: Option<mandate_gateway::Gateway>,
 }
 
 /// The database file inside a data directory.
@@ -276,7 +295,12 @@ impl Server {
             .await
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         let demo = if config.demo { Some(demo::seed(&state, dir).await?) } else { None };
-        Ok(Self { listener, state, store, addr, bootstrap: Bootstrap { admin_token, demo }, ledger: config.ledger })
+        let gateway = if config.gateway.servers.is_empty() {
+            None
+        } else {
+            Some(mandate_gateway::Gateway::start(state.engine.clone(), config.gateway, addr).map_err(StartError::Gateway)?)
+        };
+        Ok(Self { listener, state, store, addr, bootstrap: Bootstrap { admin_token, demo }, ledger: config.ledger, gateway })
     }
 
     /// The shared state (for tests that want to look inside).
@@ -284,10 +308,18 @@ impl Server {
         &self.state
     }
 
+    /// The servers behind the MCP gateway, each at `/mcp/{name}`.
+    pub fn gateway_servers(&self) -> Vec<String> {
+        self.gateway.as_ref().map(mandate_gateway::Gateway::server_names).unwrap_or_default()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
     /// signs a last ledger checkpoint, and closes the database (checkpointing its write-ahead log).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let app = app(self.state.clone());
+        let app = app_with(self.state.clone(), self.gateway.as_ref());
+        if let Some(gateway) = self.gateway.clone() {
+            tokio::spawn(async move { gateway.warm().await });
+        }
         let checkpointer = mandate_engine::ledger::spawn_checkpointer(self.state.engine.clone(), self.ledger);
         let summaries = mandate_engine::refusals::spawn_summaries(self.state.engine.clone());
         tracing::info!(addr = %self.addr, "listening");
@@ -296,6 +328,9 @@ impl Server {
         let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
         checkpointer.abort();
         summaries.abort();
+        if let Some(gateway) = &self.gateway {
+            gateway.shutdown();
+        }
         if let Err(e) = self.state.summarise_refusals().await {
             tracing::warn!(error = %e, "the last refusal summary could not be written");
         }

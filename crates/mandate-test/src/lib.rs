@@ -91,6 +91,7 @@ impl TestServer {
             demo: false,
             issuer_from_listener: false,
             catalogue: Vec::new(),
+            gateway: Default::default(),
             ledger: LEDGER,
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod audit;
 pub mod decisions;
+pub mod gateway;
 pub mod humans;
 pub mod mandates;
 pub mod review;

@@ -1,0 +1,61 @@
+// An MCP client written with the official TypeScript SDK (`@modelcontextprotocol/sdk` from npm),
+// which adds a DPoP proof to every request through a custom fetch, for the gateway's
+// interoperability tests. It speaks 2025-11-25 (initialize and Mcp-Session-Id).
+//
+//     node dpop_client.mjs '<json>'
+//
+// Same input and output as dpop_client.py: `url`, `token`, `seed` (base64url Ed25519 private key)
+// and `steps`; one JSON line out.
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import crypto from "node:crypto";
+
+const spec = JSON.parse(process.argv[2]);
+const b64url = (buf) => Buffer.from(buf).toString("base64url");
+const seed = Buffer.from(spec.seed, "base64url");
+// PKCS#8 wrapping of a raw Ed25519 seed.
+const pkcs8 = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
+const key = crypto.createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
+const x = crypto.createPublicKey(key).export({ format: "jwk" }).x;
+const jwk = { kty: "OKP", crv: "Ed25519", x };
+const ath = b64url(crypto.createHash("sha256").update(spec.token).digest());
+
+function proof(method, url) {
+  const header = b64url(JSON.stringify({ typ: "dpop+jwt", alg: "EdDSA", jwk }));
+  const htu = url.split("?")[0].split("#")[0];
+  const claims = { jti: crypto.randomUUID(), htm: method, htu, iat: Math.floor(Date.now() / 1000), ath };
+  const input = `${header}.${b64url(JSON.stringify(claims))}`;
+  return `${input}.${b64url(crypto.sign(null, Buffer.from(input), key))}`;
+}
+
+async function dpopFetch(url, init = {}) {
+  const headers = new Headers(init.headers || {});
+  const method = (init.method || "GET").toUpperCase();
+  headers.set("Authorization", `DPoP ${spec.token}`);
+  headers.set("DPoP", proof(method, String(url)));
+  return fetch(url, { ...init, headers });
+}
+
+const out = { steps: [] };
+const client = new Client({ name: "interop-ts-client", version: "1.0.0" });
+const transport = new StreamableHTTPClientTransport(new URL(spec.url), { fetch: dpopFetch });
+await client.connect(transport);
+out.protocol_version = transport.protocolVersion ?? null;
+out.session = transport.sessionId ?? null;
+for (const step of spec.steps) {
+  try {
+    if (step.list) {
+      const listed = await client.listTools();
+      out.steps.push({ tools: listed.tools.map((t) => t.name) });
+    } else {
+      const params = { name: step.call, arguments: step.arguments ?? {} };
+      if (step.meta) params._meta = step.meta;
+      out.steps.push({ result: await client.callTool(params) });
+    }
+  } catch (e) {
+    out.steps.push({ error: { code: e.code ?? null, message: String(e.message ?? e), data: e.data ?? null } });
+  }
+}
+await transport.terminateSession().catch(() => {});
+await client.close();
+console.log(JSON.stringify(out));
