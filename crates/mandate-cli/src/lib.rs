@@ -64,9 +64,12 @@ enum Command {
     /// Organisation policy as code: validate and test offline, get and put on the server.
     #[command(subcommand)]
     Policy(commands::decide::PolicyCommand),
-    /// The tool catalogue: list and classify tools.
+    /// The tool catalogue: list and classify tools; the gateway's pinned definitions, their diffs
+    /// and approval.
     #[command(subcommand)]
     Tools(commands::decide::ToolsCommand),
+    /// Clients seen at the MCP gateway without a valid mandate (shadow agents).
+    Discover(commands::gateway::DiscoverArgs),
     /// List or rotate the mandate signing keys.
     #[command(subcommand)]
     Keys(commands::mandate::KeysCommand),
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Approvals(cmd) => commands::decide::approvals(cmd),
         Command::Policy(cmd) => commands::decide::policy(cmd),
         Command::Tools(cmd) => commands::decide::tools(cmd),
+        Command::Discover(a) => commands::gateway::discover(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -83,8 +83,11 @@ pub enum PinState {
 pub fn definition_sha256(raw: &str) -> Result<String, String> {
     let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("not an object")?;
-    let pinned: serde_json::Map<String, serde_json::Value> =
-        object.iter().filter(|(k, _)| PINNED_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let pinned: serde_json::Map<String, serde_json::Value> = object
+        .iter()
+        .filter(|(k, _)| PINNED_MEMBERS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let text = serde_json::to_string(&pinned).map_err(|e| e.to_string())?;
     // The strict reader: a duplicate member or an inexact number would give two readers two
     // definitions under one hash.
@@ -215,8 +218,7 @@ impl Engine {
             }
         };
         let shadowed = self.pins.all().into_iter().any(|p| {
-            p.server != tool.name.server()
-                && ToolName::parse(&p.name).is_ok_and(|n| n.tool() == tool.name.tool())
+            p.server != tool.name.server() && ToolName::parse(&p.name).is_ok_and(|n| n.tool() == tool.name.tool())
         });
         if shadowed {
             flags.push("shadowing".to_owned());
@@ -240,7 +242,10 @@ impl Engine {
                 pin.flags = flags;
                 pin.updated_ms = now;
                 pin.updated_by = "gateway".to_owned();
-                tracing::warn!(tool = name, "a tool definition changed; quarantined until an administrator approves it");
+                tracing::warn!(
+                    tool = name,
+                    "a tool definition changed; quarantined until an administrator approves it"
+                );
                 self.write_pin(pin, "tool.definition_changed", detail, "gateway").await?;
                 Ok(PinState::Quarantined)
             }
@@ -259,7 +264,11 @@ impl Engine {
                 };
                 let detail = serde_json::json!({"sha256": sha, "flags": flags});
                 if held {
-                    tracing::warn!(tool = name, ?flags, "a new tool's definition is flagged; held for an administrator");
+                    tracing::warn!(
+                        tool = name,
+                        ?flags,
+                        "a new tool's definition is flagged; held for an administrator"
+                    );
                     self.write_pin(pin, "tool.definition_flagged", detail, "gateway").await?;
                     Ok(PinState::Quarantined)
                 } else {
@@ -312,7 +321,10 @@ impl Engine {
             .get(tool.as_str())
             .ok_or_else(|| Error::not_found("tool.not_pinned", format!("the gateway never saw tool `{tool}`")))?;
         let (Some(pending_sha), Some(pending)) = (pin.pending_sha256.clone(), pin.pending_definition.clone()) else {
-            return Err(Error::conflict("tool.nothing_to_approve", format!("no definition of `{tool}` waits for approval")));
+            return Err(Error::conflict(
+                "tool.nothing_to_approve",
+                format!("no definition of `{tool}` waits for approval"),
+            ));
         };
         if let Some(expected) = sha256 {
             if expected != pending_sha {

@@ -77,7 +77,13 @@ fn rpc_error(status: StatusCode, id: Option<&RawValue>, code: i64, message: &str
 
 /// `GET /mcp/{server}`: the gateway opens no server-initiated stream.
 pub async fn get() -> Response {
-    let mut r = rpc_error(StatusCode::METHOD_NOT_ALLOWED, None, jsonrpc::METHOD_NOT_FOUND, "the gateway opens no server stream; POST requests", None);
+    let mut r = rpc_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        jsonrpc::METHOD_NOT_FOUND,
+        "the gateway opens no server stream; POST requests",
+        None,
+    );
     r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
     r
 }
@@ -86,7 +92,10 @@ pub async fn get() -> Response {
 /// the authorization server.
 pub async fn resource_metadata(State(gw): State<Gateway>, Path(server): Path<String>) -> Response {
     if !gw.inner.servers.contains_key(&server) {
-        return json_response(StatusCode::NOT_FOUND, json!({"error": "not_found", "error_description": format!("no gateway server `{server}`")}).to_string());
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "not_found", "error_description": format!("no gateway server `{server}`")}).to_string(),
+        );
     }
     let issuer = gw.inner.engine.settings.mandates.issuer.trim_end_matches('/').to_owned();
     let doc = json!({
@@ -112,13 +121,26 @@ pub async fn delete(
         return r;
     }
     let Some(id) = header_str(&headers, "mcp-session-id") else {
-        return rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id", None);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "DELETE needs an Mcp-Session-Id",
+            None,
+        );
     };
     let Some(session) = gw.session(id).filter(|s| s.server == name) else {
         return rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "no such session", None);
     };
     let source = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let msg = Message { jsonrpc: Some("2.0".into()), id: None, method: Some("session/delete".into()), params: None, result: None, error: None };
+    let msg = Message {
+        jsonrpc: Some("2.0".into()),
+        id: None,
+        method: Some("session/delete".into()),
+        params: None,
+        result: None,
+        error: None,
+    };
     let req = Request {
         gw: &gw,
         server,
@@ -129,7 +151,10 @@ pub async fn delete(
         msg: &msg,
         method: "session/delete",
         params: Value::Null,
-        revision: Revision::Legacy { version: session.protocol_version.clone(), session: Some((id.to_owned(), session)) },
+        revision: Revision::Legacy {
+            version: session.protocol_version.clone(),
+            session: Some((id.to_owned(), session)),
+        },
     };
     if let Err(r) = req.admit_and_record("gateway.session_closed", json!({"server": name})).await {
         return r;
@@ -152,13 +177,25 @@ impl Gateway {
     fn check_listener(&self, headers: &HeaderMap) -> Result<(), Response> {
         let host = header_str(headers, "host").map(str::to_ascii_lowercase);
         if !host.as_ref().is_some_and(|h| self.inner.hosts.contains(h)) {
-            return Err(rpc_error(StatusCode::FORBIDDEN, None, jsonrpc::INVALID_REQUEST, "this Host is not one the gateway answers to", None));
+            return Err(rpc_error(
+                StatusCode::FORBIDDEN,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "this Host is not one the gateway answers to",
+                None,
+            ));
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
             let own = format!("{}://{}", self.inner.scheme, host.unwrap_or_default());
             if origin != own && !self.inner.settings.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(&origin)) {
-                return Err(rpc_error(StatusCode::FORBIDDEN, None, jsonrpc::INVALID_REQUEST, "requests from this Origin are not accepted", None));
+                return Err(rpc_error(
+                    StatusCode::FORBIDDEN,
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "requests from this Origin are not accepted",
+                    None,
+                ));
             }
         }
         Ok(())
@@ -192,7 +229,13 @@ pub async fn post(
         Ok(b) => b,
         Err(e) => {
             let status = e.status();
-            return rpc_error(status, None, jsonrpc::INVALID_REQUEST, "the request body is over the limit or unreadable", Some(json!({"code": "request.too_large"})));
+            return rpc_error(
+                status,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "the request body is over the limit or unreadable",
+                Some(json!({"code": "request.too_large"})),
+            );
         }
     };
     let msg = match jsonrpc::parse(&body, gw.inner.settings.max_json_depth) {
@@ -206,7 +249,15 @@ pub async fn post(
     let params: Value = match &msg.params {
         Some(p) => match serde_json::from_str(p.get()) {
             Ok(v) => v,
-            Err(_) => return rpc_error(StatusCode::BAD_REQUEST, msg.id.as_deref(), jsonrpc::INVALID_REQUEST, "params are not an object", None),
+            Err(_) => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    msg.id.as_deref(),
+                    jsonrpc::INVALID_REQUEST,
+                    "params are not an object",
+                    None,
+                )
+            }
         },
         None => Value::Object(Default::default()),
     };
@@ -215,13 +266,31 @@ pub async fn post(
         Ok(r) => r,
         Err(r) => return r,
     };
-    let req = Request { gw: &gw, server, name: &name, headers: &headers, source, htu: gw.htu(&headers, &name), msg: &msg, method, params, revision };
+    let req = Request {
+        gw: &gw,
+        server,
+        name: &name,
+        headers: &headers,
+        source,
+        htu: gw.htu(&headers, &name),
+        msg: &msg,
+        method,
+        params,
+        revision,
+    };
     req.dispatch().await
 }
 
 /// Which revision the request speaks, checked: the 2026-07-28 ladder (envelope in `_meta`, headers
 /// equal to the body, a version spoken here), or a 2025-11-25 session.
-fn revision(gw: &Gateway, name: &str, headers: &HeaderMap, msg: &Message, method: &str, params: &Value) -> Result<Revision, Response> {
+fn revision(
+    gw: &Gateway,
+    name: &str,
+    headers: &HeaderMap,
+    msg: &Message,
+    method: &str,
+    params: &Value,
+) -> Result<Revision, Response> {
     let id = msg.id.as_deref();
     let version_header = header_str(headers, "mcp-protocol-version");
     let meta = params.get("_meta");
@@ -233,14 +302,32 @@ fn revision(gw: &Gateway, name: &str, headers: &HeaderMap, msg: &Message, method
     let modern = version_header == Some(MODERN) || meta.is_some_and(|m| m.get(PROTOCOL_VERSION_META).is_some());
     if modern {
         let Some(meta) = meta.and_then(Value::as_object) else {
-            return Err(rpc_error(StatusCode::BAD_REQUEST, id, jsonrpc::INVALID_PARAMS, "params._meta must carry the protocol version and client capabilities", None));
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::INVALID_PARAMS,
+                "params._meta must carry the protocol version and client capabilities",
+                None,
+            ));
         };
         if !meta.contains_key(PROTOCOL_VERSION_META) || !meta.contains_key(CLIENT_CAPABILITIES_META) {
-            return Err(rpc_error(StatusCode::BAD_REQUEST, id, jsonrpc::INVALID_PARAMS, "params._meta is missing the protocol version or client capabilities", None));
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::INVALID_PARAMS,
+                "params._meta is missing the protocol version or client capabilities",
+                None,
+            ));
         }
         let body_version = meta.get(PROTOCOL_VERSION_META).and_then(Value::as_str);
         let mismatch = |what: &str| {
-            rpc_error(StatusCode::BAD_REQUEST, id, jsonrpc::HEADER_MISMATCH, &format!("the {what} header does not match the body"), Some(json!({"header": what})))
+            rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::HEADER_MISMATCH,
+                &format!("the {what} header does not match the body"),
+                Some(json!({"header": what})),
+            )
         };
         if version_header.is_none() || version_header != body_version {
             return Err(mismatch("MCP-Protocol-Version"));
@@ -261,7 +348,13 @@ fn revision(gw: &Gateway, name: &str, headers: &HeaderMap, msg: &Message, method
         }
         if body_version != Some(MODERN) {
             let supported: Vec<&str> = std::iter::once(MODERN).chain(LEGACY.iter().copied()).collect();
-            return Err(rpc_error(StatusCode::BAD_REQUEST, id, jsonrpc::UNSUPPORTED_PROTOCOL_VERSION, "unsupported protocol version", Some(json!({"supported": supported, "requested": body_version}))));
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+                "unsupported protocol version",
+                Some(json!({"supported": supported, "requested": body_version})),
+            ));
         }
         return Ok(Revision::Modern);
     }
@@ -269,16 +362,40 @@ fn revision(gw: &Gateway, name: &str, headers: &HeaderMap, msg: &Message, method
     let Some(session_id) = header_str(headers, "mcp-session-id") else {
         if let Some(v) = version_header.filter(|v| !LEGACY.contains(v)) {
             let supported: Vec<&str> = std::iter::once(MODERN).chain(LEGACY.iter().copied()).collect();
-            return Err(rpc_error(StatusCode::BAD_REQUEST, id, jsonrpc::UNSUPPORTED_PROTOCOL_VERSION, "unsupported protocol version", Some(json!({"supported": supported, "requested": v}))));
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+                "unsupported protocol version",
+                Some(json!({"supported": supported, "requested": v})),
+            ));
         }
-        return Err(rpc_error(StatusCode::BAD_REQUEST, id, jsonrpc::INVALID_REQUEST, "no Mcp-Session-Id: send `initialize` first, or speak 2026-07-28", None));
+        return Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_REQUEST,
+            "no Mcp-Session-Id: send `initialize` first, or speak 2026-07-28",
+            None,
+        ));
     };
     let Some(session) = gw.session(session_id).filter(|s| s.server == name) else {
-        return Err(rpc_error(StatusCode::NOT_FOUND, id, jsonrpc::INVALID_REQUEST, "no such session (expired or closed): initialize again", None));
+        return Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            id,
+            jsonrpc::INVALID_REQUEST,
+            "no such session (expired or closed): initialize again",
+            None,
+        ));
     };
     if let Some(v) = version_header {
         if v != session.protocol_version {
-            return Err(rpc_error(StatusCode::BAD_REQUEST, id, jsonrpc::INVALID_REQUEST, "MCP-Protocol-Version is not the session's", None));
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::INVALID_REQUEST,
+                "MCP-Protocol-Version is not the session's",
+                None,
+            ));
         }
     }
     Ok(Revision::Legacy { version: session.protocol_version.clone(), session: Some((session_id.to_owned(), session)) })
@@ -314,14 +431,22 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     let token = match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => token.trim(),
         Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => {
-            return Credentials::Missing("token.not_dpop_bound", "mandates are DPoP-bound: use `Authorization: DPoP <mandate>` with a `DPoP` proof".into())
+            return Credentials::Missing(
+                "token.not_dpop_bound",
+                "mandates are DPoP-bound: use `Authorization: DPoP <mandate>` with a `DPoP` proof".into(),
+            )
         }
         _ => return Credentials::Missing("token.malformed", "the Authorization header is not `DPoP <mandate>`".into()),
     };
     let mut proofs = headers.get_all("dpop").iter();
     let proof = match (proofs.next(), proofs.next()) {
         (Some(p), None) => p.to_str().unwrap_or(""),
-        (Some(_), Some(_)) => return Credentials::Missing("proof.multiple_headers", "exactly one DPoP header is accepted (RFC 9449 section 4.3)".into()),
+        (Some(_), Some(_)) => {
+            return Credentials::Missing(
+                "proof.multiple_headers",
+                "exactly one DPoP header is accepted (RFC 9449 section 4.3)".into(),
+            )
+        }
         (None, _) => "",
     };
     Credentials::Present { token, proof }
@@ -337,17 +462,22 @@ impl Request<'_> {
     }
 
     fn client_info(&self) -> (Option<String>, Option<String>) {
-        let info = self
-            .params
-            .get("clientInfo")
-            .or_else(|| self.params.get("_meta").and_then(|m| m.get(CLIENT_INFO_META)));
+        let info =
+            self.params.get("clientInfo").or_else(|| self.params.get("_meta").and_then(|m| m.get(CLIENT_INFO_META)));
         let field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str).map(str::to_owned);
         (field("name"), field("version"))
     }
 
     /// A `401` (or `403`) naming the reasons, with the metadata pointer; the client is recorded as
     /// discovered when no mandate verified.
-    async fn unauthorized(&self, status: StatusCode, code: &str, message: &str, reasons: Value, discovered: bool) -> Response {
+    async fn unauthorized(
+        &self,
+        status: StatusCode,
+        code: &str,
+        message: &str,
+        reasons: Value,
+        discovered: bool,
+    ) -> Response {
         if discovered {
             let (client_name, client_version) = self.client_info();
             let proof = header_str(self.headers, "dpop").unwrap_or("");
@@ -366,7 +496,8 @@ impl Request<'_> {
                 .await;
         }
         let error = if code.starts_with("proof.") { "invalid_dpop_proof" } else { "invalid_token" };
-        let description = message.replace(['"', '\\'], "'").chars().filter(|c| !c.is_control()).take(300).collect::<String>();
+        let description =
+            message.replace(['"', '\\'], "'").chars().filter(|c| !c.is_control()).take(300).collect::<String>();
         let www = format!(
             r#"DPoP algs="EdDSA", resource_metadata="{}", error="{error}", error_description="{description}""#,
             self.gw.resource_metadata_url(self.name)
@@ -385,7 +516,13 @@ impl Request<'_> {
     async fn presented(&self) -> Result<Presented<'_>, Response> {
         let now = mandate_engine::clock::millis(self.gw.inner.engine.clock.now());
         if let Err(wait) = self.gw.inner.engine.refusals.admit(self.source, now) {
-            let mut r = rpc_error(StatusCode::TOO_MANY_REQUESTS, self.id(), -32001, "too many refused requests from this address", Some(json!({"code": "request.rate_limited", "retry_after": wait})));
+            let mut r = rpc_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                self.id(),
+                -32001,
+                "too many refused requests from this address",
+                Some(json!({"code": "request.rate_limited", "retry_after": wait})),
+            );
             if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -400,14 +537,24 @@ impl Request<'_> {
         };
         if let Revision::Legacy { session: Some((_, session)), .. } = &self.revision {
             if mandate_core::jose::claimed_thumbprint(proof).as_deref() != Some(session.key_thumbprint.as_str()) {
-                return Err(rpc_error(StatusCode::NOT_FOUND, self.id(), jsonrpc::INVALID_REQUEST, "no such session for this key: initialize again", None));
+                return Err(rpc_error(
+                    StatusCode::NOT_FOUND,
+                    self.id(),
+                    jsonrpc::INVALID_REQUEST,
+                    "no such session for this key: initialize again",
+                    None,
+                ));
             }
         }
         Ok(Presented { token, proof, binding: ProofBinding { htm: "POST", htu: &self.htu }, source: self.source })
     }
 
     /// Verifies the presentation for a request that decides no call, and records it.
-    async fn admit_and_record(&self, kind: &'static str, detail: Value) -> Result<mandate_engine::mandates::verification::VerifiedPresentation, Response> {
+    async fn admit_and_record(
+        &self,
+        kind: &'static str,
+        detail: Value,
+    ) -> Result<mandate_engine::mandates::verification::VerifiedPresentation, Response> {
         let presented = self.presented().await?;
         let engine = &self.gw.inner.engine;
         let verified = match engine.admit(&presented, &self.front_door(), self.method).await {
@@ -423,7 +570,13 @@ impl Request<'_> {
         };
         if let Err(e) = engine.record_admitted(&verified, kind, detail).await {
             tracing::error!(error = ?e, "an admitted gateway request could not be recorded; refused");
-            return Err(rpc_error(StatusCode::SERVICE_UNAVAILABLE, self.id(), jsonrpc::INTERNAL_ERROR, "the request could not be recorded, so it is refused", Some(json!({"code": "internal.ledger_unavailable"}))));
+            return Err(rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.id(),
+                jsonrpc::INTERNAL_ERROR,
+                "the request could not be recorded, so it is refused",
+                Some(json!({"code": "internal.ledger_unavailable"})),
+            ));
         }
         Ok(verified)
     }
@@ -463,7 +616,9 @@ impl Request<'_> {
         match self.method {
             "initialize" => self.initialize().await,
             "server/discover" => {
-                if let Err(r) = self.admit_and_record("gateway.request", json!({"server": self.name, "method": self.method})).await {
+                if let Err(r) =
+                    self.admit_and_record("gateway.request", json!({"server": self.name, "method": self.method})).await
+                {
                     return r;
                 }
                 let supported: Vec<&str> = std::iter::once(MODERN).chain(LEGACY.iter().copied()).collect();
@@ -477,13 +632,15 @@ impl Request<'_> {
             }
             "tools/list" => self.list().await,
             "tools/call" => self.call().await,
-            "ping" => match self.admit_and_record("gateway.request", json!({"server": self.name, "method": "ping"})).await {
-                Ok(_) => {
-                    let out = self.result_object(json!({}), false);
-                    self.ok(out)
+            "ping" => {
+                match self.admit_and_record("gateway.request", json!({"server": self.name, "method": "ping"})).await {
+                    Ok(_) => {
+                        let out = self.result_object(json!({}), false);
+                        self.ok(out)
+                    }
+                    Err(r) => r,
                 }
-                Err(r) => r,
-            },
+            }
             m if m.starts_with("notifications/") && self.msg.id.is_none() => {
                 match self.admit_and_record("gateway.request", json!({"server": self.name, "method": m})).await {
                     Ok(_) => StatusCode::ACCEPTED.into_response(),
@@ -491,20 +648,38 @@ impl Request<'_> {
                 }
             }
             m => {
-                if let Err(r) = self.admit_and_record("gateway.request", json!({"server": self.name, "method": m, "refused": "not mediated"})).await {
+                if let Err(r) = self
+                    .admit_and_record(
+                        "gateway.request",
+                        json!({"server": self.name, "method": m, "refused": "not mediated"}),
+                    )
+                    .await
+                {
                     return r;
                 }
                 if self.msg.id.is_none() {
                     return StatusCode::ACCEPTED.into_response();
                 }
-                rpc_error(StatusCode::OK, self.id(), jsonrpc::METHOD_NOT_FOUND, &format!("`{}` is not mediated by the Mandate gateway", m.escape_debug()), None)
+                rpc_error(
+                    StatusCode::OK,
+                    self.id(),
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("`{}` is not mediated by the Mandate gateway", m.escape_debug()),
+                    None,
+                )
             }
         }
     }
 
     async fn initialize(&self) -> Response {
         let Revision::Legacy { version, .. } = &self.revision else {
-            return rpc_error(StatusCode::BAD_REQUEST, self.id(), jsonrpc::INVALID_REQUEST, "initialize is not part of 2026-07-28", None);
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                self.id(),
+                jsonrpc::INVALID_REQUEST,
+                "initialize is not part of 2026-07-28",
+                None,
+            );
         };
         let (client_name, client_version) = self.client_info();
         let detail = json!({"server": self.name, "protocol_version": version, "client_name": client_name, "client_version": client_version});
@@ -544,7 +719,13 @@ impl Request<'_> {
                 let status = if refusal.step == "chain" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
                 let reasons = serde_json::to_value(&refusal.reasons).unwrap_or(Value::Null);
                 return self
-                    .unauthorized(status, first.map_or("token.malformed", |r| r.code.as_str()), first.map_or("refused", |r| r.message.as_str()), reasons, refusal.record.is_none())
+                    .unauthorized(
+                        status,
+                        first.map_or("token.malformed", |r| r.code.as_str()),
+                        first.map_or("refused", |r| r.message.as_str()),
+                        reasons,
+                        refusal.record.is_none(),
+                    )
                     .await;
             }
         };
@@ -571,10 +752,22 @@ impl Request<'_> {
         let detail = json!({"server": self.name, "shown": names, "hidden": hidden, "upstream": if list.is_some() { "ok" } else { "unavailable" }});
         if let Err(e) = engine.record_admitted(&verified, "tools.listed", detail).await {
             tracing::error!(error = ?e, "a tool list could not be recorded; refused");
-            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, self.id(), jsonrpc::INTERNAL_ERROR, "the request could not be recorded, so it is refused", Some(json!({"code": "internal.ledger_unavailable"})));
+            return rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.id(),
+                jsonrpc::INTERNAL_ERROR,
+                "the request could not be recorded, so it is refused",
+                Some(json!({"code": "internal.ledger_unavailable"})),
+            );
         }
         if list.is_none() {
-            return rpc_error(StatusCode::OK, self.id(), jsonrpc::INTERNAL_ERROR, "the upstream server is unavailable", Some(json!({"code": "gateway.upstream_unavailable"})));
+            return rpc_error(
+                StatusCode::OK,
+                self.id(),
+                jsonrpc::INTERNAL_ERROR,
+                "the upstream server is unavailable",
+                Some(json!({"code": "gateway.upstream_unavailable"})),
+            );
         }
         // The upstream's own bytes for each tool, in its order.
         let mut out = String::from(r#"{"tools":["#);
@@ -602,18 +795,26 @@ impl Request<'_> {
         }
         let raw_params = self.msg.params.as_deref().map_or("{}", RawValue::get);
         let Ok(params) = serde_json::from_str::<CallParams<'_>>(raw_params) else {
-            return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, "tools/call needs a `name`, and `arguments` as an object", None);
+            return rpc_error(
+                StatusCode::OK,
+                self.id(),
+                jsonrpc::INVALID_PARAMS,
+                "tools/call needs a `name`, and `arguments` as an object",
+                None,
+            );
         };
         let arguments_text = params.arguments.map_or("{}", RawValue::get);
         if !arguments_text.trim_start().starts_with('{') {
-            return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, "`arguments` must be an object", None);
+            return rpc_error(
+                StatusCode::OK,
+                self.id(),
+                jsonrpc::INVALID_PARAMS,
+                "`arguments` must be an object",
+                None,
+            );
         }
-        let approval_id = self
-            .params
-            .get("_meta")
-            .and_then(|m| m.get(APPROVAL_META))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let approval_id =
+            self.params.get("_meta").and_then(|m| m.get(APPROVAL_META)).and_then(Value::as_str).map(str::to_owned);
         let list = self.gw.tool_list(self.server).await;
         let tool = match &list {
             Ok(l) => l.tools.iter().find(|t| t.name == params.name),
@@ -627,14 +828,27 @@ impl Request<'_> {
                 (Ok(_), None) => "gateway.unknown_tool",
                 (Ok(_), Some(_)) => "gateway.tool_quarantined",
             };
-            let detail = json!({"server": self.name, "tool": params.name.chars().take(200).collect::<String>(), "refused": why});
+            let detail =
+                json!({"server": self.name, "tool": params.name.chars().take(200).collect::<String>(), "refused": why});
             if let Err(r) = self.admit_and_record("gateway.call_refused", detail).await {
                 return r;
             }
             if why == "gateway.upstream_unavailable" {
-                return rpc_error(StatusCode::OK, self.id(), jsonrpc::INTERNAL_ERROR, "the upstream server is unavailable", Some(json!({"code": why})));
+                return rpc_error(
+                    StatusCode::OK,
+                    self.id(),
+                    jsonrpc::INTERNAL_ERROR,
+                    "the upstream server is unavailable",
+                    Some(json!({"code": why})),
+                );
             }
-            return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, &format!("unknown tool `{}`", params.name.escape_debug()), Some(json!({"code": why})));
+            return rpc_error(
+                StatusCode::OK,
+                self.id(),
+                jsonrpc::INVALID_PARAMS,
+                &format!("unknown tool `{}`", params.name.escape_debug()),
+                Some(json!({"code": why})),
+            );
         };
         let Some(full) = tool.full.as_ref() else {
             return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, "unknown tool", None);
@@ -646,7 +860,15 @@ impl Request<'_> {
         // The arguments in canonical form; the resource from them, by the configured template.
         let arguments = match CanonicalArguments::parse(arguments_text) {
             Ok(a) => a,
-            Err(e) => return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, &e.to_string(), Some(json!({"code": e.code()}))),
+            Err(e) => {
+                return rpc_error(
+                    StatusCode::OK,
+                    self.id(),
+                    jsonrpc::INVALID_PARAMS,
+                    &e.to_string(),
+                    Some(json!({"code": e.code()})),
+                )
+            }
         };
         let template = self.server.spec.tools.get(&tool.name).and_then(|t| t.resource.as_ref());
         let (resource, refusal) = match template.map(|t| t.fill(arguments.value())) {
@@ -665,15 +887,29 @@ impl Request<'_> {
         let decision = engine.decide(&presented, &call, false).await;
         let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
         if decision.verdict != Verdict::Allow {
-            if decision.mandate_id.is_none() || codes.iter().any(|c| c.starts_with("proof.") || c.starts_with("token.") || *c == "mandate.revoked") {
+            if decision.mandate_id.is_none()
+                || codes.iter().any(|c| c.starts_with("proof.") || c.starts_with("token.") || *c == "mandate.revoked")
+            {
                 let first = decision.reasons.first();
                 let reasons = serde_json::to_value(&decision.reasons).unwrap_or(Value::Null);
                 return self
-                    .unauthorized(StatusCode::UNAUTHORIZED, first.map_or("token.malformed", |r| r.code.as_str()), first.map_or("refused", |r| r.message.as_str()), reasons, decision.mandate_id.is_none())
+                    .unauthorized(
+                        StatusCode::UNAUTHORIZED,
+                        first.map_or("token.malformed", |r| r.code.as_str()),
+                        first.map_or("refused", |r| r.message.as_str()),
+                        reasons,
+                        decision.mandate_id.is_none(),
+                    )
                     .await;
             }
             if codes.iter().any(|c| HIDDEN.contains(c)) {
-                return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, &format!("unknown tool `{}`", params.name.escape_debug()), Some(refusal_content(&decision)));
+                return rpc_error(
+                    StatusCode::OK,
+                    self.id(),
+                    jsonrpc::INVALID_PARAMS,
+                    &format!("unknown tool `{}`", params.name.escape_debug()),
+                    Some(refusal_content(&decision)),
+                );
             }
             return self.ok(self.refused_result(&decision));
         }
@@ -694,7 +930,13 @@ impl Request<'_> {
         self.result_object(json!({"content": [{"type": "text", "text": text}], "isError": true, "structuredContent": refusal_content(d)}), false)
     }
 
-    async fn forward(&self, tool: &crate::UpstreamTool, full: &mandate_core::pattern::ToolName, arguments: &str, decision: &Decision) -> Response {
+    async fn forward(
+        &self,
+        tool: &crate::UpstreamTool,
+        full: &mandate_core::pattern::ToolName,
+        arguments: &str,
+        decision: &Decision,
+    ) -> Response {
         let started = Instant::now();
         // Only the name and arguments go upstream: not the agent's `_meta`, nor anything else.
         let params = format!(r#"{{"name":{},"arguments":{arguments}}}"#, jsonrpc::string(&tool.name));
@@ -705,7 +947,10 @@ impl Request<'_> {
                 let raw = if self.modern() { with_result_type(raw.get()) } else { raw.get().to_owned() };
                 let (text, scrubbed) = self.gw.scrub(raw);
                 let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
-                let is_error = serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("isError").and_then(Value::as_bool)).unwrap_or(false);
+                let is_error = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("isError").and_then(Value::as_bool))
+                    .unwrap_or(false);
                 let status = if is_error { "tool_error" } else { "ok" };
                 let n = text.len();
                 (self.ok(text), status, n, Some(sha), scrubbed)
@@ -714,7 +959,19 @@ impl Request<'_> {
                 tracing::warn!(server = %self.name, tool = %full, error = %e, "upstream call failed");
                 let (message, _) = self.gw.scrub(e.to_string());
                 let code = format!("gateway.upstream_{}", e.status());
-                (rpc_error(StatusCode::OK, self.id(), jsonrpc::INTERNAL_ERROR, &message, Some(json!({"code": code, "ledger_seq": decision.ledger_seq}))), e.status(), 0, None, false)
+                (
+                    rpc_error(
+                        StatusCode::OK,
+                        self.id(),
+                        jsonrpc::INTERNAL_ERROR,
+                        &message,
+                        Some(json!({"code": code, "ledger_seq": decision.ledger_seq})),
+                    ),
+                    e.status(),
+                    0,
+                    None,
+                    false,
+                )
             }
         };
         let detail = json!({
@@ -726,7 +983,12 @@ impl Request<'_> {
             "result_sha256": sha,
             "credential_scrubbed": scrubbed,
         });
-        let mut event = NewEvent::new("tool.call_completed", "gateway", mandate_engine::clock::millis(self.gw.inner.engine.clock.now()), &detail);
+        let mut event = NewEvent::new(
+            "tool.call_completed",
+            "gateway",
+            mandate_engine::clock::millis(self.gw.inner.engine.clock.now()),
+            &detail,
+        );
         event.tool = Some(full.to_string());
         event.mandate_id = decision.mandate_id.clone();
         event.chain_id = decision.chain_id.clone();

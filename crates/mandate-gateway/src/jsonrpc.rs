@@ -155,7 +155,10 @@ mod tests {
         assert_eq!(code(br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#), Some(INVALID_REQUEST));
         assert_eq!(code(br#"{"jsonrpc":"2.0","id":1}"#), Some(INVALID_REQUEST));
         assert_eq!(code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#), Some(INVALID_REQUEST));
-        assert_eq!(code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":[[[[[[[[[1]]]]]]]]]}}"#), Some(INVALID_REQUEST));
+        assert_eq!(
+            code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":[[[[[[[[[1]]]]]]]]]}}"#),
+            Some(INVALID_REQUEST)
+        );
         // Brackets inside strings do not count as nesting.
         assert_eq!(code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":"[[[[[[[[[[[[\"[["}}"#), None);
         let m = parse(br#"{"jsonrpc":"2.0","id":"a-1","method":"tools/call","params":{"name":"echo"}}"#, 8).unwrap();

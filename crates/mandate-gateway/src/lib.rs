@@ -121,7 +121,8 @@ impl Gateway {
                 }
                 Transport::Http { url, headers } => {
                     secrets.extend(headers.iter().flat_map(|(_, s)| s.secrets.iter().cloned()));
-                    let headers: Vec<(String, String)> = headers.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect();
+                    let headers: Vec<(String, String)> =
+                        headers.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect();
                     Upstream::Http(Arc::new(
                         upstream::http::HttpUpstream::new(
                             &spec.name,
@@ -143,15 +144,7 @@ impl Gateway {
         secrets.retain(|s| s.len() >= 4);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Ok(Self {
-            inner: Arc::new(Inner {
-                engine,
-                settings,
-                servers,
-                sessions: Mutex::default(),
-                hosts,
-                scheme,
-                secrets,
-            }),
+            inner: Arc::new(Inner { engine, settings, servers, sessions: Mutex::default(), hosts, scheme, secrets }),
         })
     }
 
@@ -252,7 +245,11 @@ impl Gateway {
     /// Whether `tool`'s definition, as read, is the pinned one.
     pub(crate) fn pinned(&self, tool: &UpstreamTool) -> bool {
         let (Some(full), Some(sha)) = (&tool.full, &tool.sha256) else { return false };
-        self.inner.engine.pins.get(full.as_str()).is_some_and(|p| !p.pinned_sha256.is_empty() && &p.pinned_sha256 == sha)
+        self.inner
+            .engine
+            .pins
+            .get(full.as_str())
+            .is_some_and(|p| !p.pinned_sha256.is_empty() && &p.pinned_sha256 == sha)
     }
 
     /// Replaces every configured credential in `text` (raw or JSON-escaped) by `[redacted]`.

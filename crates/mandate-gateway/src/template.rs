@@ -4,7 +4,8 @@
 //!
 //! Expansion is RFC 6570 level 1 (simple string expansion): every character of a value other than
 //! the unreserved ones (`A-Z a-z 0-9 - . _ ~`) is percent-encoded, so a value cannot add a path
-//! segment (`2026-10/../payroll` becomes `2026-10%2F..%2Fpayroll`), a query, or an authority. A
+//! segment (`2026-10/../payroll` becomes `2026-10%2F..%2Fpayroll`, which the engine's resource
+//! parser refuses outright: `request.invalid_resource`), a query, or an authority. A
 //! value must be a non-empty string or an integer; anything else, or a missing argument, leaves the
 //! template unfilled and the call is denied (`gateway.resource_unresolved`).
 
@@ -59,7 +60,8 @@ impl ResourceTemplate {
         if !parts.iter().any(|p| matches!(p, Part::Variable(_))) {
             return Err(err("it reads no argument; a fixed resource needs no template"));
         }
-        let authority_closed = |l: &str| l.split_once("://").is_some_and(|(_, rest)| rest.find('/').is_some_and(|i| i > 0));
+        let authority_closed =
+            |l: &str| l.split_once("://").is_some_and(|(_, rest)| rest.find('/').is_some_and(|i| i > 0));
         if !matches!(parts.first(), Some(Part::Literal(l)) if authority_closed(l)) {
             return Err(err("it must start with a scheme and authority (`erp://...`) that no argument fills"));
         }
@@ -136,7 +138,15 @@ mod tests {
 
     #[test]
     fn refuses_templates_an_argument_could_steer() {
-        for bad in ["erp://ledger/{period", "erp://ledger/}x", "{host}/x", "erp://{host}/x", "erp://x/{a+b}", "erp://x/y", "erp://x/{}"] {
+        for bad in [
+            "erp://ledger/{period",
+            "erp://ledger/}x",
+            "{host}/x",
+            "erp://{host}/x",
+            "erp://x/{a+b}",
+            "erp://x/y",
+            "erp://x/{}",
+        ] {
             assert!(ResourceTemplate::parse(bad).is_err(), "{bad}");
         }
         assert!(ResourceTemplate::parse("erp://ledger/{period}").is_ok());

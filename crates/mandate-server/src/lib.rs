@@ -135,8 +135,9 @@ pub fn app_with(state: AppState, gateway: Option<&mandate_gateway::Gateway>) -> 
     let (router, _) = routes();
     let doc = Arc::new(openapi().to_json().unwrap_or_default());
     let max_body = state.settings.max_body_bytes;
-    let mut router: Router =
-        router.route("/openapi.json", axum::routing::get(routes::system::openapi_handler(doc))).with_state(state.clone());
+    let mut router: Router = router
+        .route("/openapi.json", axum::routing::get(routes::system::openapi_handler(doc)))
+        .with_state(state.clone());
     if let Some(gateway) = gateway {
         router = router.merge(gateway.router());
     }
@@ -298,9 +299,20 @@ impl Server {
         let gateway = if config.gateway.servers.is_empty() {
             None
         } else {
-            Some(mandate_gateway::Gateway::start(state.engine.clone(), config.gateway, addr).map_err(StartError::Gateway)?)
+            Some(
+                mandate_gateway::Gateway::start(state.engine.clone(), config.gateway, addr)
+                    .map_err(StartError::Gateway)?,
+            )
         };
-        Ok(Self { listener, state, store, addr, bootstrap: Bootstrap { admin_token, demo }, ledger: config.ledger, gateway })
+        Ok(Self {
+            listener,
+            state,
+            store,
+            addr,
+            bootstrap: Bootstrap { admin_token, demo },
+            ledger: config.ledger,
+            gateway,
+        })
     }
 
     /// The shared state (for tests that want to look inside).

@@ -185,6 +185,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the server at `url` (`http://host:port`), with a bearer `token`.
+    pub fn new(url: &str, token: Option<&str>) -> Self {
+        Self { url: url.to_owned(), token: token.map(str::to_owned) }
+    }
+
     /// `GET`.
     pub fn get(&self, path: &str) -> (u16, Value) {
         self.send("GET", path, None)

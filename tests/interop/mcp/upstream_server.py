@@ -45,6 +45,11 @@ def tools() -> list:
             "inputSchema": {"type": "object"},
         }),
         types.Tool.model_validate({
+            "name": "payroll",
+            "description": "Reads the payroll.",
+            "inputSchema": {"type": "object"},
+        }),
+        types.Tool.model_validate({
             "name": "big",
             "description": "Answers with a result of the requested size.",
             "inputSchema": {"type": "object", "properties": {"bytes": {"type": "integer"}}},
@@ -69,6 +74,8 @@ async def on_call_tool(ctx, params):
     args = params.arguments or {}
     if params.name == "read_ledger":
         return text(f"ledger {args.get('period')}/{args.get('account')}: 3 entries, total 1,250.00 EUR")
+    if params.name == "payroll":
+        return text("payroll: everyone's salary")
     if params.name == "echo_credential":
         return text(f"I was called with: {LAST_AUTHORIZATION['value']}")
     if params.name == "big":

@@ -308,6 +308,34 @@ pub enum ToolsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Tool definitions the gateway pinned, and those waiting for approval.
+    Pins {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A tool's pinned definition against the changed one waiting for approval.
+    Diff {
+        /// The tool, `server/tool`.
+        tool: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Pin the changed definition of a tool: it is shown and callable again.
+    Approve {
+        /// The tool, `server/tool`.
+        tool: String,
+        /// The hash `mandate tools diff` showed: refused if another definition arrived since.
+        #[arg(long)]
+        sha256: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// Runs a tools verb.
@@ -335,6 +363,11 @@ pub fn tools(cmd: ToolsCommand) -> anyhow::Result<()> {
                 .collect();
             table::print(&["TOOL", "DATA CLASS", "RISK", "ENV", "SOURCE"], &rows);
             Ok(())
+        }
+        ToolsCommand::Pins { json, remote } => crate::commands::gateway::pins(json, &remote),
+        ToolsCommand::Diff { tool, json, remote } => crate::commands::gateway::diff(&tool, json, &remote),
+        ToolsCommand::Approve { tool, sha256, remote } => {
+            crate::commands::gateway::approve(&tool, sha256.as_deref(), &remote)
         }
         ToolsCommand::Classify { tool, data_class, risk, environment, remote } => {
             let Some((server, name)) = tool.split_once('/') else { bail!("the tool must be `server/tool`") };

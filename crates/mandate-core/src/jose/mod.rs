@@ -57,9 +57,8 @@ pub use jws::{
     VerifiedToken, VerifyError, ALG_EDDSA,
 };
 pub use proof::{
-    claimed_thumbprint,
-    access_token_hash, sign_proof, verify_proof, ProofClaims, ProofError, ProofExpectations, VerifiedProof, DPOP_TYP,
-    MAX_JTI_BYTES,
+    access_token_hash, claimed_thumbprint, sign_proof, verify_proof, ProofClaims, ProofError, ProofExpectations,
+    VerifiedProof, DPOP_TYP, MAX_JTI_BYTES,
 };
 pub use replay::{ReplayCache, ReplayError};
 

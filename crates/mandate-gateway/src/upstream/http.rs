@@ -32,8 +32,10 @@ impl HttpUpstream {
     ) -> Result<Self, String> {
         let mut map = reqwest::header::HeaderMap::new();
         for (k, v) in headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
-            let mut value = reqwest::header::HeaderValue::from_str(v).map_err(|_| format!("header `{k}`: not a valid value"))?;
+            let name =
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
+            let mut value =
+                reqwest::header::HeaderValue::from_str(v).map_err(|_| format!("header `{k}`: not a valid value"))?;
             value.set_sensitive(true);
             map.insert(name, value);
         }
@@ -116,7 +118,13 @@ impl HttpUpstream {
     ) -> Result<Result<(Box<RawValue>, Option<String>), UpstreamError>, Forgotten> {
         let id = super::next_id();
         let body = request_line(id, method, params);
-        let sent = self.base(session).header("content-type", "application/json").header("mcp-method", method).body(body).send().await;
+        let sent = self
+            .base(session)
+            .header("content-type", "application/json")
+            .header("mcp-method", method)
+            .body(body)
+            .send()
+            .await;
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => return Ok(Err(UpstreamError::Unavailable(format!("cannot reach it: {}", without_url(&e))))),
@@ -140,7 +148,9 @@ impl HttpUpstream {
             let chunk = match resp.chunk().await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
-                Err(e) => return Ok(Err(UpstreamError::Unavailable(format!("reading its answer: {}", without_url(&e))))),
+                Err(e) => {
+                    return Ok(Err(UpstreamError::Unavailable(format!("reading its answer: {}", without_url(&e)))))
+                }
             };
             buf.extend_from_slice(&chunk);
             if buf.len() > self.max_bytes {
@@ -177,11 +187,8 @@ impl HttpUpstream {
 
     fn event_answer(&self, event: &[u8], id: u64) -> Option<Result<Box<RawValue>, UpstreamError>> {
         let text = std::str::from_utf8(event).ok()?;
-        let data: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect();
+        let data: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
         if data.is_empty() {
             return None;
         }

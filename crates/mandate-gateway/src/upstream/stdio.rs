@@ -156,7 +156,9 @@ impl StdioUpstream {
                 Some(w) => {
                     let _ = w.send(outcome);
                 }
-                None => tracing::warn!(upstream = %self.name, id, "a response to no waiting request (unsolicited or late); dropped"),
+                None => {
+                    tracing::warn!(upstream = %self.name, id, "a response to no waiting request (unsolicited or late); dropped")
+                }
             },
             Ok(Reply::Response { id: None, .. }) => {
                 tracing::warn!(upstream = %self.name, "a response with an id the gateway never sent; dropped")
@@ -166,7 +168,12 @@ impl StdioUpstream {
                     jsonrpc::result(Some(&id), "{}")
                 } else {
                     tracing::info!(upstream = %self.name, method = %method.escape_debug(), "a request from the upstream; refused (the gateway does not relay them)");
-                    jsonrpc::error(Some(&id), jsonrpc::METHOD_NOT_FOUND, "the Mandate gateway does not relay requests from servers", None)
+                    jsonrpc::error(
+                        Some(&id),
+                        jsonrpc::METHOD_NOT_FOUND,
+                        "the Mandate gateway does not relay requests from servers",
+                        None,
+                    )
                 };
                 let _ = self.write_line(&answer).await;
             }
@@ -288,7 +295,9 @@ async fn run(up: &Arc<StdioUpstream>, child: &mut Child, stop: &mut watch::Recei
                 _ = stop.changed() => {}
             }
         }
-        Err(e) => tracing::error!(upstream = %up.name, error = %e, "the server process did not complete the MCP handshake"),
+        Err(e) => {
+            tracing::error!(upstream = %up.name, error = %e, "the server process did not complete the MCP handshake")
+        }
     }
     reader_task.abort();
     stderr_task.abort();

@@ -1,7 +1,9 @@
 //! [`DecisionStore`] over SQLite.
 
 use super::{append, corrupt, db, SqliteStore};
-use crate::decisions::{AllowedCall, ApprovalRecord, DecisionStore, OpenedApproval, PinRecord, PolicyVersion, ToolRecord};
+use crate::decisions::{
+    AllowedCall, ApprovalRecord, DecisionStore, OpenedApproval, PinRecord, PolicyVersion, ToolRecord,
+};
 use crate::StoreError;
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
