@@ -23,6 +23,10 @@ step "test dependencies from PyPI (idempotent)"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'PyJWT[crypto]>=2.9,<3' 'rfc8785>=0.1.4,<0.2'
 python3 -c 'import jwt, cryptography; print("PyJWT", jwt.__version__, "cryptography", cryptography.__version__)'
 
+step "MCP SDKs and reference servers for the gateway's interoperability tests (idempotent)"
+# The official Python SDK (PyPI) and TypeScript SDK and server-everything (npm), pinned, under target/interop.
+./scripts/interop-setup.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

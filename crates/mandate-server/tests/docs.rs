@@ -26,6 +26,7 @@ const PREFIXES: &[&str] = &[
     "oidc",
     "key",
     "admin",
+    "gateway",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<String>) {
@@ -47,7 +48,7 @@ fn sources(dir: &Path, out: &mut Vec<String>) {
 fn codes() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut texts = Vec::new();
-    for krate in ["mandate-core", "mandate-engine", "mandate-server", "mandate-policy", "mandate-store"] {
+    for krate in ["mandate-core", "mandate-engine", "mandate-server", "mandate-policy", "mandate-store", "mandate-gateway"] {
         sources(&root.join(krate).join("src"), &mut texts);
     }
     let mut found = Vec::new();

@@ -81,7 +81,7 @@ pub async fn approve(
     let body: ApproveDefinition = if body.iter().all(u8::is_ascii_whitespace) {
         ApproveDefinition::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("request.invalid_json", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("request.invalid_body", e.to_string()))?
     };
     Ok(ApiJson(state.approve_pin(&caller, &tool_name(&server, &tool)?, body.sha256.as_deref()).await?))
 }
