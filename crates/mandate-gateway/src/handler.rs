@@ -992,9 +992,14 @@ impl Request<'_> {
         event.tool = Some(full.to_string());
         event.mandate_id = decision.mandate_id.clone();
         event.chain_id = decision.chain_id.clone();
-        if let Err(e) = self.gw.inner.engine.record_gateway_event(event).await {
-            tracing::error!(error = ?e, "a call's outcome could not be recorded (its decision was)");
-        }
+        // The decision was durable before the call went out; its outcome is recorded beside the
+        // answer, not before it, so that the agent does not wait for a second fsync.
+        let engine = self.gw.inner.engine.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.record_gateway_event(event).await {
+                tracing::error!(error = ?e, "a call's outcome could not be recorded (its decision was)");
+            }
+        });
         if scrubbed {
             tracing::warn!(server = %self.name, tool = %full, "the upstream's answer carried its own credential; redacted");
         }
