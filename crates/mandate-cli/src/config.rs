@@ -321,6 +321,10 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     let issuer_from_listener = file.mandates.issuer.is_none();
     let mandates = resolve_mandates(file.mandates, listen)?;
     let oidc = file.oidc.map(resolve_oidc).transpose()?;
+    let mut gateway = resolve_gateway(&file.gateway, &|name| std::env::var(name).ok())?;
+    if o.demo && !gateway.servers.iter().any(|s| s.name == "erp") {
+        gateway.servers.push(demo_erp()?);
+    }
     let config = ServerConfig {
         listen,
         data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./mandate-data")),
@@ -345,7 +349,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         issuer_from_listener,
         catalogue: resolve_catalogue(&file.gateway)?,
         ledger: resolve_ledger(&file.ledger)?,
-        gateway: resolve_gateway(&file.gateway, &|name| std::env::var(name).ok())?,
+        gateway,
     };
     Ok((config, log_format))
 }
@@ -360,6 +364,33 @@ fn resolve_ledger(section: &LedgerSection) -> anyhow::Result<LedgerSettings> {
         bail!("ledger.checkpoint_every_seconds: {seconds} must be between 1 and 86400");
     }
     Ok(LedgerSettings { checkpoint_every_events: events, checkpoint_every_seconds: seconds })
+}
+
+/// The demo's ERP behind the gateway: this binary's `demo-mcp-server`, over stdio.
+fn demo_erp() -> anyhow::Result<mandate_gateway::config::UpstreamSpec> {
+    use mandate_gateway::config::{ToolSpec, Transport, UpstreamSpec};
+    use mandate_gateway::template::ResourceTemplate;
+    let exe = std::env::current_exe().context("finding this program, to start the demo's MCP server")?;
+    let mut tools = std::collections::BTreeMap::new();
+    for (tool, template) in [
+        ("read_ledger", "erp://ledger/{period}/{account}"),
+        ("match_entries", "erp://ledger/{period}/{account}"),
+        ("post_journal", "erp://ledger/{period}/{account}"),
+        ("read_invoices", "erp://invoices/{period}"),
+    ] {
+        let resource = Some(ResourceTemplate::parse(template).map_err(|e| anyhow::anyhow!("{e}"))?);
+        tools.insert(tool.to_owned(), ToolSpec { resource });
+    }
+    Ok(UpstreamSpec {
+        name: "erp".to_owned(),
+        transport: Transport::Stdio {
+            command: vec![exe.display().to_string(), "demo-mcp-server".to_owned()],
+            env: Vec::new(),
+        },
+        tools,
+        timeout: std::time::Duration::from_secs(10),
+        list_ttl: std::time::Duration::from_secs(10),
+    })
 }
 
 /// The gateway's upstreams, with their credentials' references resolved (`env` reads the

@@ -8,6 +8,7 @@
 mod client;
 mod commands;
 pub mod config;
+mod demo_upstream;
 mod serve;
 mod table;
 
@@ -70,6 +71,12 @@ enum Command {
     Tools(commands::decide::ToolsCommand),
     /// Clients seen at the MCP gateway without a valid mandate (shadow agents).
     Discover(commands::gateway::DiscoverArgs),
+    /// Be an agent at the MCP gateway: list the tools a mandate shows, call one.
+    #[command(subcommand)]
+    Mcp(commands::mcp::McpCommand),
+    /// The demo's MCP server (an ERP of make-believe) on stdin and stdout; the demo starts it.
+    #[command(hide = true)]
+    DemoMcpServer,
     /// List or rotate the mandate signing keys.
     #[command(subcommand)]
     Keys(commands::mandate::KeysCommand),
@@ -97,6 +104,8 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => commands::decide::policy(cmd),
         Command::Tools(cmd) => commands::decide::tools(cmd),
         Command::Discover(a) => commands::gateway::discover(a),
+        Command::Mcp(cmd) => return exit(commands::mcp::run(cmd)),
+        Command::DemoMcpServer => demo_upstream::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -190,6 +190,14 @@ fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap, gateway: &[St
         println!("    mandate delegate --token @mandate.jwt --key {keys}/finance-close.jwk \\");
         println!("      --to reconciler --to-key {keys}/reconciler.jwk --tools erp/read_ledger \\");
         println!("      --resources 'erp://ledger/2026-10/ap' --data-classes financial > child.jwt");
+        println!();
+        println!("Be the agent at the MCP gateway (the demo's ERP runs behind {url}/mcp/erp):");
+        println!("    mandate mcp tools --server erp --token @mandate.jwt --key {keys}/finance-close.jwk");
+        println!("    mandate mcp call --server erp --token @mandate.jwt --key {keys}/finance-close.jwk \\");
+        println!("      --tool read_ledger --arguments '{{\"period\":\"2026-10\",\"account\":\"ap\"}}'     # allowed");
+        println!("    mandate mcp call --server erp --token @mandate.jwt --key {keys}/finance-close.jwk \\");
+        println!("      --tool read_ledger --arguments '{{\"period\":\"2026-11\",\"account\":\"ap\"}}'     # refused: November");
+        println!("Any MCP client connects to {url}/mcp/erp with `Authorization: DPoP <mandate>` and a DPoP proof per request.");
         println!("(with cargo: `cargo run --release -- agent list`, and so on)");
     }
     if bootstrap.admin_token.is_none() && bootstrap.demo.is_none() {

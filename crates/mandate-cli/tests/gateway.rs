@@ -684,3 +684,69 @@ fn a_misbehaving_stdio_upstream_gets_clear_errors_in_time_and_restarts_without_d
     let log = org.serve.log();
     assert!(log.contains("starting for real"), "stderr is logged");
 }
+
+#[test]
+fn the_demo_puts_its_erp_behind_the_gateway_and_mandate_mcp_is_an_agent_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Serve::start(BIN, dir.path(), &["--demo"], None);
+    assert!(demo.banner.iter().any(|l| l.starts_with("MCP gateway: ") && l.contains("/mcp/erp")), "{:?}", demo.banner);
+    let alice = demo.demo_key("alice@example.org");
+    let run = |token: &str, args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("MANDATE_URL", &demo.url)
+            .env("MANDATE_TOKEN", token)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let granted = run(
+        &alice,
+        &[
+            "grant",
+            "--agent",
+            "finance-close",
+            "--category",
+            "finance.close",
+            "--purpose",
+            "October close",
+            "--tools",
+            "erp/read_ledger",
+            "--resources",
+            "erp://ledger/2026-10/*",
+            "--data-classes",
+            "financial",
+            "--json",
+        ],
+    );
+    assert!(granted.status.success(), "{}", String::from_utf8_lossy(&granted.stderr));
+    let token: Value = serde_json::from_slice(&granted.stdout).unwrap();
+    std::fs::write(dir.path().join("m.jwt"), token["token"].as_str().unwrap()).unwrap();
+    let key = format!("{}/finance-close.jwk", demo.demo_keys_dir());
+    let agent = ["--server", "erp", "--token", "@m.jwt", "--key", key.as_str()];
+    let tools = run(&alice, &[&["mcp", "tools"][..], &agent[..]].concat());
+    let listed = String::from_utf8_lossy(&tools.stdout);
+    assert!(listed.contains("read_ledger") && !listed.contains("post_journal"), "{listed}");
+    let ok = run(
+        &alice,
+        &[
+            &["mcp", "call"][..],
+            &agent[..],
+            &["--tool", "read_ledger", "--arguments", r#"{"period":"2026-10","account":"ap"}"#],
+        ]
+        .concat(),
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "ledger 2026-10/ap: 3 entries, total 1,250.00 EUR");
+    let refused = run(
+        &alice,
+        &[
+            &["mcp", "call"][..],
+            &agent[..],
+            &["--tool", "read_ledger", "--arguments", r#"{"period":"2026-11","account":"ap"}"#],
+        ]
+        .concat(),
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("scope.resource_not_in_mandate"));
+}

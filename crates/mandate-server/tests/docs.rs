@@ -48,7 +48,9 @@ fn sources(dir: &Path, out: &mut Vec<String>) {
 fn codes() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut texts = Vec::new();
-    for krate in ["mandate-core", "mandate-engine", "mandate-server", "mandate-policy", "mandate-store", "mandate-gateway"] {
+    for krate in
+        ["mandate-core", "mandate-engine", "mandate-server", "mandate-policy", "mandate-store", "mandate-gateway"]
+    {
         sources(&root.join(krate).join("src"), &mut texts);
     }
     let mut found = Vec::new();

@@ -6,6 +6,7 @@ pub mod decide;
 pub mod gateway;
 pub mod human;
 pub mod mandate;
+pub mod mcp;
 pub mod review;
 
 use serde_json::Value;
