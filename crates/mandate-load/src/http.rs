@@ -45,8 +45,25 @@ impl Target {
 pub struct Answer {
     /// The HTTP status.
     pub status: u16,
-    /// The body.
+    /// The body (de-chunked).
     pub body: Vec<u8>,
+    /// Its `Mcp-Session-Id` header, if any.
+    pub session: Option<String>,
+}
+
+impl Answer {
+    /// The JSON-RPC message in the body: the body itself, or the last `data:` of an SSE stream.
+    pub fn json(&self) -> serde_json::Value {
+        if let Ok(v) = serde_json::from_slice(&self.body) {
+            return v;
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        text.lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .find_map(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// One keep-alive connection.
@@ -73,6 +90,20 @@ impl Conn {
         let stream = socket.connect(target.addr).await.with_context(|| format!("connecting to {}", target.addr))?;
         stream.set_nodelay(true)?;
         Ok(Self { stream, host: target.host.clone(), buf: Vec::with_capacity(8192), request: Vec::with_capacity(4096) })
+    }
+
+    /// Sends one JSON POST with `headers` and reads its answer.
+    pub async fn post_with(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> anyhow::Result<Answer> {
+        use std::io::Write as _;
+        self.request.clear();
+        write!(self.request, "POST {path} HTTP/1.1\r\nHost: {}\r\n", self.host)?;
+        for (k, v) in headers {
+            write!(self.request, "{k}: {v}\r\n")?;
+        }
+        write!(self.request, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len())?;
+        self.request.extend_from_slice(body);
+        self.stream.write_all(&self.request).await?;
+        self.read_answer().await
     }
 
     /// Sends one request and reads its answer. `body` is JSON when given.
@@ -109,27 +140,77 @@ impl Conn {
                     httparse::Status::Complete(n) => {
                         let status = response.code.unwrap_or(0);
                         let mut length = None;
+                        let mut chunked = false;
+                        let mut session = None;
                         for h in response.headers.iter() {
                             if h.name.eq_ignore_ascii_case("content-length") {
                                 length = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok());
                             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                                bail!("the server sent a chunked body; this client reads Content-Length bodies only");
+                                chunked = h.value.eq_ignore_ascii_case(b"chunked");
+                            } else if h.name.eq_ignore_ascii_case("mcp-session-id") {
+                                session = std::str::from_utf8(h.value).ok().map(str::to_owned);
                             }
                         }
-                        Some((n, status, length.ok_or_else(|| anyhow!("an answer without Content-Length"))?))
+                        if chunked {
+                            self.buf.drain(..n);
+                            let body = self.read_chunked().await?;
+                            return Ok(Answer { status, body, session });
+                        }
+                        let length = match (length, status) {
+                            (Some(l), _) => l,
+                            (None, 202 | 204 | 304) => 0,
+                            (None, _) => bail!("an answer without Content-Length"),
+                        };
+                        Some((n, status, length, session))
                     }
                     httparse::Status::Partial => None,
                 }
             };
-            if let Some((n, status, length)) = head {
+            if let Some((n, status, length, session)) = head {
                 while self.buf.len() < n + length {
                     self.fill().await?;
                 }
                 let body = self.buf[n..n + length].to_vec();
                 self.buf.drain(..n + length);
-                return Ok(Answer { status, body });
+                return Ok(Answer { status, body, session });
             }
             self.fill().await?;
+        }
+    }
+
+    /// A chunked body (RFC 9112 section 7.1), from the start of the first chunk's size line.
+    async fn read_chunked(&mut self) -> anyhow::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                self.fill().await?;
+            };
+            let size_text =
+                std::str::from_utf8(&self.buf[..line_end])?.split(';').next().unwrap_or("").trim().to_owned();
+            let size = usize::from_str_radix(&size_text, 16).map_err(|_| anyhow!("a bad chunk size `{size_text}`"))?;
+            self.buf.drain(..line_end + 2);
+            if size == 0 {
+                // Trailers, then the blank line.
+                loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        let empty = i == 0;
+                        self.buf.drain(..i + 2);
+                        if empty {
+                            return Ok(body);
+                        }
+                        continue;
+                    }
+                    self.fill().await?;
+                }
+            }
+            while self.buf.len() < size + 2 {
+                self.fill().await?;
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            self.buf.drain(..size + 2);
         }
     }
 

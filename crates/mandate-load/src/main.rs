@@ -13,9 +13,11 @@
 //! BENCHMARKS.md from its JSON output.
 
 mod cpu;
+mod gateway;
 mod http;
 mod run;
 mod server;
+mod upstream;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
@@ -169,7 +171,15 @@ fn wait_quiet(server_pid: Option<u32>, max_secs: u64, threshold: f64) {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    // `mandate-load gateway ...` and `mandate-load upstream`: the gateway benchmark and its upstream.
+    let mut argv = std::env::args();
+    let first = argv.nth(1);
+    let result = match first.as_deref() {
+        Some("gateway") => gateway::run(<gateway::GatewayArgs as clap::Parser>::parse_from(std::env::args().skip(1))),
+        Some("upstream") => gateway::upstream(),
+        _ => run(Args::parse()),
+    };
+    if let Err(e) = result {
         eprintln!("mandate-load: {e:#}");
         std::process::exit(1);
     }
@@ -189,7 +199,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let spawned = match &args.server {
         Some(binary) => {
             let parent = args.data_parent.clone().unwrap_or_else(std::env::temp_dir);
-            let options = server::SpawnOptions { binary, data_parent: &parent, log_filter: &args.server_log };
+            let options =
+                server::SpawnOptions { binary, data_parent: &parent, log_filter: &args.server_log, config_extra: "" };
             Some(server::Spawned::start(&options)?)
         }
         None => None,

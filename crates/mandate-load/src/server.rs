@@ -33,6 +33,8 @@ pub struct SpawnOptions<'a> {
     pub data_parent: &'a Path,
     /// `MANDATE_LOG` for the server (its default is `info,sqlx=warn`: one line per decision).
     pub log_filter: &'a str,
+    /// More of `mandate.toml` (the gateway's servers, for the gateway benchmark).
+    pub config_extra: &'a str,
 }
 
 impl Spawned {
@@ -44,7 +46,7 @@ impl Spawned {
         // makes. Everything else is the server's default, durability included (SQLite WAL,
         // `synchronous = FULL`, an append acknowledged only once on disk).
         let config = data_dir.path().join("mandate.toml");
-        std::fs::write(&config, "[mandates]\nmax_calls = 100000000\n")?;
+        std::fs::write(&config, format!("[mandates]\nmax_calls = 100000000\n{}", options.config_extra))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let listen = format!("127.0.0.1:{port}");
         let admin_token = format!("load-admin-{}-{}", std::process::id(), unix_now());

@@ -121,7 +121,61 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .response("200", utoipa::openapi::ResponseBuilder::new().description("OpenAPI 3.1 JSON")),
         ),
     );
+    gateway_paths(&mut doc);
     doc
+}
+
+/// The MCP gateway's routes (served by the `mandate-gateway` crate), described for clients: the
+/// JSON-RPC inside is MCP's, not this document's.
+fn gateway_paths(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+    use utoipa::openapi::{HttpMethod, Required, ResponseBuilder};
+    let server = || {
+        ParameterBuilder::new()
+            .name("server")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("The upstream MCP server's name, as configured in `[[gateway.servers]]`"))
+            .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String)))
+            .build()
+    };
+    let op = |summary: &str, responses: &[(&str, &str)]| -> Operation {
+        let mut b = OperationBuilder::new().tag("gateway").summary(Some(summary)).parameter(server());
+        for (status, description) in responses {
+            b = b.response(*status, ResponseBuilder::new().description(*description));
+        }
+        b.build()
+    };
+    let mut mcp = PathItem::new(
+        HttpMethod::Post,
+        op(
+            "MCP Streamable HTTP (revisions 2026-07-28 and 2025-11-25): one JSON-RPC message; `Authorization: DPoP <mandate>` and a `DPoP` proof per request",
+            &[
+                ("200", "the JSON-RPC answer (a refused call is a result with `isError`, or error -32602)"),
+                ("202", "a notification, accepted"),
+                ("400", "malformed JSON-RPC (-32700, -32600), headers that disagree with the body (-32020), an unsupported version (-32022)"),
+                ("401", "no or a bad mandate or proof; `WWW-Authenticate: DPoP ... resource_metadata=...`"),
+                ("403", "a Host or Origin the gateway does not answer to, or a chain whose agents may not act"),
+                ("404", "no such gateway server, or no such session"),
+                ("429", "too many refusals from this address"),
+            ],
+        ),
+    );
+    mcp.delete = Some(op(
+        "End a 2025-11-25 session (`Mcp-Session-Id`), with its owner's proof",
+        &[("204", "ended"), ("404", "no such session")],
+    ));
+    doc.paths.paths.insert("/mcp/{server}".to_owned(), mcp);
+    doc.paths.paths.insert(
+        "/.well-known/oauth-protected-resource/mcp/{server}".to_owned(),
+        PathItem::new(
+            HttpMethod::Get,
+            op(
+                "RFC 9728 protected resource metadata of a gateway server, naming Mandate as its authorization server",
+                &[("200", "the metadata"), ("404", "no such gateway server")],
+            ),
+        ),
+    );
 }
 
 /// The whole API over `state`.
@@ -296,14 +350,10 @@ impl Server {
             .await
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         let demo = if config.demo { Some(demo::seed(&state, dir).await?) } else { None };
-        let gateway = if config.gateway.servers.is_empty() {
-            None
-        } else {
-            Some(
-                mandate_gateway::Gateway::start(state.engine.clone(), config.gateway, addr)
-                    .map_err(StartError::Gateway)?,
-            )
-        };
+        // Mounted even with no server configured, so that `/mcp/{server}` answers as the gateway does.
+        let gateway = Some(
+            mandate_gateway::Gateway::start(state.engine.clone(), config.gateway, addr).map_err(StartError::Gateway)?,
+        );
         Ok(Self {
             listener,
             state,

@@ -357,6 +357,13 @@ fn openapi_describes_every_route() {
         ("/v1/tools", "get"),
         ("/v1/tools/{server}/{tool}", "put"),
         ("/readyz", "get"),
+        ("/v1/discovered", "get"),
+        ("/v1/tools/pins", "get"),
+        ("/v1/tools/{server}/{tool}/diff", "get"),
+        ("/v1/tools/{server}/{tool}/approve", "post"),
+        ("/mcp/{server}", "post"),
+        ("/mcp/{server}", "delete"),
+        ("/.well-known/oauth-protected-resource/mcp/{server}", "get"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
