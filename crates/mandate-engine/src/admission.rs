@@ -80,7 +80,16 @@ impl Engine {
         Ok(seq)
     }
 
-    /// Records an event of the gateway's that no presentation carries (an outcome, a discovery).
+    /// Records the outcome of a forwarded call, after its durable decision, without waiting for it
+    /// to be durable (see [`mandate_store::Store::append_event_deferred`]).
+    pub async fn record_outcome(&self, event: NewEvent) -> Result<(), Error> {
+        let kind = event.kind.clone();
+        self.store.append_event_deferred(event).await?;
+        self.metrics.event(&kind);
+        Ok(())
+    }
+
+    /// Records an event of the gateway's that no presentation carries (a discovery).
     pub async fn record_gateway_event(&self, event: NewEvent) -> Result<i64, Error> {
         let kind = event.kind.clone();
         let seq = self.store.append_event(event).await?;

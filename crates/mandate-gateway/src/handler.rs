@@ -992,11 +992,12 @@ impl Request<'_> {
         event.tool = Some(full.to_string());
         event.mandate_id = decision.mandate_id.clone();
         event.chain_id = decision.chain_id.clone();
-        // The decision was durable before the call went out; its outcome is recorded beside the
-        // answer, not before it, so that the agent does not wait for a second fsync.
+        // The decision was durable before the call went out; its outcome rides with the next batch
+        // of the ledger (or is committed alone within 20 ms), so that neither this agent nor the
+        // next decision waits for an fsync of its own.
         let engine = self.gw.inner.engine.clone();
         tokio::spawn(async move {
-            if let Err(e) = engine.record_gateway_event(event).await {
+            if let Err(e) = engine.record_outcome(event).await {
                 tracing::error!(error = ?e, "a call's outcome could not be recorded (its decision was)");
             }
         });

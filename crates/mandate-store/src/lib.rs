@@ -195,6 +195,12 @@ pub trait Store: Ledger + Send + Sync + 'static {
 
     /// Appends an event that goes with no state change.
     async fn append_event(&self, event: NewEvent) -> Result<i64, StoreError>;
+    /// Appends an event that follows a durable one and that nobody waits for (a forwarded call's
+    /// outcome, after its decision): committed with the next batch of appends, or alone within a
+    /// few milliseconds. A crash in between loses it; it never delays an append someone waits for.
+    async fn append_event_deferred(&self, event: NewEvent) -> Result<(), StoreError> {
+        self.append_event(event).await.map(|_| ())
+    }
     /// Events matching `filter`.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
 

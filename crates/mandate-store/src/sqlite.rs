@@ -376,6 +376,10 @@ impl Store for SqliteStore {
         Ok(seq)
     }
 
+    async fn append_event_deferred(&self, event: NewEvent) -> Result<(), StoreError> {
+        self.group.append_deferred(event).await
+    }
+
     async fn append_event(&self, event: NewEvent) -> Result<i64, StoreError> {
         // Group commit: returns once the batch holding the event has committed (FULL sync).
         self.group.append(event).await

@@ -226,3 +226,27 @@ async fn mandates_select_revoke_and_survive() {
     assert_eq!(revoked, vec![("m1".to_owned(), 1000), ("m2".to_owned(), 1000)]);
     assert!(store.revoked_unexpired(1000).await.unwrap().is_empty(), "expired revocations need not be remembered");
 }
+
+#[tokio::test]
+async fn a_deferred_append_rides_with_the_next_batch_or_lands_alone_soon_and_survives_a_close() {
+    let (dir, store) = open().await;
+    let all_events = || EventFilter { limit: 100, ..EventFilter::default() };
+    // Alone: durable within the deferral (no awaited append comes).
+    store.append_event_deferred(event("tool.call_completed", "a")).await.unwrap();
+    tokio::time::sleep(super::ledger::group::DEFER * 5).await;
+    let all = store.events(&all_events()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.event.kind.as_str()).collect::<Vec<_>>(), ["tool.call_completed"]);
+    // With an awaited append: the awaited one gets its own sequence number back, the deferred one
+    // follows it in the same batch, and the chain verifies.
+    store.append_event_deferred(event("tool.call_completed", "b")).await.unwrap();
+    let seq = store.append_event(event("decision", "c")).await.unwrap();
+    let all = store.events(&all_events()).await.unwrap();
+    let decision = all.iter().find(|e| e.seq == seq).unwrap();
+    assert_eq!(decision.event.kind, "decision");
+    assert_eq!(all.len(), 3, "{all:?}");
+    // A close commits what is deferred.
+    store.append_event_deferred(event("tool.call_completed", "d")).await.unwrap();
+    store.close().await;
+    let reopened = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
+    assert_eq!(reopened.events(&all_events()).await.unwrap().len(), 4);
+}

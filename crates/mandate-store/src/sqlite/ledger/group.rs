@@ -40,10 +40,16 @@ type Reply = oneshot::Sender<Result<i64, StoreError>>;
 /// back), so under load the writer keeps it; other transactions wait at most this long for it.
 const HOLD: Duration = Duration::from_millis(5);
 
+/// How long a deferred append waits for a batch to ride with before it is committed alone.
+pub(crate) const DEFER: Duration = Duration::from_millis(20);
+
 // Almost every job is an append; boxing the event would cost an allocation per append for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Job {
     Append(NewEvent, Reply),
+    /// An append nobody waits for: it rides with the next batch, or is committed alone after
+    /// [`DEFER`] when none comes.
+    Deferred(NewEvent),
     Close(oneshot::Sender<()>),
     /// Makes the writer task panic, for the test of its supervision.
     #[cfg(test)]
@@ -112,6 +118,13 @@ impl GroupCommit {
         done.await.map_err(|_| stopped())?
     }
 
+    /// Queues `event` to be committed with the next batch (or alone within [`DEFER`]), without
+    /// waiting: for records that follow a durable one (a forwarded call's outcome after its
+    /// decision), which must not cost the next decision an fsync of their own.
+    pub(crate) async fn append_deferred(&self, event: NewEvent) -> Result<(), StoreError> {
+        self.jobs.send(Job::Deferred(event)).await.map_err(|_| stopped())
+    }
+
     /// Commits what is queued, then stops the writer; later appends fail.
     pub(crate) async fn close(&self) {
         let (ack, done) = oneshot::channel();
@@ -156,16 +169,23 @@ async fn run(
     let mut head = None;
     // The writer connection, while this writer holds it, and since when.
     let mut held: Option<(PoolConnection<Sqlite>, Instant)> = None;
+    // Deferred appends waiting for a batch to ride with.
+    let mut deferred: Vec<NewEvent> = Vec::new();
     loop {
         // Hand the connection back before waiting for work, and after HOLD of back-to-back batches,
         // so that the store's other transactions get their turn.
         if held.as_ref().is_some_and(|(_, since)| queue.is_empty() || since.elapsed() >= HOLD) {
             held = None;
         }
-        if queue.recv_many(&mut jobs, max_batch).await == 0 {
+        let received = if deferred.is_empty() {
+            Some(queue.recv_many(&mut jobs, max_batch).await)
+        } else {
+            tokio::time::timeout(DEFER, queue.recv_many(&mut jobs, max_batch)).await.ok()
+        };
+        if received == Some(0) && deferred.is_empty() {
             return;
         }
-        let mut events = Vec::with_capacity(jobs.len());
+        let mut events = Vec::with_capacity(jobs.len() + deferred.len());
         let mut replies = Vec::with_capacity(jobs.len());
         let mut close = None;
         for job in jobs.drain(..) {
@@ -174,6 +194,8 @@ async fn run(
                     events.push(event);
                     replies.push(reply);
                 }
+                Job::Deferred(event) if close.is_none() => deferred.push(event),
+                Job::Deferred(_) => tracing::error!("a deferred append after close; dropped"),
                 Job::Append(_, reply) => {
                     let _ = reply.send(Err(stopped()));
                 }
@@ -182,6 +204,17 @@ async fn run(
                 #[allow(clippy::panic)]
                 Job::Panic => panic!("the writer task panics, as a test asked"),
             }
+        }
+        // Deferred appends ride with appends someone waits for; alone, they wait for DEFER (the
+        // timeout above), for a close, or for a full batch.
+        let flush_deferred = !events.is_empty()
+            || received.is_none()
+            || received == Some(0)
+            || close.is_some()
+            || deferred.len() >= max_batch;
+        if flush_deferred {
+            // After the awaited ones, so that their replies' sequence numbers are `first..`.
+            events.append(&mut deferred);
         }
         if !events.is_empty() {
             let conn = match held.take() {
@@ -208,11 +241,20 @@ async fn run(
                 }
                 Err(e) => {
                     tracing::error!(error = %e, events = events.len(), "a ledger batch failed to commit");
+                    if events.len() > replies.len() {
+                        tracing::error!(
+                            lost = events.len() - replies.len(),
+                            "deferred events (call outcomes) of the failed batch are lost"
+                        );
+                    }
                     for reply in replies {
                         let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
+        }
+        if received == Some(0) {
+            return;
         }
         if let Some(ack) = close {
             // Back to the pool before the store closes it.

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The MCP gateway benchmark, and the `## Gateway` section of BENCHMARKS.md.
+#
+# One run, one client (crates/mandate-load, `gateway` mode), one fast upstream (`mandate-load
+# upstream`: a Streamable HTTP MCP server whose tool answers at once), four phases per level of
+# 1, 16 and 64 concurrent sessions:
+#   engine   Mandate's Engine::decide in process, alone (the baseline the targets name);
+#   direct   the upstream, called directly;
+#   mandate  through `mandate serve`'s gateway (MCP 2026-07-28, a DPoP proof per call);
+#   peer     through IBM ContextForge (`mcp-contextforge-gateway` from PyPI, on SQLite), which this
+#            script installs into target/bench-gateway/cf-venv and starts.
+# Added latency = the gateway's percentile minus the direct call's. Targets: Mandate's added p50 at
+# most 1.5x the engine's p50, its added p99 at most 3x the engine's p99... (see the section), and an
+# added p50 at least 20x lower than ContextForge's. Exits 1 when a target is missed (after writing).
+#
+# Usage: [GATEWAY_SESSIONS=1,16,64] [GATEWAY_SECONDS=5] scripts/bench-gateway.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=target/bench-gateway
+mkdir -p "$root"
+SESSIONS="${GATEWAY_SESSIONS:-1,16,64}"
+SECONDS_PER_PHASE="${GATEWAY_SECONDS:-5}"
+
+printf '==> cargo build --release -p mandate-cli -p mandate-load\n'
+cargo build --release -p mandate-cli -p mandate-load
+
+# ContextForge, pinned, from PyPI (it needs Python < 3.14; this machine's is 3.11).
+if [[ ! -x "$root/cf-venv/bin/mcpgateway" ]]; then
+  python3 -m venv "$root/cf-venv"
+  "$root/cf-venv/bin/pip" install --quiet --disable-pip-version-check 'mcp-contextforge-gateway==1.0.7'
+fi
+cf_version=$("$root/cf-venv/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp-contextforge-gateway"))')
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# The fast upstream.
+target/release/mandate-load upstream > "$root/upstream.url" &
+pids+=($!)
+for _ in $(seq 50); do [[ -s "$root/upstream.url" ]] && break; sleep 0.1; done
+upstream=$(head -1 "$root/upstream.url")
+echo "fast upstream: $upstream"
+
+# ContextForge on a fresh SQLite database, its UI off, rate limiting off (its default of 100
+# requests a minute would be what is measured), loopback upstreams allowed.
+cf_dir=$(mktemp -d "$PWD/$root/cf-XXXXXX")
+cf_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export JWT_SECRET_KEY="bench-jwt-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export AUTH_ENCRYPTION_SECRET="bench-enc-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export PLATFORM_ADMIN_EMAIL=admin@example.org PLATFORM_ADMIN_PASSWORD='Bench-admin-password-1!'
+export DATABASE_URL="sqlite:///$cf_dir/mcp.db" SSRF_ALLOW_LOCALHOST=true RATE_LIMITING_ENABLED=false
+export MCPGATEWAY_UI_ENABLED=false MCPGATEWAY_ADMIN_API_ENABLED=true LOG_LEVEL=ERROR
+(cd "$cf_dir" && exec "$PWD/../cf-venv/bin/mcpgateway" --host 127.0.0.1 --port "$cf_port" > "$cf_dir/cf.log" 2>&1) &
+pids+=($!)
+cf="http://127.0.0.1:$cf_port"
+for _ in $(seq 600); do curl -fsS "$cf/health" > /dev/null 2>&1 && break; sleep 0.2; done
+cf_token=$("$root/cf-venv/bin/python" -m mcpgateway.utils.create_jwt_token --username "$PLATFORM_ADMIN_EMAIL" --exp 120 --secret "$JWT_SECRET_KEY" 2>/dev/null | tail -1)
+curl -fsS -X POST "$cf/gateways" -H "Authorization: Bearer $cf_token" -H 'Content-Type: application/json' \
+  -d "{\"name\": \"fast\", \"url\": \"$upstream\", \"transport\": \"STREAMABLEHTTP\"}" > "$cf_dir/gateway.json"
+tool_id=$(curl -fsS "$cf/tools" -H "Authorization: Bearer $cf_token" | python3 -c 'import json,sys; t=[x for x in json.load(sys.stdin) if x.get("originalName", x.get("name","")).endswith("echo")]; print(t[0]["id"])')
+peer_tool=$(curl -fsS "$cf/tools" -H "Authorization: Bearer $cf_token" | python3 -c 'import json,sys; t=[x for x in json.load(sys.stdin) if x.get("originalName", x.get("name","")).endswith("echo")]; print(t[0]["name"])')
+server_id=$(curl -fsS -X POST "$cf/servers" -H "Authorization: Bearer $cf_token" -H 'Content-Type: application/json' \
+  -d "{\"server\": {\"name\": \"bench\", \"associated_tools\": [\"$tool_id\"]}}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+echo "ContextForge $cf_version at $cf, server $server_id, tool $peer_tool"
+
+CMD=(target/release/mandate-load gateway --server target/release/mandate --upstream "$upstream"
+  --peer "$cf/servers/$server_id/mcp" --peer-tool "$peer_tool" --sessions "$SESSIONS"
+  --duration "$SECONDS_PER_PHASE" --warmup 1 --data-parent "$root" --json "$root/results.json")
+printf '==> %s\n' "${CMD[*]}"
+PEER_TOKEN="$cf_token" "${CMD[@]}"
+
+python3 - "$cf_version" "${CMD[*]}" <<'PY'
+import datetime, json, subprocess, sys
+sys.path.insert(0, "scripts")
+from benchmarks_md import write_section
+
+cf_version, command = sys.argv[1:3]
+phases = json.load(open("target/bench-gateway/results.json"))
+levels = sorted({p["sessions"] for p in phases})
+by = {(p["target"], p["sessions"]): p for p in phases}
+rows = ["| sessions | target | calls/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+verdicts = []
+for n in levels:
+    d = by.get(("direct", n))
+    for t in ["engine", "direct", "mandate", "peer"]:
+        p = by.get((t, n))
+        if not p:
+            continue
+        added = lambda k: "" if t in ("engine", "direct") or not d else f"{(p[k] - d[k]) / 1000:.3f}"
+        rows.append(f"| {n} | {t} | {p['throughput']:,.0f} | {p['p50_us'] / 1000:.3f} | {p['p99_us'] / 1000:.3f} | {added('p50_us')} | {added('p99_us')} | {p['errors']} |")
+    e, m, c = by.get(("engine", n)), by.get(("mandate", n)), by.get(("peer", n))
+    if d and e and m:
+        a50, a99 = m["p50_us"] - d["p50_us"], m["p99_us"] - d["p99_us"]
+        r50, r99 = a50 / max(e["p50_us"], 1), a99 / max(e["p99_us"], 1)
+        line = f"{n} sessions: Mandate adds {a50 / 1000:.3f} ms at p50 ({r50:.2f}x the engine's {e['p50_us'] / 1000:.3f} ms; target at most 1.5x) and {a99 / 1000:.3f} ms at p99 ({r99:.2f}x the engine's p99 {e['p99_us'] / 1000:.3f} ms; target at most 3x)"
+        ok = r50 <= 1.5 and r99 <= 3.0
+        if c:
+            pa50 = c["p50_us"] - d["p50_us"]
+            ratio = pa50 / max(a50, 1)
+            line += f"; ContextForge adds {pa50 / 1000:.3f} ms at p50, {ratio:.0f}x Mandate's (target at least 20x)"
+            ok = ok and ratio >= 20
+        verdicts.append((ok, line))
+verdict = "PASS" if verdicts and all(ok for ok, _ in verdicts) else "FAIL"
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+text = f"""## Gateway
+
+**{verdict}** ({now}). `scripts/bench-gateway.sh`, which ran:
+
+    {command}
+
+The same client (`mandate-load gateway`) calls the same fast upstream (`mandate-load upstream`, a
+Streamable HTTP MCP server whose `echo` answers at once) directly, through Mandate's gateway
+(`/mcp/fast`, MCP 2026-07-28, a DPoP proof signed before each call's clock starts, the decision
+durable before the call is forwarded), and through IBM ContextForge {cf_version} (from PyPI, on
+SQLite, rate limiting and UI off, MCP 2025-11-25 sessions with its JWT), one phase after the other
+at each level, beside the engine's own `Engine::decide` in process, alone, on a database of its own
+on the same disk (the baseline of the targets). Each phase: 1 s of warm-up, then {phases[0]['calls'] and ''}the measured seconds
+given above; one keep-alive connection and one call in flight per session. Added = the gateway's
+percentile minus the direct call's, at the same level.
+
+{chr(10).join(rows)}
+
+{chr(10).join(('- ' + ('pass: ' if ok else 'FAIL: ') + line) for ok, line in verdicts)}
+"""
+write_section("gateway", text)
+print(text)
+sys.exit(0 if verdict == "PASS" else 1)
+PY
