@@ -11,7 +11,7 @@ SECONDS_EACH="${1:-15}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(token_decode proof_verify canonical_arguments patterns ledger_verify)
+  TARGETS=(token_decode proof_verify canonical_arguments patterns ledger_verify jsonrpc_frames)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version '^0.13'

@@ -143,6 +143,11 @@ pub struct GatewayServer {
     pub timeout_seconds: Option<u64>,
     /// How long the upstream's tool list is reused before it is read again, in seconds (default 10).
     pub list_ttl_seconds: Option<u64>,
+    /// Mediate `resources/list` and `resources/read` (decided as `<name>/resources/read`; default
+    /// false: refused).
+    pub resources: Option<bool>,
+    /// Mediate `prompts/list` and `prompts/get` (decided as `<name>/prompts/get`; default false).
+    pub prompts: Option<bool>,
     /// The environment of the server: `sandbox`, `pilot` or `production` (default).
     pub environment: Option<String>,
     /// `[gateway.servers.tools.<tool>]`: data class and risk level of each tool.
@@ -390,6 +395,8 @@ fn demo_erp() -> anyhow::Result<mandate_gateway::config::UpstreamSpec> {
         tools,
         timeout: std::time::Duration::from_secs(10),
         list_ttl: std::time::Duration::from_secs(10),
+        resources: false,
+        prompts: false,
     })
 }
 
@@ -464,6 +471,8 @@ pub fn resolve_gateway(
             tools,
             timeout: seconds(server.timeout_seconds, 30, "timeout_seconds")?,
             list_ttl: seconds(server.list_ttl_seconds, 10, "list_ttl_seconds")?,
+            resources: server.resources.unwrap_or(false),
+            prompts: server.prompts.unwrap_or(false),
         });
     }
     settings.allowed_origins = section.allowed_origins.clone().unwrap_or_default();

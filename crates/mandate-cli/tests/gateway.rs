@@ -98,7 +98,8 @@ impl Org {
             "close-agent",
             "user:alice@example.org",
             json!({"public_key_jwk": mandate_test::agent_jwk(SEED),
-                   "boundary": {"tools": ["erp/*", "everything/*", "mis/*"], "data_classes": ["public", "internal", "financial"],
+                   "boundary": {"tools": ["erp/*", "everything/*", "mis/*", "everything/resources/read", "everything/prompts/get"],
+                                "data_classes": ["public", "internal", "financial"],
                                 "may_delegate_to": [], "max_depth": 1}}),
         );
         let (s, a) = admin.post("/v1/agents", &spec);
@@ -111,7 +112,11 @@ impl Org {
                      "data_classes": ["financial"], "actions": ["read"]},
                     {"type": "mcp_tool", "tools": ["erp/echo_credential", "erp/big", "erp/deep", "everything/echo",
                                                    "everything/get-env", "mis/*"],
-                     "data_classes": ["public", "internal"], "actions": ["read"]}],
+                     "data_classes": ["public", "internal"], "actions": ["read"]},
+                    {"type": "mcp_tool", "tools": ["everything/resources/read"],
+                     "resources": ["demo://resource/static/document/features.md"], "data_classes": ["public"], "actions": ["read"]},
+                    {"type": "mcp_tool", "tools": ["everything/prompts/get"],
+                     "resources": ["prompt://everything/simple-prompt"], "data_classes": ["public"], "actions": ["read"]}],
                 "ttl_seconds": 900, "max_calls": 500}),
         );
         assert_eq!(s, 201, "{m}");
@@ -427,6 +432,14 @@ const EVERYTHING_CONFIG: &str = r#"
 name = "everything"
 command = ["node", "@NODE@/node_modules/@modelcontextprotocol/server-everything/dist/index.js", "stdio"]
 env = { EVERYTHING_TOKEN = "${env:EVERYTHING_TOKEN}" }
+resources = true
+prompts = true
+[gateway.servers.tools."resources/read"]
+data_class = "public"
+risk = "read"
+[gateway.servers.tools."prompts/get"]
+data_class = "public"
+risk = "read"
 [gateway.servers.tools.echo]
 data_class = "public"
 risk = "read"
@@ -447,6 +460,13 @@ fn the_reference_server_everything_over_stdio_behind_the_gateway_for_both_sdks()
         {"call": "echo", "arguments": {"message": "hello through Mandate"}},
         {"call": "get-env", "arguments": {}},
         {"call": "get-sum", "arguments": {"a": 1, "b": 2}},
+        // Resources and prompts, decided as `everything/resources/read` and `everything/prompts/get`.
+        {"resources": true},
+        {"read": "demo://resource/static/document/features.md"},
+        {"read": "demo://resource/static/document/architecture.md"},
+        {"prompts": true},
+        {"prompt": "simple-prompt"},
+        {"prompt": "args-prompt", "arguments": {"city": "Paris"}},
     ]);
     for (who, out) in [
         ("typescript", org.ts_client("everything", steps.clone())),
@@ -466,8 +486,20 @@ fn the_reference_server_everything_over_stdio_behind_the_gateway_for_both_sdks()
             "{who}: Mandate's own environment is not the upstream's"
         );
         assert_eq!(s[3]["error"]["code"], -32602, "{who}: {out}");
+        assert_eq!(
+            s[4]["resources"],
+            json!(["demo://resource/static/document/features.md"]),
+            "{who}: only what the mandate reads: {out}"
+        );
+        assert!(s[5]["result"]["contents"][0]["text"].as_str().is_some_and(|t| !t.is_empty()), "{who}: {out}");
+        assert_eq!(s[6]["error"]["code"], -32602, "{who}: {out}");
+        assert_eq!(s[6]["error"]["data"]["reasons"][0]["code"], "scope.resource_not_in_mandate", "{who}: {out}");
+        assert_eq!(s[7]["prompts"], json!(["simple-prompt"]), "{who}: {out}");
+        assert!(s[8]["result"]["messages"].as_array().is_some_and(|m| !m.is_empty()), "{who}: {out}");
+        assert_eq!(s[9]["error"]["code"], -32602, "{who}: {out}");
     }
-    assert_eq!(org.events("tool.call_completed").len(), 6);
+    // Two tool calls, a resource read and a prompt per client.
+    assert_eq!(org.events("tool.call_completed").len(), 12);
     assert!(org.events("gateway.session_opened").len() >= 2, "the 2025-11-25 clients opened sessions");
 }
 

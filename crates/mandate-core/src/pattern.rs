@@ -559,11 +559,20 @@ impl Glob {
 }
 
 /// Splits at the only `/`; `None` when there is none or more than one.
+/// MCP methods the gateway decides like tools, as the tool part of a name: `erp/resources/read`
+/// decides a `resources/read` at server `erp`, `erp/prompts/get` a `prompts/get`. Only the exact
+/// name stands for them: a star in a tool pattern never reaches past a `/`, so `erp/*` is every
+/// tool of `erp` but none of these.
+pub const METHOD_TOOLS: [&str; 2] = ["resources/read", "prompts/get"];
+
 fn split_tool(input: &str) -> Option<(&str, &str)> {
-    input.split_once('/').filter(|(_, tool)| !tool.contains('/'))
+    input.split_once('/').filter(|(_, tool)| !tool.contains('/') || METHOD_TOOLS.contains(tool))
 }
 
 fn parse_segment(input: &str, text: &str, segment: Segment, pattern: bool) -> Result<Glob, PatternError> {
+    if segment == Segment::Tool && METHOD_TOOLS.contains(&text) {
+        return Ok(Glob { prefix: text.to_owned(), star: false, stops_at_slash: true });
+    }
     if text.is_empty() {
         return Err(PatternError::EmptySegment { input: input.to_owned(), segment });
     }
@@ -586,7 +595,8 @@ fn parse_segment(input: &str, text: &str, segment: Segment, pattern: bool) -> Re
     if text.len() > segment.max_len() {
         return Err(PatternError::SegmentTooLong { input: input.to_owned(), segment, max: segment.max_len() });
     }
-    Ok(Glob { prefix: prefix.to_owned(), star, stops_at_slash: false })
+    // In a tool segment the star stops at a `/`, so that it never stands for a method (METHOD_TOOLS).
+    Ok(Glob { prefix: prefix.to_owned(), star, stops_at_slash: segment == Segment::Tool })
 }
 
 /// RFC 3986 section 2.3.

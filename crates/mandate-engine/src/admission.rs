@@ -97,6 +97,21 @@ impl Engine {
         Ok(seq)
     }
 
+    /// Whether a list of resources (or prompts) shown under `verified` may include `resource`, read
+    /// through `tool` (`{server}/resources/read`, `{server}/prompts/get`): what [`Engine::shows`]
+    /// says, and every hop's scope allowing the resource too.
+    pub fn shows_resource(&self, verified: &VerifiedPresentation, tool: &ToolName, resource: &str) -> bool {
+        let Ok(resource) = mandate_core::pattern::ResourceUri::parse(resource) else { return false };
+        let class = self.catalogue.classify(tool);
+        let target = mandate_core::mandate::CallTarget {
+            tool,
+            resource: Some(&resource),
+            data_class: &class.data_class,
+            action: class.action,
+        };
+        self.shows(verified, tool) && verified.chain.iter().all(|hop| hop.scope.allows(&target))
+    }
+
     /// Whether a tool list shown under `verified` may include `tool`: see the module documentation.
     pub fn shows(&self, verified: &VerifiedPresentation, tool: &ToolName) -> bool {
         let class = self.catalogue.classify(tool);

@@ -55,6 +55,12 @@ pub struct UpstreamSpec {
     /// How long a tool list read from it is reused before it is read again (a `list_changed`
     /// notification from a stdio upstream reads it again at once).
     pub list_ttl: Duration,
+    /// Whether `resources/list` and `resources/read` are mediated (each read decided as tool
+    /// `{name}/resources/read` on the resource's URI); otherwise refused.
+    pub resources: bool,
+    /// Whether `prompts/list` and `prompts/get` are mediated (tool `{name}/prompts/get`, resource
+    /// `prompt://{name}/{prompt}`); otherwise refused.
+    pub prompts: bool,
 }
 
 /// How an upstream is reached.

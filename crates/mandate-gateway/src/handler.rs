@@ -605,7 +605,14 @@ impl Request<'_> {
     }
 
     fn capabilities(&self) -> Value {
-        json!({"tools": {"listChanged": false}})
+        let mut c = json!({"tools": {"listChanged": false}});
+        if self.server.spec.resources {
+            c["resources"] = json!({});
+        }
+        if self.server.spec.prompts {
+            c["prompts"] = json!({});
+        }
+        c
     }
 
     fn server_info(&self) -> Value {
@@ -632,6 +639,10 @@ impl Request<'_> {
             }
             "tools/list" => self.list().await,
             "tools/call" => self.call().await,
+            "resources/read" if self.server.spec.resources => self.decided_method().await,
+            "prompts/get" if self.server.spec.prompts => self.decided_method().await,
+            "resources/list" if self.server.spec.resources => self.filtered_list().await,
+            "prompts/list" if self.server.spec.prompts => self.filtered_list().await,
             "ping" => {
                 match self.admit_and_record("gateway.request", json!({"server": self.name, "method": "ping"})).await {
                     Ok(_) => {
@@ -913,7 +924,211 @@ impl Request<'_> {
             }
             return self.ok(self.refused_result(&decision));
         }
-        self.forward(tool, full, arguments_text, &decision).await
+        // Only the name and arguments go upstream: not the agent's `_meta`, nor anything else.
+        let forwarded = format!(r#"{{"name":{},"arguments":{arguments_text}}}"#, jsonrpc::string(&tool.name));
+        self.forward("tools/call", full, &forwarded, &decision).await
+    }
+
+    /// The refusal of a decided `resources/read` or `prompts/get` (no `isError` result exists for
+    /// them): a presentation that failed is a 401, anything else `-32602` with the decision.
+    async fn refused_method(&self, what: &str, decision: &Decision) -> Response {
+        let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
+        if decision.mandate_id.is_none()
+            || codes.iter().any(|c| c.starts_with("proof.") || c.starts_with("token.") || *c == "mandate.revoked")
+        {
+            let first = decision.reasons.first();
+            let reasons = serde_json::to_value(&decision.reasons).unwrap_or(Value::Null);
+            return self
+                .unauthorized(
+                    StatusCode::UNAUTHORIZED,
+                    first.map_or("token.malformed", |r| r.code.as_str()),
+                    first.map_or("refused", |r| r.message.as_str()),
+                    reasons,
+                    decision.mandate_id.is_none(),
+                )
+                .await;
+        }
+        let message = format!("Mandate refused {what}: {}", codes.join(", "));
+        rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, &message, Some(refusal_content(decision)))
+    }
+
+    /// `resources/read` and `prompts/get`: one decision each, tool `{server}/resources/read` with the
+    /// URI as the resource, or `{server}/prompts/get` with `prompt://{server}/{name}`.
+    async fn decided_method(&self) -> Response {
+        let (tool, resource, forwarded, what) = match self.method {
+            "resources/read" => {
+                let Some(uri) = self.params.get("uri").and_then(Value::as_str) else {
+                    return rpc_error(
+                        StatusCode::OK,
+                        self.id(),
+                        jsonrpc::INVALID_PARAMS,
+                        "resources/read needs a `uri`",
+                        None,
+                    );
+                };
+                (
+                    format!("{}/resources/read", self.name),
+                    uri.to_owned(),
+                    json!({"uri": uri}),
+                    format!("reading `{}`", uri.escape_debug()),
+                )
+            }
+            _ => {
+                let Some(name) = self.params.get("name").and_then(Value::as_str) else {
+                    return rpc_error(
+                        StatusCode::OK,
+                        self.id(),
+                        jsonrpc::INVALID_PARAMS,
+                        "prompts/get needs a `name`",
+                        None,
+                    );
+                };
+                let arguments = self.params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+                (
+                    format!("{}/prompts/get", self.name),
+                    prompt_resource(self.name, name),
+                    json!({"name": name, "arguments": arguments}),
+                    format!("prompt `{}`", name.escape_debug()),
+                )
+            }
+        };
+        let Ok(full) = mandate_core::pattern::ToolName::parse(&tool) else {
+            return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, "not a governable server", None);
+        };
+        let presented = match self.presented().await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let forwarded = forwarded.to_string();
+        let arguments = match CanonicalArguments::parse(&forwarded) {
+            Ok(a) => a,
+            Err(e) => {
+                return rpc_error(
+                    StatusCode::OK,
+                    self.id(),
+                    jsonrpc::INVALID_PARAMS,
+                    &e.to_string(),
+                    Some(json!({"code": e.code()})),
+                )
+            }
+        };
+        let approval_id =
+            self.params.get("_meta").and_then(|m| m.get(APPROVAL_META)).and_then(Value::as_str).map(str::to_owned);
+        let call = Call { tool: full.to_string(), arguments, resource: Some(resource), approval_id, refusal: None };
+        let decision = self.gw.inner.engine.decide(&presented, &call, false).await;
+        if decision.verdict != Verdict::Allow {
+            return self.refused_method(&what, &decision).await;
+        }
+        self.forward(self.method, &full, &forwarded, &decision).await
+    }
+
+    /// `resources/list` and `prompts/list`: the upstream's list, each entry shown only when the
+    /// chain could read it (the decision's scope steps, with the entry's resource).
+    async fn filtered_list(&self) -> Response {
+        let (key, tool) = match self.method {
+            "resources/list" => ("resources", format!("{}/resources/read", self.name)),
+            _ => ("prompts", format!("{}/prompts/get", self.name)),
+        };
+        let Ok(full) = mandate_core::pattern::ToolName::parse(&tool) else {
+            return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, "not a governable server", None);
+        };
+        let presented = match self.presented().await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let engine = &self.gw.inner.engine;
+        let verified = match engine.admit(&presented, &self.front_door(), self.method).await {
+            Ok(v) => v,
+            Err(refusal) => {
+                let first = refusal.reasons.first();
+                let status = if refusal.step == "chain" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+                let reasons = serde_json::to_value(&refusal.reasons).unwrap_or(Value::Null);
+                return self
+                    .unauthorized(
+                        status,
+                        first.map_or("token.malformed", |r| r.code.as_str()),
+                        first.map_or("refused", |r| r.message.as_str()),
+                        reasons,
+                        refusal.record.is_none(),
+                    )
+                    .await;
+            }
+        };
+        let cursor = self.params.get("cursor").and_then(Value::as_str).map(|c| json!({"cursor": c}).to_string());
+        let listed = self.server.upstream.request(self.method, cursor.as_deref()).await;
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            resources: Vec<Box<RawValue>>,
+            #[serde(default)]
+            prompts: Vec<Box<RawValue>>,
+            #[serde(rename = "nextCursor")]
+            next_cursor: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            uri: Option<String>,
+            name: Option<String>,
+        }
+        let page = listed
+            .map_err(|e| e.to_string())
+            .and_then(|raw| serde_json::from_str::<Page>(raw.get()).map_err(|e| e.to_string()));
+        let mut shown: Vec<Box<RawValue>> = Vec::new();
+        let mut hidden = 0usize;
+        let mut next = None;
+        let ok = page.is_ok();
+        if let Ok(page) = page {
+            next = page.next_cursor;
+            for entry in if key == "resources" { page.resources } else { page.prompts } {
+                let Ok(e) = serde_json::from_str::<Entry>(entry.get()) else {
+                    hidden += 1;
+                    continue;
+                };
+                let resource = if key == "resources" { e.uri } else { e.name.map(|n| prompt_resource(self.name, &n)) };
+                if resource.is_some_and(|r| engine.shows_resource(&verified, &full, &r)) {
+                    shown.push(entry);
+                } else {
+                    hidden += 1;
+                }
+            }
+        }
+        let detail = json!({"server": self.name, "method": self.method, "shown": shown.len(), "hidden": hidden, "upstream": if ok { "ok" } else { "unavailable" }});
+        if let Err(e) = engine.record_admitted(&verified, "gateway.request", detail).await {
+            tracing::error!(error = ?e, "a list could not be recorded; refused");
+            return rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.id(),
+                jsonrpc::INTERNAL_ERROR,
+                "the request could not be recorded, so it is refused",
+                Some(json!({"code": "internal.ledger_unavailable"})),
+            );
+        }
+        if !ok {
+            return rpc_error(
+                StatusCode::OK,
+                self.id(),
+                jsonrpc::INTERNAL_ERROR,
+                "the upstream server is unavailable",
+                Some(json!({"code": "gateway.upstream_unavailable"})),
+            );
+        }
+        let mut out = format!(r#"{{"{key}":["#);
+        for (i, e) in shown.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(e.get());
+        }
+        out.push(']');
+        if let Some(c) = next {
+            out.push_str(&format!(r#","nextCursor":{}"#, jsonrpc::string(&c)));
+        }
+        if self.modern() {
+            out.push_str(r#","resultType":"complete","ttlMs":0,"cacheScope":"private""#);
+        }
+        out.push('}');
+        let (out, _) = self.gw.scrub(out);
+        self.ok(out)
     }
 
     fn refused_result(&self, d: &Decision) -> String {
@@ -932,25 +1147,21 @@ impl Request<'_> {
 
     async fn forward(
         &self,
-        tool: &crate::UpstreamTool,
+        method: &str,
         full: &mandate_core::pattern::ToolName,
-        arguments: &str,
+        params: &str,
         decision: &Decision,
     ) -> Response {
         let started = Instant::now();
-        // Only the name and arguments go upstream: not the agent's `_meta`, nor anything else.
-        let params = format!(r#"{{"name":{},"arguments":{arguments}}}"#, jsonrpc::string(&tool.name));
-        let outcome = self.server.upstream.request("tools/call", Some(&params)).await;
+        let outcome = self.server.upstream.request(method, Some(params)).await;
         let duration_ms = millis_since(started);
         let (response, status, bytes, sha, scrubbed) = match outcome {
             Ok(raw) => {
-                let raw = if self.modern() { with_result_type(raw.get()) } else { raw.get().to_owned() };
+                let peek = Peek::of(raw.get());
+                let raw = if self.modern() { with_result_type(raw.get(), &peek) } else { raw.get().to_owned() };
                 let (text, scrubbed) = self.gw.scrub(raw);
                 let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
-                let is_error = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("isError").and_then(Value::as_bool))
-                    .unwrap_or(false);
+                let is_error = peek.is_error.unwrap_or(false);
                 let status = if is_error { "tool_error" } else { "ok" };
                 let n = text.len();
                 (self.ok(text), status, n, Some(sha), scrubbed)
@@ -1011,10 +1222,30 @@ impl Request<'_> {
 /// The upstream's result with `"resultType": "complete"` added when it has none, for a 2026-07-28
 /// client (upstreams speak 2025-11-25, whose results have no such member); every other byte is the
 /// upstream's.
-fn with_result_type(raw: &str) -> String {
-    let has = serde_json::from_str::<std::collections::HashMap<String, serde::de::IgnoredAny>>(raw)
-        .map(|m| m.contains_key("resultType"))
-        .unwrap_or(true);
+/// The two members of an upstream's result the gateway reads, in one pass over it.
+#[derive(Default, Deserialize)]
+struct Peek {
+    #[serde(rename = "resultType")]
+    result_type: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+    /// `false` when the result is not an object the gateway can add a member to.
+    #[serde(skip, default = "yes")]
+    object: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Peek {
+    fn of(raw: &str) -> Self {
+        serde_json::from_str(raw).unwrap_or_default()
+    }
+}
+
+fn with_result_type(raw: &str, peek: &Peek) -> String {
+    let has = peek.result_type.is_some() || !peek.object;
     match raw.trim_start().strip_prefix('{') {
         Some(rest) if !has => {
             let rest = rest.trim_start();
@@ -1026,6 +1257,20 @@ fn with_result_type(raw: &str) -> String {
         }
         _ => raw.to_owned(),
     }
+}
+
+/// The resource a `prompts/get` is decided on: `prompt://{server}/{name}`, the name
+/// percent-encoded as a template value is.
+pub fn prompt_resource(server: &str, name: &str) -> String {
+    let mut out = format!("prompt://{server}/");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn refusal_content(d: &Decision) -> Value {

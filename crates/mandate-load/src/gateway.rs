@@ -74,6 +74,31 @@ pub struct Phase {
     pub p50_us: u64,
     /// 99th percentile, microseconds.
     pub p99_us: u64,
+    /// Cores Mandate's server process used during the window (the `mandate` phase).
+    pub server_cores: f64,
+    /// Cores this process used (the client; in the `engine` phase, the engine too).
+    pub this_cores: f64,
+    /// Cores every other process used (the upstream, the peer).
+    pub other_cores: f64,
+}
+
+/// CPU over a phase's measured window.
+struct Window {
+    before: crate::cpu::CpuSample,
+    started: Instant,
+}
+
+impl Window {
+    async fn open(measure_from: Instant, pid: Option<u32>) -> Self {
+        tokio::time::sleep_until(measure_from.into()).await;
+        Self { before: crate::cpu::CpuSample::take(pid), started: Instant::now() }
+    }
+
+    async fn close(self, end: Instant, pid: Option<u32>) -> (f64, f64, f64) {
+        tokio::time::sleep_until(end.into()).await;
+        let after = crate::cpu::CpuSample::take(pid);
+        crate::cpu::CpuSample::cores(&self.before, &after, self.started.elapsed())
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -84,9 +109,19 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn summarise(target: &str, sessions: usize, mut lat: Vec<u64>, errors: usize, secs: f64) -> Phase {
+fn summarise(
+    target: &str,
+    sessions: usize,
+    mut lat: Vec<u64>,
+    errors: usize,
+    secs: f64,
+    cores: (f64, f64, f64),
+) -> Phase {
     lat.sort_unstable();
     Phase {
+        server_cores: cores.0,
+        this_cores: cores.1,
+        other_cores: cores.2,
         target: target.to_owned(),
         sessions,
         calls: lat.len(),
@@ -218,10 +253,19 @@ fn rand_suffix() -> u64 {
     rand_core::OsRng.next_u64()
 }
 
-async fn run_phase(name: &str, speaker: Speaker, sessions: usize, warmup: u64, duration: u64) -> anyhow::Result<Phase> {
+async fn run_phase(
+    name: &str,
+    speaker: Speaker,
+    sessions: usize,
+    warmup: u64,
+    duration: u64,
+    pid: Option<u32>,
+) -> anyhow::Result<Phase> {
     let measure_from = Instant::now() + Duration::from_secs(warmup);
     let end = measure_from + Duration::from_secs(duration);
     let tasks: Vec<_> = (0..sessions).map(|_| tokio::spawn(session(speaker.clone(), measure_from, end))).collect();
+    let window = Window::open(measure_from, pid).await;
+    let cores = window.close(end, pid).await;
     let mut lat = Vec::new();
     let mut errors = 0;
     for t in tasks {
@@ -229,7 +273,7 @@ async fn run_phase(name: &str, speaker: Speaker, sessions: usize, warmup: u64, d
         lat.extend(l);
         errors += e;
     }
-    Ok(summarise(name, sessions, lat, errors, duration as f64))
+    Ok(summarise(name, sessions, lat, errors, duration as f64, cores))
 }
 
 /// The engine in this process, over a database of its own, and a mandate for `fast/echo`.
@@ -312,6 +356,8 @@ async fn engine_phase(
             tokio::spawn(async move { engine_session(&p, measure_from, end).await })
         })
         .collect();
+    let window = Window::open(measure_from, None).await;
+    let cores = window.close(end, None).await;
     let mut lat = Vec::new();
     let mut errors = 0;
     for t in tasks {
@@ -319,7 +365,7 @@ async fn engine_phase(
         lat.extend(l);
         errors += e;
     }
-    Ok(summarise("engine", sessions, lat, errors, duration as f64))
+    Ok(summarise("engine", sessions, lat, errors, duration as f64, cores))
 }
 
 async fn http_json(
@@ -390,7 +436,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let mut phases = Vec::new();
         for &n in &args.sessions {
             let p = engine_phase(&engine, n, args.warmup, args.duration).await?;
-            eprintln!("{n:>3} sessions  engine   {:>8.0}/s p50 {:>6} µs p99 {:>6} µs", p.throughput, p.p50_us, p.p99_us);
+            eprintln!("{n:>3} sessions  engine   {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  cores: this {:.2} others {:.2}", p.throughput, p.p50_us, p.p99_us, p.this_cores, p.other_cores);
             phases.push(p);
             let mut speakers = vec![
                 ("direct", Speaker::Legacy { url: args.upstream.clone(), bearer: None, tool: "echo".into() }),
@@ -400,8 +446,11 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 speakers.push(("peer", Speaker::Legacy { url: peer.clone(), bearer: Some(t.clone()), tool: args.peer_tool.clone() }));
             }
             for (name, speaker) in speakers {
-                let p = run_phase(name, speaker, n, args.warmup, args.duration).await?;
-                eprintln!("{n:>3} sessions  {name:<8} {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  errors {}", p.throughput, p.p50_us, p.p99_us, p.errors);
+                let p = run_phase(name, speaker, n, args.warmup, args.duration, Some(spawned.pid())).await?;
+                eprintln!(
+                    "{n:>3} sessions  {name:<8} {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  errors {}  cores: mandate {:.2} client {:.2} others {:.2}",
+                    p.throughput, p.p50_us, p.p99_us, p.errors, p.server_cores, p.this_cores, p.other_cores
+                );
                 phases.push(p);
             }
         }

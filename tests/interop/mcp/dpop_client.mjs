@@ -47,6 +47,16 @@ for (const step of spec.steps) {
     if (step.list) {
       const listed = await client.listTools();
       out.steps.push({ tools: listed.tools.map((t) => t.name) });
+    } else if (step.resources) {
+      const listed = await client.listResources();
+      out.steps.push({ resources: listed.resources.map((r) => r.uri) });
+    } else if (step.read !== undefined) {
+      out.steps.push({ result: await client.readResource({ uri: step.read }) });
+    } else if (step.prompts) {
+      const listed = await client.listPrompts();
+      out.steps.push({ prompts: listed.prompts.map((p) => p.name) });
+    } else if (step.prompt !== undefined) {
+      out.steps.push({ result: await client.getPrompt({ name: step.prompt, arguments: step.arguments ?? {} }) });
     } else {
       const params = { name: step.call, arguments: step.arguments ?? {} };
       if (step.meta) params._meta = step.meta;

@@ -5,8 +5,9 @@ every request through an auth hook on its HTTP client, for the gateway's interop
 
 The JSON names the gateway `url`, the mandate `token`, the agent's Ed25519 private key as a
 base64url `seed`, the negotiation `mode` (`auto` speaks 2026-07-28 with a gateway that offers it;
-`legacy` opens a 2025-11-25 session), and the `steps` to run in order, each `{"list": true}` or
-`{"call": name, "arguments": {...}, "meta": {...}}`. It prints one JSON line: each step's outcome
+`legacy` opens a 2025-11-25 session), and the `steps` to run in order, each `{"list": true}`,
+`{"call": name, "arguments": {...}, "meta": {...}}`, `{"resources": true}`, `{"read": uri}`,
+`{"prompts": true}` or `{"prompt": name, "arguments": {...}}`. It prints one JSON line: each step's outcome
 (`{"tools": [...]}`, `{"result": {...}}` or `{"error": {"code", "message", "data"}}`), and the
 protocol version negotiated.
 """
@@ -65,6 +66,18 @@ async def main(spec: dict) -> dict:
                 if step.get("list"):
                     listed = await client.list_tools()
                     out["steps"].append({"tools": [t.name for t in listed.tools]})
+                elif step.get("resources"):
+                    listed = await client.list_resources()
+                    out["steps"].append({"resources": [str(r.uri) for r in listed.resources]})
+                elif "read" in step:
+                    result = await client.read_resource(step["read"])
+                    out["steps"].append({"result": result.model_dump(mode="json", by_alias=True, exclude_none=True)})
+                elif step.get("prompts"):
+                    listed = await client.list_prompts()
+                    out["steps"].append({"prompts": [p.name for p in listed.prompts]})
+                elif "prompt" in step:
+                    result = await client.get_prompt(step["prompt"], step.get("arguments"))
+                    out["steps"].append({"result": result.model_dump(mode="json", by_alias=True, exclude_none=True)})
                 else:
                     result = await client.call_tool(step["call"], step.get("arguments", {}), meta=step.get("meta"))
                     out["steps"].append({"result": result.model_dump(mode="json", by_alias=True, exclude_none=True)})

@@ -368,3 +368,27 @@ proptest! {
         if ra.is_subset_of(&rb) && ra.matches(&y) { prop_assert!(rb.matches(&y)); }
     }
 }
+
+#[test]
+fn method_tools_are_named_exactly_and_no_star_reaches_them() {
+    let read = ToolName::parse("erp/resources/read").unwrap();
+    assert_eq!((read.server(), read.tool()), ("erp", "resources/read"));
+    let get = ToolName::parse("erp/prompts/get").unwrap();
+    assert_eq!(get.tool(), "prompts/get");
+    // Any other two-segment tool is still refused.
+    assert!(ToolName::parse("erp/resources/list").is_err());
+    assert!(ToolName::parse("erp/tools/call").is_err());
+    assert!(ToolPattern::parse("erp/resources/*").is_err());
+    // Only the exact name matches: `erp/*`, `*/*` and `erp/r*` are every tool, none of the methods.
+    for p in ["erp/*", "*/*", "erp/r*", "e*/*"] {
+        let p = ToolPattern::parse(p).unwrap();
+        assert!(!p.matches(&read) && !p.matches(&get), "{p}");
+        assert!(p.matches(&ToolName::parse("erp/read_ledger").unwrap()), "{p}");
+    }
+    let exact = ToolPattern::parse("erp/resources/read").unwrap();
+    assert!(exact.matches(&read) && !exact.matches(&get));
+    // And the subset test agrees: the exact name is in no starred pattern, the starred ones in it never.
+    assert!(!exact.is_subset_of(&ToolPattern::parse("erp/*").unwrap()));
+    assert!(exact.is_subset_of(&ToolPattern::parse("erp/resources/read").unwrap()));
+    assert!(ToolPattern::parse("erp/r*").unwrap().is_subset_of(&ToolPattern::parse("erp/*").unwrap()));
+}

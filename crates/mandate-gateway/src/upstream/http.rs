@@ -11,7 +11,7 @@ use std::time::Duration;
 /// A Streamable HTTP endpoint.
 pub struct HttpUpstream {
     name: String,
-    url: String,
+    url: reqwest::Url,
     headers: reqwest::header::HeaderMap,
     client: reqwest::Client,
     timeout: Duration,
@@ -44,9 +44,10 @@ impl HttpUpstream {
             .connect_timeout(timeout)
             .build()
             .map_err(|e| e.to_string())?;
+        let url = reqwest::Url::parse(url).map_err(|e| format!("url `{url}`: {e}"))?;
         Ok(Self {
             name: name.to_owned(),
-            url: url.to_owned(),
+            url,
             headers: map,
             client,
             timeout,
@@ -99,7 +100,7 @@ impl HttpUpstream {
     fn base(&self, session: Option<&str>) -> reqwest::RequestBuilder {
         let mut req = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .headers(self.headers.clone())
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", UPSTREAM_PROTOCOL);

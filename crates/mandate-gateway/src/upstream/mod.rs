@@ -109,7 +109,7 @@ pub(crate) fn request_line(id: u64, method: &str, params: Option<&str>) -> Strin
 }
 
 /// What a response from an upstream says.
-pub(crate) enum Reply {
+pub enum Reply {
     /// The answer to request `id`.
     Response { id: Option<u64>, outcome: Result<Box<RawValue>, UpstreamError> },
     /// A request of the upstream's own (sampling, elicitation, roots, ping).
@@ -119,7 +119,7 @@ pub(crate) enum Reply {
 }
 
 /// Reads one message from an upstream, within the limits.
-pub(crate) fn read_reply(text: &str, max_depth: usize) -> Result<Reply, UpstreamError> {
+pub fn read_reply(text: &str, max_depth: usize) -> Result<Reply, UpstreamError> {
     if crate::jsonrpc::depth_exceeds(text.as_bytes(), max_depth) {
         return Err(UpstreamError::TooLarge(format!("JSON nested deeper than {max_depth}")));
     }
