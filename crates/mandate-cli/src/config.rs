@@ -209,6 +209,11 @@ pub struct ServerSection {
     /// How often their counts are written to the ledger as one `refusal.summary` event, in seconds
     /// (default 10).
     pub refusal_summary_seconds: Option<u32>,
+    /// How long a `429` is held before it is sent, in milliseconds (default 1000; 0: at once).
+    pub refusal_tarpit_ms: Option<u32>,
+    /// How many `429`s one source may have held at once; beyond, they are sent at once and the
+    /// connection closed (default 64).
+    pub refusal_tarpit_connections: Option<u32>,
 }
 
 /// `[review]`.
@@ -306,7 +311,15 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         per_source_per_sec: file.server.refusals_per_second.unwrap_or(20),
         burst: file.server.refusal_burst.unwrap_or(200),
         summary_every_secs: file.server.refusal_summary_seconds.unwrap_or(10),
+        tarpit_ms: file.server.refusal_tarpit_ms.unwrap_or(1000),
+        max_tarpitted_per_source: file.server.refusal_tarpit_connections.unwrap_or(64),
     };
+    if refusals.tarpit_ms > 10_000 {
+        bail!("server.refusal_tarpit_ms: {} must be at most 10000", refusals.tarpit_ms);
+    }
+    if !(1..=100_000).contains(&refusals.max_tarpitted_per_source) {
+        bail!("server.refusal_tarpit_connections: {} must be between 1 and 100000", refusals.max_tarpitted_per_source);
+    }
     if !(1..=1_000_000).contains(&refusals.per_source_per_sec) {
         bail!("server.refusals_per_second: {} must be between 1 and 1000000", refusals.per_source_per_sec);
     }

@@ -18,7 +18,7 @@ use crate::engine::Engine;
 use mandate_core::event::NewEvent;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The most sources counted or limited at once.
 pub const MAX_SOURCES: usize = 10_000;
@@ -34,6 +34,13 @@ pub struct RefusalSettings {
     pub burst: u32,
     /// How often the counts are written to the ledger, in seconds.
     pub summary_every_secs: u32,
+    /// How long a `429` is held before it is sent, in milliseconds (0: at once). A flooding client
+    /// that waits for its answers (one request in flight per connection, as HTTP/1.1 has it) then
+    /// sends one request per connection per tarpit, costing the server nothing in between.
+    pub tarpit_ms: u32,
+    /// How many `429`s one source may have held at once; beyond it they are sent at once with
+    /// `Connection: close`, so that opening more connections does not buy a faster flood.
+    pub max_tarpitted_per_source: u32,
 }
 
 /// The counts of one source since the last summary.
@@ -64,6 +71,37 @@ struct State {
 pub struct Refusals {
     settings: RefusalSettings,
     state: Mutex<State>,
+    /// `429`s held now, per source.
+    held: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// What to do with a `429`: hold it for the tarpit (the guard counts it as held until dropped),
+/// or send it at once and close the connection.
+#[derive(Debug)]
+pub enum Tarpit {
+    /// Wait this long, then answer.
+    Hold(std::time::Duration, TarpitGuard),
+    /// Answer now, with `Connection: close`.
+    Close,
+}
+
+/// One held `429`.
+#[derive(Debug)]
+pub struct TarpitGuard {
+    key: String,
+    held: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Drop for TarpitGuard {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// The source key of an address: an IPv4 address, or an IPv6 address's /64.
@@ -84,7 +122,26 @@ pub fn source_key(addr: Option<IpAddr>) -> String {
 impl Refusals {
     /// A counter and limiter with `settings`.
     pub fn new(settings: RefusalSettings) -> Self {
-        Self { settings, state: Mutex::default() }
+        Self { settings, state: Mutex::default(), held: Arc::default() }
+    }
+
+    /// How to send a `429` to `source` (see [`Tarpit`]).
+    pub fn tarpit(&self, source: Option<IpAddr>) -> Tarpit {
+        if self.settings.tarpit_ms == 0 {
+            return Tarpit::Hold(std::time::Duration::ZERO, TarpitGuard { key: String::new(), held: Arc::default() });
+        }
+        let key = source_key(source);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(key.clone()).or_insert(0);
+        if *n >= self.settings.max_tarpitted_per_source {
+            return Tarpit::Close;
+        }
+        *n += 1;
+        drop(held);
+        Tarpit::Hold(
+            std::time::Duration::from_millis(u64::from(self.settings.tarpit_ms)),
+            TarpitGuard { key, held: self.held.clone() },
+        )
     }
 
     /// The refill rate per second and the burst, as the bucket arithmetic needs them.
@@ -204,7 +261,13 @@ mod tests {
     use super::*;
 
     fn settings() -> RefusalSettings {
-        RefusalSettings { per_source_per_sec: 10, burst: 5, summary_every_secs: 10 }
+        RefusalSettings {
+            per_source_per_sec: 10,
+            burst: 5,
+            summary_every_secs: 10,
+            tarpit_ms: 1000,
+            max_tarpitted_per_source: 2,
+        }
     }
 
     #[test]
@@ -238,5 +301,32 @@ mod tests {
         let state = r.lock();
         assert!(state.counts.len() <= MAX_SOURCES + 1 && state.buckets.len() <= MAX_SOURCES);
         assert_eq!(state.counts.get("other").map(|c| c.refusals), Some(50));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tarpit_tests {
+    use super::*;
+
+    #[test]
+    fn a_source_gets_a_few_held_429s_then_closed_connections_until_they_are_answered() {
+        let r = Refusals::new(RefusalSettings {
+            per_source_per_sec: 10,
+            burst: 5,
+            summary_every_secs: 10,
+            tarpit_ms: 1000,
+            max_tarpitted_per_source: 2,
+        });
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let b = Some(IpAddr::from([10, 0, 0, 2]));
+        let Tarpit::Hold(wait, first) = r.tarpit(a) else { panic!("the first is held") };
+        assert_eq!(wait, std::time::Duration::from_secs(1));
+        let Tarpit::Hold(_, second) = r.tarpit(a) else { panic!("the second is held") };
+        assert!(matches!(r.tarpit(a), Tarpit::Close), "a third at once: its connection is closed");
+        assert!(matches!(r.tarpit(b), Tarpit::Hold(..)), "another source has its own count");
+        drop(first);
+        assert!(matches!(r.tarpit(a), Tarpit::Hold(..)), "an answered one frees its place");
+        drop(second);
     }
 }

@@ -516,6 +516,14 @@ impl Request<'_> {
     async fn presented(&self) -> Result<Presented<'_>, Response> {
         let now = mandate_engine::clock::millis(self.gw.inner.engine.clock.now());
         if let Err(wait) = self.gw.inner.engine.refusals.admit(self.source, now) {
+            let close = match self.gw.inner.engine.refusals.tarpit(self.source) {
+                mandate_engine::refusals::Tarpit::Hold(hold, guard) => {
+                    tokio::time::sleep(hold).await;
+                    drop(guard);
+                    false
+                }
+                mandate_engine::refusals::Tarpit::Close => true,
+            };
             let mut r = rpc_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 self.id(),
@@ -525,6 +533,9 @@ impl Request<'_> {
             );
             if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            if close {
+                r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             return Err(r);
         }

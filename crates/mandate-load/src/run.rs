@@ -76,8 +76,10 @@ pub struct LevelResult {
     /// Runs of this level made to get one that other processes did not disturb (1 when the first was
     /// clean).
     pub attempts: u32,
-    /// Garbage requests the flood sent in the window.
+    /// Garbage requests the flood had answered in the window.
     pub flood_requests: u64,
+    /// Flood connections the server closed without an answer in the window (refused at accept).
+    pub flood_dropped: u64,
     /// Of those, answered `429`.
     pub flood_limited: u64,
     /// The rate of every run of this level when it was repeated, lowest first (this result is the
@@ -167,10 +169,10 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
         for t in tasks {
             results.push(t.await.context("a client task failed")?);
         }
-        let mut flooded = (0, 0);
+        let mut flooded = (0, 0, 0);
         for f in flood {
-            let (sent, limited) = f.await.context("a flood task failed")?;
-            flooded = (flooded.0 + sent, flooded.1 + limited);
+            let (sent, limited, dropped) = f.await.context("a flood task failed")?;
+            flooded = (flooded.0 + sent, flooded.1 + limited, flooded.2 + dropped);
         }
         anyhow::Ok((results, window, cpu_before, cpu_after, flooded))
     })?;
@@ -220,18 +222,23 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
         attempts: 1,
         flood_requests: flooded.0,
         flood_limited: flooded.1,
+        flood_dropped: flooded.2,
         rates: vec![total.allowed as f64 / secs],
     })
 }
 
 /// One flood connection from 127.0.0.(2 + k % 8): garbage `POST /v1/authorize` requests back to back
 /// until `end`; returns how many it sent inside the window and how many were answered `429`.
-async fn flooder(target: Target, k: usize, measure_from: Instant, end: Instant, timeout: Duration) -> (u64, u64) {
+async fn flooder(target: Target, k: usize, measure_from: Instant, end: Instant, timeout: Duration) -> (u64, u64, u64) {
     let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + u8::try_from(k % 8).unwrap_or(0));
     let body = br#"{"token":"garbage.garbage.garbage","proof":"x","tool":"load/flood","arguments":{}}"#;
-    let (mut sent, mut limited) = (0, 0);
+    let (mut sent, mut limited, mut dropped) = (0, 0, 0);
     while Instant::now() < end {
-        let Ok(mut conn) = Conn::connect_from(&target, source).await else { return (sent, limited) };
+        // An attacker reconnects at once, whatever the server did with its last connection.
+        let Ok(mut conn) = Conn::connect_from(&target, source).await else {
+            dropped += u64::from(Instant::now() >= measure_from);
+            continue;
+        };
         while Instant::now() < end {
             let measured = Instant::now() >= measure_from;
             match tokio::time::timeout(timeout, conn.send("POST", "/v1/authorize", None, Some(body))).await {
@@ -239,12 +246,15 @@ async fn flooder(target: Target, k: usize, measure_from: Instant, end: Instant, 
                     sent += u64::from(measured);
                     limited += u64::from(measured && a.status == 429);
                 }
-                // Reconnect.
-                _ => break,
+                // Closed by the server: reconnect.
+                _ => {
+                    dropped += u64::from(measured);
+                    break;
+                }
             }
         }
     }
-    (sent, limited)
+    (sent, limited, dropped)
 }
 
 /// One client: calls until `end` (or until its proofs run out), counting only calls started at or

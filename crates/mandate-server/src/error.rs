@@ -212,6 +212,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
 
 /// `429` with `request.rate_limited` and `Retry-After`: a source that sent too many requests naming no
 /// mandate waits before it is served again.
+/// [`rate_limited`], held for the tarpit first (or sent at once with `Connection: close` when the
+/// source already has too many held): see `mandate_engine::refusals::Tarpit`.
+pub async fn rate_limited_tarpit(
+    refusals: &mandate_engine::refusals::Refusals,
+    source: Option<std::net::IpAddr>,
+    retry_after_secs: u32,
+) -> Response {
+    match refusals.tarpit(source) {
+        mandate_engine::refusals::Tarpit::Hold(wait, guard) => {
+            tokio::time::sleep(wait).await;
+            drop(guard);
+            rate_limited(retry_after_secs)
+        }
+        mandate_engine::refusals::Tarpit::Close => {
+            let mut r = rate_limited(retry_after_secs);
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+    }
+}
+
+/// `429` with `request.rate_limited` and `Retry-After`.
 pub fn rate_limited(retry_after_secs: u32) -> Response {
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,

@@ -70,6 +70,9 @@ pub fn settings() -> Settings {
             per_source_per_sec: 20,
             burst: 200,
             summary_every_secs: 1,
+            // Tests count 429s by the hundred: held, they would take minutes.
+            tarpit_ms: 0,
+            max_tarpitted_per_source: 64,
         },
     }
 }

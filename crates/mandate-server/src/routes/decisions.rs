@@ -152,7 +152,7 @@ pub async fn authorize(
     ApiJson(request): ApiJson<AuthorizeRequest>,
 ) -> axum::response::Response {
     if let Err(wait) = state.refusals.admit(source, mandate_engine::clock::millis(state.clock.now())) {
-        return crate::error::rate_limited(wait);
+        return crate::error::rate_limited_tarpit(&state.refusals, source, wait).await;
     }
     let call = match call_of(&request) {
         Ok(call) => call,

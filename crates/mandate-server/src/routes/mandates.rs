@@ -196,7 +196,7 @@ pub async fn token(
     ApiBytes(body): ApiBytes,
 ) -> axum::response::Response {
     if let Err(wait) = state.refusals.admit(source, mandate_engine::clock::millis(state.clock.now())) {
-        return crate::error::rate_limited(wait);
+        return crate::error::rate_limited_tarpit(&state.refusals, source, wait).await;
     }
     let form: TokenExchangeForm = match serde_urlencoded_form(&body) {
         Ok(f) => f,
