@@ -544,6 +544,13 @@ fn attacks_on_the_gateway_are_refused_and_shadow_clients_are_discovered() {
         assert_eq!(s, 401);
     }
     assert_eq!(org.events("gateway.client_discovered").len(), 1);
+    // The official Python SDK without a mandate: refused, and discovered with what it says it is.
+    let mut sdk = org.spec("everything", "auto", json!([]));
+    sdk = sdk.replace(&org.token, "");
+    let out = Command::new(python()).arg(scripts().join("dpop_client.py")).arg(&sdk).output().unwrap();
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(refused["connect_error"].is_string(), "{refused}");
+    assert_eq!(org.events("gateway.client_discovered").len(), 2);
     let discover = org.cli(&["discover", "--json"]);
     let found: Value = serde_json::from_slice(&discover.stdout).unwrap();
     let shadow = found["clients"]
@@ -554,6 +561,15 @@ fn attacks_on_the_gateway_are_refused_and_shadow_clients_are_discovered() {
         .expect("discovered");
     assert_eq!(shadow["requests"], 6);
     assert_eq!(shadow["last_reason"], "token.missing");
+    let python_sdk = found["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["user_agent"] != "shadow-agent/0.1")
+        .expect("the SDK is discovered");
+    assert!(python_sdk["client_name"].is_string() || python_sdk["user_agent"].is_string(), "{python_sdk}");
+    assert!(python_sdk["key_thumbprint"].is_null(), "it sent no proof: {python_sdk}");
+    assert_eq!(python_sdk["last_reason"], "token.missing", "{python_sdk}");
 
     // Token passthrough the other way: a bearer mandate is not accepted.
     let (s, v, _) = org.post(
@@ -657,6 +673,7 @@ const MISBEHAVING_CONFIG: &str = r#"
 [[gateway.servers]]
 name = "mis"
 command = ["@PYTHON@", "@SCRIPT@", "@STATE@"]
+env = { MIS_TOKEN = "${env:EVERYTHING_TOKEN}" }
 timeout_seconds = 2
 [gateway.servers.tools.answer]
 data_class = "public"
@@ -714,7 +731,8 @@ fn a_misbehaving_stdio_upstream_gets_clear_errors_in_time_and_restarts_without_d
     let starts = std::fs::read_to_string(state.path().join("starts")).unwrap();
     assert_eq!(starts.lines().count(), 2, "restarted once: {starts}");
     let log = org.serve.log();
-    assert!(log.contains("starting for real"), "stderr is logged");
+    assert!(log.contains("starting for real with token=[redacted]"), "stderr is logged, its credential scrubbed");
+    assert!(!log.contains(EVERYTHING_SECRET), "the upstream's credential never reaches Mandate's log");
 }
 
 #[test]
@@ -781,4 +799,29 @@ fn the_demo_puts_its_erp_behind_the_gateway_and_mandate_mcp_is_an_agent_there() 
     );
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("scope.resource_not_in_mandate"));
+}
+
+#[test]
+fn a_tool_name_that_two_servers_offer_is_flagged_as_shadowing() {
+    let config = format!(
+        "[[gateway.servers]]\nname = \"erp\"\ncommand = [\"{BIN}\", \"demo-mcp-server\"]\n\
+         [[gateway.servers]]\nname = \"books\"\ncommand = [\"{BIN}\", \"demo-mcp-server\"]\n"
+    );
+    let org = Org::start(&config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let flagged = loop {
+        let (_, pins) = org.admin.get("/v1/tools/pins");
+        let pins = pins["pins"].as_array().cloned().unwrap_or_default();
+        if pins.len() >= 8 {
+            break pins;
+        }
+        assert!(Instant::now() < deadline, "both servers' tools pinned: {pins:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The first server seen pins its tools plainly; the other's same names are flagged, and stay usable.
+    let shadowing: Vec<&Value> =
+        flagged.iter().filter(|p| p["flags"].as_array().unwrap().iter().any(|f| f == "shadowing")).collect();
+    assert_eq!(shadowing.len(), 4, "{flagged:?}");
+    assert!(shadowing.iter().all(|p| p["pinned_sha256"].is_string()), "flagged, not quarantined: {shadowing:?}");
+    assert_eq!(org.events("tool.shadowing").len(), 4);
 }

@@ -1178,8 +1178,8 @@ impl Request<'_> {
                 (self.ok(text), status, n, Some(sha), scrubbed)
             }
             Err(e) => {
-                tracing::warn!(server = %self.name, tool = %full, error = %e, "upstream call failed");
                 let (message, _) = self.gw.scrub(e.to_string());
+                tracing::warn!(server = %self.name, tool = %full, error = %message, "upstream call failed");
                 let code = format!("gateway.upstream_{}", e.status());
                 (
                     rpc_error(

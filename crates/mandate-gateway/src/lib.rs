@@ -108,7 +108,9 @@ impl Gateway {
         for spec in &settings.servers {
             let upstream = match &spec.transport {
                 Transport::Stdio { command, env } => {
-                    secrets.extend(env.iter().flat_map(|(_, s)| s.secrets.iter().cloned()));
+                    let own: Vec<String> =
+                        env.iter().flat_map(|(_, s)| s.secrets.iter().cloned()).filter(|s| s.len() >= 4).collect();
+                    secrets.extend(own.iter().cloned());
                     let env = env.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect();
                     Upstream::Stdio(upstream::stdio::StdioUpstream::start(
                         &spec.name,
@@ -117,6 +119,7 @@ impl Gateway {
                         spec.timeout,
                         settings.max_result_bytes,
                         settings.max_json_depth,
+                        own,
                     ))
                 }
                 Transport::Http { url, headers } => {

@@ -53,8 +53,17 @@ class DPoPAuth(httpx2.Auth):
 
 
 async def main(spec: dict) -> dict:
-    http = httpx2.AsyncClient(auth=DPoPAuth(spec["token"], spec["seed"]), timeout=30)
+    # No token: a client that has no mandate (what a shadow agent looks like to the gateway).
+    auth = DPoPAuth(spec["token"], spec["seed"]) if spec.get("token") else None
+    http = httpx2.AsyncClient(auth=auth, timeout=30)
     out = {"steps": []}
+    if auth is None:
+        try:
+            async with Client(streamable_http_client(spec["url"], http_client=http), mode=spec.get("mode", "auto")):
+                pass
+        except BaseException as e:  # noqa: BLE001 - the refusal is the outcome being reported
+            out["connect_error"] = repr(e)[:500]
+        return out
     async with Client(streamable_http_client(spec["url"], http_client=http), mode=spec.get("mode", "auto")) as client:
         session = client.session
         out["protocol_version"] = getattr(session, "protocol_version", None) or str(

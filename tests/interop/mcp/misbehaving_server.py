@@ -22,7 +22,7 @@ if STATE:
         f.write(f"{os.getpid()}\n")
 
 print("misbehaving server starting (this line is not JSON-RPC)", flush=True)
-print("starting for real", file=sys.stderr, flush=True)
+print(f"starting for real with token={os.environ.get('MIS_TOKEN')}", file=sys.stderr, flush=True)
 
 
 def send(obj):

@@ -30,6 +30,8 @@ pub struct StdioUpstream {
     timeout: Duration,
     max_bytes: usize,
     max_depth: usize,
+    /// The credentials of its environment, scrubbed from its logged stderr.
+    secrets: Vec<String>,
     pending: Mutex<HashMap<u64, Waiter>>,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     ready: watch::Sender<bool>,
@@ -49,12 +51,14 @@ impl StdioUpstream {
         timeout: Duration,
         max_bytes: usize,
         max_depth: usize,
+        secrets: Vec<String>,
     ) -> Arc<Self> {
         let up = Arc::new(Self {
             name: name.to_owned(),
             command,
             env,
             timeout,
+            secrets,
             max_bytes,
             max_depth,
             pending: Mutex::default(),
@@ -233,10 +237,17 @@ async fn run(up: &Arc<StdioUpstream>, child: &mut Child, stop: &mut watch::Recei
     };
     *up.stdin.lock().await = Some(stdin);
     let name = up.name.clone();
+    let secrets = up.secrets.clone();
     let stderr_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            let line: String = line.chars().take(2000).collect();
+            let mut line: String = line.chars().take(2000).collect();
+            // A server that prints its environment must not put its credential in Mandate's log.
+            for s in &secrets {
+                if line.contains(s.as_str()) {
+                    line = line.replace(s.as_str(), "[redacted]");
+                }
+            }
             tracing::info!(upstream = %name, stderr = %line.escape_debug(), "upstream stderr");
         }
     });
