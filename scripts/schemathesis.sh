@@ -17,7 +17,7 @@ cargo build --quiet -p mandate-cli
 DATA="$(mktemp -d)"
 LOG="$DATA/serve.log"
 ADMIN="schemathesis-admin-token-0123456789"
-MANDATE_ADMIN_TOKEN="$ADMIN" target/debug/mandate serve --demo --listen 127.0.0.1:0 --data-dir "$DATA/data" >"$DATA/banner" 2>"$LOG" &
+MANDATE_ADMIN_TOKEN="$ADMIN" "${CARGO_TARGET_DIR:-target}/debug/mandate" serve --demo --listen 127.0.0.1:0 --data-dir "$DATA/data" >"$DATA/banner" 2>"$LOG" &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DATA"' EXIT
 for _ in $(seq 1 100); do

@@ -799,6 +799,73 @@ fn the_demo_puts_its_erp_behind_the_gateway_and_mandate_mcp_is_an_agent_there() 
     );
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("scope.resource_not_in_mandate"));
+
+    // A financial write is held for an approver other than Alice; once Carol approves, the same call
+    // with the approval id goes through the gateway, once.
+    let granted = run(
+        &alice,
+        &[
+            "grant",
+            "--agent",
+            "finance-close",
+            "--category",
+            "finance.close",
+            "--purpose",
+            "October journal",
+            "--tools",
+            "erp/post_journal",
+            "--resources",
+            "erp://ledger/2026-10/*",
+            "--data-classes",
+            "financial",
+            "--actions",
+            "write",
+            "--json",
+        ],
+    );
+    assert!(granted.status.success(), "{}", String::from_utf8_lossy(&granted.stderr));
+    let token: Value = serde_json::from_slice(&granted.stdout).unwrap();
+    std::fs::write(dir.path().join("w.jwt"), token["token"].as_str().unwrap()).unwrap();
+    let writer = ["--server", "erp", "--token", "@w.jwt", "--key", key.as_str()];
+    let args = r#"{"period":"2026-10","account":"ap","amount":"125.00"}"#;
+    let held = run(
+        &alice,
+        &[&["mcp", "call"][..], &writer[..], &["--tool", "post_journal", "--arguments", args, "--json"]].concat(),
+    );
+    assert_eq!(held.status.code(), Some(2), "{}", String::from_utf8_lossy(&held.stdout));
+    let held: Value = serde_json::from_slice(&held.stdout).unwrap();
+    let approval = held["result"]["structuredContent"]["approval_id"].as_str().unwrap().to_owned();
+    assert_eq!(held["result"]["structuredContent"]["decision"], "approval_required");
+    let carol = demo.demo_key("carol@example.org");
+    let approved = run(&carol, &["approvals", "approve", &approval]);
+    assert!(approved.status.success(), "{}", String::from_utf8_lossy(&approved.stderr));
+    let done = run(
+        &alice,
+        &[
+            &["mcp", "call"][..],
+            &writer[..],
+            &["--tool", "post_journal", "--arguments", args, "--approval-id", &approval],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&done.stdout).trim(), "posted 125.00 to 2026-10/ap");
+    let again = run(
+        &alice,
+        &[
+            &["mcp", "call"][..],
+            &writer[..],
+            &["--tool", "post_journal", "--arguments", args, "--approval-id", &approval],
+        ]
+        .concat(),
+    );
+    assert_eq!(again.status.code(), Some(1), "an approval is used once");
 }
 
 #[test]

@@ -61,9 +61,12 @@ fn rpc(agent: &Agent, method: &str, name: Option<&str>, params: Value) -> anyhow
     let proof = sign_proof(&ProofClaims { jti: &jti, htm: "POST", htu: &url, iat, access_token: Some(&token) }, &key)
         .context("signing the proof")?;
     let mut params = params;
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "mandate-cli", "version": env!("CARGO_PKG_VERSION")}});
+    // The 2026-07-28 envelope, beside whatever `_meta` the call carries (its approval id).
+    let mut meta = params.get("_meta").cloned().unwrap_or_else(|| json!({}));
+    meta["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    meta["io.modelcontextprotocol/clientInfo"] = json!({"name": "mandate-cli", "version": env!("CARGO_PKG_VERSION")});
+    params["_meta"] = meta;
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let mut req = ureq::post(&url)
         .set("Content-Type", "application/json")
@@ -120,11 +123,10 @@ pub fn run(cmd: McpCommand) -> anyhow::Result<ExitCode> {
         McpCommand::Call { agent, tool, arguments, approval_id } => {
             let arguments: Value = serde_json::from_str(&arguments).context("--arguments must be JSON")?;
             let mut params = json!({"name": tool, "arguments": arguments});
-            let (_, mut v) = rpc(&agent, "tools/call", Some(&tool), params.clone())?;
             if let Some(id) = approval_id {
                 params["_meta"] = json!({"mandate/approval_id": id});
-                v = rpc(&agent, "tools/call", Some(&tool), params)?.1;
             }
+            let (_, v) = rpc(&agent, "tools/call", Some(&tool), params)?;
             if agent.json {
                 print_json(&v)?;
             }
