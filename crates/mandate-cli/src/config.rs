@@ -259,14 +259,72 @@ pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<
         None => {
             let default = PathBuf::from("mandate.toml");
             if !default.exists() {
-                return Ok((FileConfig::default(), None));
+                return Ok((with_env("", Path::new("(no file)"), std::env::vars())?, None));
             }
             default
         }
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("cannot read config file `{}`", path.display()))?;
-    Ok((parse_file(&text, &path)?, Some(path)))
+    Ok((with_env(&text, &path, std::env::vars())?, Some(path)))
+}
+
+/// The sections of `mandate.toml` whose settings also read from `MANDATE_<SECTION>_<KEY>`.
+const ENV_SECTIONS: &[&str] = &["server", "review", "mandates", "ledger", "gateway", "oidc"];
+
+/// `MANDATE_*` variables that are not settings of a section: flags' own variables (read by the
+/// command line), the CLI's, and the log filter.
+const ENV_NOT_SETTINGS: &[&str] = &[
+    "MANDATE_CONFIG",
+    "MANDATE_LISTEN",
+    "MANDATE_DATA_DIR",
+    "MANDATE_TRUST_DOMAIN",
+    "MANDATE_LOG_FORMAT",
+    "MANDATE_DATABASE_URL",
+    "MANDATE_ADMIN_TOKEN",
+    "MANDATE_LOG",
+    "MANDATE_URL",
+    "MANDATE_TOKEN",
+];
+
+/// The file's settings with `MANDATE_<SECTION>_<KEY>` variables over them: every scalar or list
+/// setting of a section also reads from the environment, so that nodes run from one image with no
+/// file edits (`MANDATE_MANDATES_ISSUER=https://mandate.example.org`,
+/// `MANDATE_SERVER_MAX_BODY_BYTES=131072`, `MANDATE_GATEWAY_ALLOWED_HOSTS='["mandate.internal:8080"]'`).
+/// A value is read as TOML (a number, `true`, a `[list]`, a "quoted string") and otherwise as the
+/// text itself. A variable naming a section but no setting of it is an error naming the variable.
+pub fn with_env(text: &str, path: &Path, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<FileConfig> {
+    let file = parse_file(text, path)?;
+    let mut overlay: Vec<(String, String, String, toml::Value)> = Vec::new();
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("MANDATE_") else { continue };
+        if ENV_NOT_SETTINGS.contains(&name.as_str()) {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let Some(section) = ENV_SECTIONS.iter().find(|s| lower.starts_with(&format!("{s}_"))) else { continue };
+        let key = lower[section.len() + 1..].to_owned();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        overlay.push((name, (*section).to_owned(), key, value));
+    }
+    if overlay.is_empty() {
+        return Ok(file);
+    }
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut names = Vec::new();
+    for (name, section, key, value) in overlay {
+        let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(t) = entry.as_table_mut() else { bail!("{name}: `{section}` in the file is not a table") };
+        t.insert(key, value);
+        names.push(name);
+    }
+    names.sort();
+    toml::Value::Table(table).try_into::<FileConfig>().map_err(|e| {
+        anyhow::anyhow!("{} with {}: {}", path.display(), names.join(", "), e.message().trim_end_matches('\n'))
+    })
 }
 
 /// Parses the file's text, naming the file, line, column and field of any error.
@@ -699,6 +757,40 @@ mod tests {
         assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");
         let e = err("listen = \n");
         assert!(e.starts_with("mandate.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn every_section_setting_also_reads_from_the_environment() {
+        let file = "[mandates]\nissuer = \"https://file.example.org\"\ndefault_ttl_seconds = 600\n";
+        let vars =
+            |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        let c = with_env(
+            file,
+            Path::new("mandate.toml"),
+            vars(&[
+                ("MANDATE_MANDATES_ISSUER", "https://env.example.org"),
+                ("MANDATE_SERVER_MAX_BODY_BYTES", "131072"),
+                ("MANDATE_GATEWAY_ALLOWED_HOSTS", r#"["mandate.internal:8080"]"#),
+                ("MANDATE_LEDGER_KEEP_ARGUMENTS", "true"),
+                ("MANDATE_TOKEN", "not a setting"),
+                ("MANDATE_SOAK_CYCLES", "3"),
+                ("PATH", "/usr/bin"),
+            ])
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(c.mandates.issuer.as_deref(), Some("https://env.example.org"), "the environment wins over the file");
+        assert_eq!(c.mandates.default_ttl_seconds, Some(600), "the file's other settings stay");
+        assert_eq!(c.server.max_body_bytes, Some(131_072));
+        assert_eq!(c.gateway.allowed_hosts, Some(vec!["mandate.internal:8080".to_owned()]));
+        assert_eq!(c.ledger.keep_arguments, Some(true));
+        // A typo in a setting's name is an error naming the variable, never a silent default.
+        let e =
+            with_env("", Path::new("mandate.toml"), vars(&[("MANDATE_MANDATES_ISUER", "x")]).into_iter()).unwrap_err();
+        assert!(e.to_string().contains("MANDATE_MANDATES_ISUER") && e.to_string().contains("isuer"), "{e}");
+        let e = with_env("", Path::new("mandate.toml"), vars(&[("MANDATE_SERVER_MAX_BODY_BYTES", "lots")]).into_iter())
+            .unwrap_err();
+        assert!(e.to_string().contains("MANDATE_SERVER_MAX_BODY_BYTES"), "{e}");
     }
 
     #[test]

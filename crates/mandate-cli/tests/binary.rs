@@ -278,3 +278,34 @@ fn demo_never_replaces_real_data() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("holds data that is not a demo's"), "{}", stderr(&out));
 }
+
+#[test]
+fn settings_of_every_section_read_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Serve::start_env(
+        BIN,
+        dir.path(),
+        &[],
+        Some("env-settings-admin-token-0123456789"),
+        &[
+            ("MANDATE_MANDATES_ISSUER", "https://mandate.fleet.example"),
+            ("MANDATE_MANDATES_DEFAULT_TTL_SECONDS", "120"),
+        ],
+    );
+    let meta: serde_json::Value =
+        ureq::get(&format!("{}/.well-known/oauth-authorization-server", s.url)).call().unwrap().into_json().unwrap();
+    assert_eq!(meta["issuer"], "https://mandate.fleet.example", "{meta}");
+    // A misspelt setting stops the server with the variable's name.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .env("MANDATE_MANDATES_ISUER", "https://x.example")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("MANDATE_MANDATES_ISUER"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
