@@ -51,6 +51,19 @@ pub struct FileConfig {
     /// Ledger checkpoints.
     #[serde(default)]
     pub ledger: LedgerSection,
+    /// Where the signing keys are.
+    #[serde(default)]
+    pub keys: KeysSection,
+}
+
+/// `[keys]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// The directory of the signing keys (default `<data-dir>/signing-keys`; `MANDATE_KEYS_DIR`):
+    /// every node of a fleet reads the same one, and sees a rotation made on any of them within a
+    /// second. Keep it out of the database and readable by Mandate only.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[ledger]`: how often the server signs a checkpoint of the ledger's head.
@@ -270,7 +283,7 @@ pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<
 }
 
 /// The sections of `mandate.toml` whose settings also read from `MANDATE_<SECTION>_<KEY>`.
-const ENV_SECTIONS: &[&str] = &["server", "review", "mandates", "ledger", "gateway", "oidc"];
+const ENV_SECTIONS: &[&str] = &["server", "review", "mandates", "ledger", "gateway", "oidc", "keys"];
 
 /// `MANDATE_*` variables that are not settings of a section: flags' own variables (read by the
 /// command line), the CLI's, and the log filter.
@@ -426,6 +439,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         catalogue: resolve_catalogue(&file.gateway)?,
         ledger: resolve_ledger(&file.ledger)?,
         gateway,
+        keys_dir: file.keys.dir.clone(),
     };
     Ok((config, log_format))
 }

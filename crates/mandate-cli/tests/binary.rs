@@ -309,3 +309,33 @@ fn settings_of_every_section_read_from_the_environment() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn nodes_sharing_a_key_directory_publish_the_same_keys_and_see_a_rotation_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("shared-keys");
+    let keys_env = keys.display().to_string();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let a = Serve::start_env(BIN, &a_dir, &[], Some(TOKEN), &[("MANDATE_KEYS_DIR", &keys_env)]);
+    let b = Serve::start_env(BIN, &b_dir, &[], Some(TOKEN), &[("MANDATE_KEYS_DIR", &keys_env)]);
+    let kids = |url: &str| -> Vec<String> {
+        let jwks: Value = ureq::get(&format!("{url}/.well-known/jwks.json")).call().unwrap().into_json().unwrap();
+        let mut k: Vec<String> =
+            jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(kids(&a.url), kids(&b.url), "one key directory, one JWKS");
+    assert!(!a_dir.join("data/signing-keys").exists(), "no key of its own in the data directory");
+    let rotated = cli(&a.url, TOKEN, &["keys", "rotate"]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let after = kids(&a.url);
+    assert_eq!(after.len(), 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kids(&b.url) != after {
+        assert!(Instant::now() < deadline, "node B did not see node A's rotation");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

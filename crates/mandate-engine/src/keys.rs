@@ -66,10 +66,39 @@ pub struct KeyRing {
     dir: PathBuf,
     max_lifetime_secs: i64,
     entries: RwLock<Vec<Entry>>,
+    /// Held by `rotate` and `reload` for the whole of their work, so that a reload never puts back a
+    /// directory read from before a rotation of this node's.
+    changing: std::sync::Mutex<()>,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> KeyError {
     KeyError::Io { path: path.to_owned(), message: e.to_string() }
+}
+
+/// Every key file in `dir`, oldest first.
+fn load_dir(dir: &Path) -> Result<Vec<Entry>, KeyError> {
+    let mut entries = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let path = item.map_err(|e| io(dir, e))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| io(&path, e))?;
+        let bytes: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(&file.d)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| io(&path, "`d` is not a 32-byte base64url Ed25519 seed"))?;
+        let key = SigningKey::from_bytes(&bytes);
+        let kid = Ed25519PublicJwk::from_verifying_key(key.verifying_key()).thumbprint();
+        if kid != file.kid {
+            return Err(io(&path, "the key does not match its `kid`"));
+        }
+        entries.push(Entry { kid, key, created_at: file.created_at, retired_at: file.retired_at });
+    }
+    entries.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.kid.cmp(&b.kid)));
+    Ok(entries)
 }
 
 impl KeyRing {
@@ -77,36 +106,36 @@ impl KeyRing {
     /// `max_lifetime_secs` is the longest a mandate may live (how long a retired key stays published).
     pub fn open(dir: &Path, max_lifetime_secs: u32, now: i64) -> Result<Self, KeyError> {
         create_private_dir(dir).map_err(|e| io(dir, e))?;
-        let mut entries = Vec::new();
-        for item in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-            let path = item.map_err(|e| io(dir, e))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-            let file: KeyFile = serde_json::from_str(&text).map_err(|e| io(&path, e))?;
-            let bytes: [u8; 32] = URL_SAFE_NO_PAD
-                .decode(&file.d)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| io(&path, "`d` is not a 32-byte base64url Ed25519 seed"))?;
-            let key = SigningKey::from_bytes(&bytes);
-            let kid = Ed25519PublicJwk::from_verifying_key(key.verifying_key()).thumbprint();
-            if kid != file.kid {
-                return Err(io(&path, "the key does not match its `kid`"));
-            }
-            entries.push(Entry { kid, key, created_at: file.created_at, retired_at: file.retired_at });
-        }
-        entries.sort_by_key(|e| e.created_at);
+        let entries = load_dir(dir)?;
         let ring = Self {
             dir: dir.to_owned(),
             max_lifetime_secs: i64::from(max_lifetime_secs),
             entries: RwLock::new(entries),
+            changing: std::sync::Mutex::new(()),
         };
         if ring.read().iter().all(|e| e.retired_at.is_some()) {
             ring.rotate(now)?;
         }
         Ok(ring)
+    }
+
+    /// Reads the directory again, so that a key another node created or retired (`mandate keys
+    /// rotate` on any node sharing the directory) is used here too. The ring is replaced only by a
+    /// complete read that leaves a signing key; otherwise it stays as it was. Answers whether it
+    /// changed.
+    pub fn reload(&self) -> Result<bool, KeyError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = load_dir(&self.dir)?;
+        if fresh.iter().all(|e| e.retired_at.is_some()) {
+            return Err(io(&self.dir, "no signing key in the directory; keeping the keys in memory"));
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let same = entries.len() == fresh.len()
+            && entries.iter().zip(&fresh).all(|(a, b)| a.kid == b.kid && a.retired_at == b.retired_at);
+        if !same {
+            *entries = fresh;
+        }
+        Ok(!same)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Entry>> {
@@ -164,6 +193,7 @@ impl KeyRing {
 
     /// Creates a new signing key and retires the current one. Returns the new key's id.
     pub fn rotate(&self, now: i64) -> Result<String, KeyError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let key = SigningKey::generate(&mut rand_core::OsRng);
         let kid = Ed25519PublicJwk::from_verifying_key(key.verifying_key()).thumbprint();
@@ -271,5 +301,54 @@ mod tests {
         std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
         let err = KeyRing::open(dir.path(), 3600, 1_000).err().unwrap().to_string();
         assert!(err.contains("does not match its `kid`"), "{err}");
+    }
+}
+
+/// Reads the key directory again every second (see [`KeyRing::reload`]), logging what changed and
+/// what failed.
+pub fn spawn_reload(ring: std::sync::Arc<KeyRing>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let ring = ring.clone();
+            match tokio::task::spawn_blocking(move || ring.reload()).await {
+                Ok(Ok(true)) => {
+                    failing = false;
+                    tracing::info!("signing keys changed in the key directory; reloaded");
+                }
+                Ok(Ok(false)) => failing = false,
+                Ok(Err(e)) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "the key directory could not be read again; keeping the keys in memory");
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod reload_tests {
+    use super::*;
+
+    #[test]
+    fn two_rings_over_one_directory_agree_after_a_reload_and_a_broken_directory_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = KeyRing::open(dir.path(), 3600, 1_000).unwrap();
+        let b = KeyRing::open(dir.path(), 3600, 1_000).unwrap();
+        assert_eq!(a.signing().0, b.signing().0, "the second ring found the first one's key");
+        assert!(!b.reload().unwrap(), "nothing changed");
+        let new = a.rotate(2_000).unwrap();
+        assert!(b.reload().unwrap());
+        assert_eq!(b.signing().0, new);
+        assert_eq!(b.list().len(), 2);
+        // A key file that does not parse: the reload fails and the ring keeps what it had.
+        std::fs::write(dir.path().join("broken.json"), "{").unwrap();
+        assert!(b.reload().is_err());
+        assert_eq!(b.signing().0, new);
     }
 }

@@ -122,6 +122,7 @@ fn fixture() -> Fixture {
         issuer_from_listener: false,
         catalogue: Vec::new(),
         gateway: Default::default(),
+        keys_dir: None,
         ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,
     };
     let (server, state, token) = runtime.block_on(async {

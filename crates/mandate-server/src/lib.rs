@@ -230,6 +230,9 @@ pub struct ServerConfig {
     pub ledger: mandate_engine::ledger::LedgerSettings,
     /// The MCP gateway's upstreams and limits (no servers: no gateway).
     pub gateway: mandate_gateway::config::GatewaySettings,
+    /// Where the signing keys are (`[keys] dir`, `MANDATE_KEYS_DIR`; default
+    /// `<data-dir>/signing-keys`): a directory every node of a fleet reads, read again every second.
+    pub keys_dir: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -338,7 +341,7 @@ impl Server {
             settings.mandates.audience = settings.mandates.issuer.clone();
         }
         let now = clock.now().unix_timestamp();
-        let keys_dir = dir.join("signing-keys");
+        let keys_dir = config.keys_dir.clone().unwrap_or_else(|| dir.join("signing-keys"));
         let keys = mandate_engine::keys::KeyRing::open(&keys_dir, settings.mandates.limits.max_ttl_secs, now)
             .map_err(|e| StartError::Keys(e.to_string()))?;
         let state = AppState::new(Arc::new(store.clone()), clock, settings, Arc::new(keys));
@@ -384,12 +387,14 @@ impl Server {
         }
         let checkpointer = mandate_engine::ledger::spawn_checkpointer(self.state.engine.clone(), self.ledger);
         let summaries = mandate_engine::refusals::spawn_summaries(self.state.engine.clone());
+        let keys = mandate_engine::keys::spawn_reload(self.state.engine.keys.clone());
         tracing::info!(addr = %self.addr, "listening");
         // The peer's address reaches handlers (`ConnectInfo`), for the limits per source.
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
         checkpointer.abort();
         summaries.abort();
+        keys.abort();
         if let Some(gateway) = &self.gateway {
             gateway.shutdown();
         }

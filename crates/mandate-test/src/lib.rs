@@ -95,6 +95,7 @@ impl TestServer {
             issuer_from_listener: false,
             catalogue: Vec::new(),
             gateway: Default::default(),
+            keys_dir: None,
             ledger: LEDGER,
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
