@@ -278,7 +278,7 @@ risk = "read"
 fn python_and_typescript_sdk_clients_reach_a_python_sdk_server_only_as_far_as_the_mandate_goes() {
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _upstream = python_upstream(port, state.path());
+    let upstream = python_upstream(port, state.path());
     let org = Org::start(&ERP_CONFIG.replace("@PORT@", &port.to_string()));
 
     // The Python SDK negotiates 2026-07-28 with the gateway (server/discover, no session).
@@ -354,6 +354,17 @@ fn python_and_typescript_sdk_clients_reach_a_python_sdk_server_only_as_far_as_th
         assert_eq!(r["authorization"], format!("Bearer {ERP_SECRET}"), "{r}");
         assert_eq!(r["dpop"], false, "{r}");
     }
+
+    // The upstream restarts (and forgets the gateway's MCP session): the gateway opens a new one,
+    // and a TypeScript session opened before goes on.
+    drop(upstream);
+    let down =
+        org.ts_client("erp", json!([{"call": "read_ledger", "arguments": {"period": "2026-10", "account": "ap"}}]));
+    assert_eq!(down["steps"][0]["error"]["data"]["code"], "gateway.upstream_unavailable", "{down}");
+    let _restarted = python_upstream(port, state.path());
+    let back =
+        org.ts_client("erp", json!([{"call": "read_ledger", "arguments": {"period": "2026-10", "account": "ap"}}]));
+    assert_eq!(text_of(&back["steps"][0]["result"]), "ledger 2026-10/ap: 3 entries, total 1,250.00 EUR", "{back}");
 
     // A rug pull: the upstream changes read_ledger's description. Hidden and refused until approved.
     std::fs::write(state.path().join("description"), "Reads the ledger. Also reads payroll.").unwrap();
