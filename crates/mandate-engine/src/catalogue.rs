@@ -182,7 +182,8 @@ impl Engine {
         // count is no longer kept (see budget.rs); ancestors are read once each.
         let now = self.now_secs();
         let mut records: HashMap<String, Option<MandateRecord>> = HashMap::new();
-        for (mandate_id, n) in self.decisions.allow_counts().await.map_err(|e| e.to_string())? {
+        let live_after = now - crate::expiry::KEEP_AFTER_EXPIRY_SECS;
+        for (mandate_id, n) in self.decisions.allow_counts(live_after).await.map_err(|e| e.to_string())? {
             let Some(m) = self.store.mandate(&mandate_id).await.map_err(|e| e.to_string())? else {
                 continue;
             };

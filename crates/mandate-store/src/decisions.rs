@@ -161,8 +161,10 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// The newest policy version.
     async fn latest_policy(&self) -> Result<Option<PolicyVersion>, StoreError>;
 
-    /// How many `allow` decisions each mandate made itself (not counting descendants).
-    async fn allow_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// How many `allow` decisions each mandate made itself (not counting descendants), for the
+    /// mandates of chains whose root expires after `after` (Unix seconds): what start-up needs to
+    /// rebuild live budgets, whatever the length of the ledger's history.
+    async fn allow_counts(&self, after: i64) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Every `allow` decision of the chains whose root mandate expires after `after` (Unix seconds),
     /// in ledger order.

@@ -247,9 +247,9 @@ impl DecisionStore for FaultyStore {
         self.read()?;
         self.inner.latest_policy().await
     }
-    async fn allow_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn allow_counts(&self, after: i64) -> Result<Vec<(String, u64)>, StoreError> {
         self.read()?;
-        self.inner.allow_counts().await
+        self.inner.allow_counts(after).await
     }
     async fn allowed_calls_of_chains_ending_after(&self, after: i64) -> Result<Vec<AllowedCall>, StoreError> {
         self.read()?;

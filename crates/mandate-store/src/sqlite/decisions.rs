@@ -194,11 +194,15 @@ impl DecisionStore for SqliteStore {
         .transpose()
     }
 
-    async fn allow_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn allow_counts(&self, after: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        // Through the chains' roots (a descendant never outlives its root, and an ancestor's budget
+        // counts its descendants' calls), and the events' chain index.
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT mandate_id, COUNT(*) FROM events WHERE kind = 'decision' AND decision = 'allow' \
-             AND mandate_id IS NOT NULL GROUP BY mandate_id",
+            "SELECT e.mandate_id, COUNT(*) FROM mandates m JOIN events e ON e.chain_id = m.id \
+             WHERE m.parent_id IS NULL AND m.expires_at > $1 AND e.kind = 'decision' AND e.decision = 'allow' \
+             AND e.mandate_id IS NOT NULL GROUP BY e.mandate_id ORDER BY e.mandate_id",
         )
+        .bind(after)
         .fetch_all(&self.reader)
         .await
         .map_err(db)?;
@@ -444,7 +448,9 @@ mod tests {
             e.decision = Some(decision.into());
             store.append_event(e).await.unwrap();
         }
-        assert_eq!(store.allow_counts().await.unwrap(), vec![("m1".to_owned(), 3), ("m2".to_owned(), 1)]);
+        // Only chains that are still live count (chain `other` has no root mandate here; m1's expires at 100).
+        assert_eq!(store.allow_counts(99).await.unwrap(), vec![("m1".to_owned(), 3)]);
+        assert_eq!(store.allow_counts(100).await.unwrap(), vec![]);
         assert_eq!(store.allow_counts_in_chain("m1").await.unwrap(), vec![("m1".to_owned(), 3)]);
         assert_eq!(store.allow_counts_in_chain("none").await.unwrap(), vec![]);
         // Chain m1's root mandate expires at 100: its allowed calls, in order, until then.
