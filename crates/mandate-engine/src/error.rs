@@ -93,6 +93,15 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(detail) => Self::conflict("conflict", detail),
+            StoreError::Retryable(detail) => {
+                // What the database said goes to the log, not to the caller.
+                tracing::warn!(detail = %detail, "the database was busy; answered 503 server.busy");
+                Self::new(
+                    ErrorKind::Unavailable,
+                    "server.busy",
+                    "the database is busy for a moment; nothing was written: try again",
+                )
+            }
             other => Self::internal(other.to_string()),
         }
     }

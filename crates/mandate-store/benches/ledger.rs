@@ -128,7 +128,8 @@ async fn run(seconds: f64) {
 
     // 1. One fsync per event, then group commit, on the same file. The baseline's rate does not
     // depend on how many wait (they queue for the one writer); it runs at both ends of the range.
-    let single = SqliteStore::open_with(&path, GroupCommitOptions { max_batch: 1 }).await.unwrap();
+    let single =
+        SqliteStore::open_with(&path, GroupCommitOptions { max_batch: 1, ..Default::default() }).await.unwrap();
     let mut baseline = Vec::new();
     for n in [1, MOST] {
         let r = appends(&single, n, seconds).await;

@@ -133,10 +133,13 @@ pub struct GroupCommitOptions {
     /// The most events committed in one transaction (one fsync). `1` commits each event on its own:
     /// the baseline that group commit is measured against.
     pub max_batch: usize,
+    /// How long a statement waits for another connection's lock before SQLite answers `BUSY`
+    /// (which the writer then retries a few times).
+    pub busy_timeout: std::time::Duration,
 }
 
 impl Default for GroupCommitOptions {
     fn default() -> Self {
-        Self { max_batch: 4096 }
+        Self { max_batch: 4096, busy_timeout: std::time::Duration::from_secs(10) }
     }
 }

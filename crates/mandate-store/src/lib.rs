@@ -45,6 +45,18 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
+    /// The database was busy, locked, or out of reach for a moment (SQLite `BUSY` / `LOCKED`, a
+    /// connection that could not be had or was lost): nothing was written, and the same operation
+    /// may succeed if tried again. The ledger writer retries its batches itself.
+    #[error("database busy, try again: {0}")]
+    Retryable(String),
+}
+
+impl StoreError {
+    /// Whether trying the same operation again may succeed (nothing was written).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_))
+    }
 }
 
 /// Who a presented API key belongs to.

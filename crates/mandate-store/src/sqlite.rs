@@ -20,7 +20,6 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::path::Path;
-use std::time::Duration;
 
 mod decisions;
 pub(crate) mod ledger;
@@ -39,6 +38,15 @@ pub struct SqliteStore {
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_owned()),
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes (the low byte).
+        sqlx::Error::Database(d)
+            if d.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+        {
+            StoreError::Retryable(d.message().to_owned())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Retryable(e.to_string())
+        }
         _ => StoreError::Database(e.to_string()),
     }
 }
@@ -63,7 +71,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(group.busy_timeout);
         // The writer keeps up to 64 MiB of pages: a group-commit batch touches one index page per
         // active chain, agent and tool, and those should stay in memory between batches.
         // It checkpoints the WAL into the database every 8,000 pages (32 MiB at 4 KiB pages) instead of

@@ -250,3 +250,34 @@ async fn a_deferred_append_rides_with_the_next_batch_or_lands_alone_soon_and_sur
     let reopened = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
     assert_eq!(reopened.events(&all_events()).await.unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn a_busy_database_is_retryable_and_the_ledger_writer_tries_its_batch_again() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mandate.db");
+    let options =
+        crate::GroupCommitOptions { busy_timeout: std::time::Duration::from_millis(30), ..Default::default() };
+    let store = SqliteStore::open_with(&path, options).await.unwrap();
+    store.append_event(event("test.first", "a")).await.unwrap();
+    // Another connection takes the write lock for longer than the writer's busy timeout, then lets go.
+    let url = format!("sqlite://{}", path.display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        other
+    });
+    // The first attempt meets BUSY after 30 ms; a retry after the lock is gone commits it.
+    let seq = store.append_event(event("test.second", "b")).await.unwrap();
+    assert_eq!(seq, 2);
+    drop(release.await.unwrap());
+    // Outside the writer, the same condition is a `Retryable` error, not an opaque one.
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let e = store.set_meta("k", "v").await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    store.set_meta("k", "v").await.unwrap();
+}

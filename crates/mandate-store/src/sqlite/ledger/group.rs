@@ -223,7 +223,20 @@ async fn run(
             };
             let committed = match conn {
                 Ok((mut conn, since)) => {
-                    let committed = commit(&mut conn, &mut head, &events).await;
+                    let mut committed = commit(&mut conn, &mut head, &events).await;
+                    // A busy database wrote nothing: the same batch is tried again, a few times, before
+                    // its appenders are told it failed.
+                    for backoff in [5u64, 20, 80] {
+                        match &committed {
+                            Err(e) if e.is_retryable() => {
+                                tracing::warn!(error = %e, backoff_ms = backoff, "the ledger batch met a busy database; trying again");
+                                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                                head = None;
+                                committed = commit(&mut conn, &mut head, &events).await;
+                            }
+                            _ => break,
+                        }
+                    }
                     if committed.is_ok() {
                         held = Some((conn, since));
                     }

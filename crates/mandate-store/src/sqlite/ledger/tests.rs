@@ -167,7 +167,8 @@ async fn a_stale_head_is_caught_and_a_batch_larger_than_one_statement_commits_wh
 async fn one_event_per_transaction_is_the_same_chain() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
-    let store = SqliteStore::open_with(&path, crate::GroupCommitOptions { max_batch: 1 }).await.unwrap();
+    let store =
+        SqliteStore::open_with(&path, crate::GroupCommitOptions { max_batch: 1, ..Default::default() }).await.unwrap();
     for n in 0..10 {
         assert_eq!(store.append_event(decision(n, "a", "c", "m", "t/t", "deny")).await.unwrap(), 1 + n as i64);
     }
