@@ -53,9 +53,8 @@ sources are answered `429` once over their burst (`server.refusal_burst`, refill
 `server.refusals_per_second`), each `429` held for `server.refusal_tarpit_ms` (1 s) before it is sent,
 at most `server.refusal_tarpit_connections` (64) held per source, beyond which the answer is
 immediate with `Connection: close`. An attacker that waits for its answers then gets one request
-per connection per second through; one that opens many more connections than 64 gets answered and
-closed ones, each still an HTTP request for the server (no cap on connections per source at accept
-yet).
+per connection per second through; one that opens more than 64 gets answered and closed ones, and
+beyond `server.max_connections_per_source` (1024) its connections are closed unread at accept.
 
 | run | real decisions/s (median) | all runs | p50 ms | p99 ms | garbage answered | of it 429 | flood connections closed | server cores |
 |---|---:|---|---:|---:|---:|---:|---:|---:|

@@ -227,6 +227,9 @@ pub struct ServerSection {
     /// How many `429`s one source may have held at once; beyond, they are sent at once and the
     /// connection closed (default 64).
     pub refusal_tarpit_connections: Option<u32>,
+    /// How many connections one source address (an IPv6 /64) may have open at once; one more is
+    /// closed as soon as it is accepted (default 1024).
+    pub max_connections_per_source: Option<u32>,
 }
 
 /// `[review]`.
@@ -384,7 +387,14 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         summary_every_secs: file.server.refusal_summary_seconds.unwrap_or(10),
         tarpit_ms: file.server.refusal_tarpit_ms.unwrap_or(1000),
         max_tarpitted_per_source: file.server.refusal_tarpit_connections.unwrap_or(64),
+        max_connections_per_source: file.server.max_connections_per_source.unwrap_or(1024),
     };
+    if !(1..=1_000_000).contains(&refusals.max_connections_per_source) {
+        bail!(
+            "server.max_connections_per_source: {} must be between 1 and 1000000",
+            refusals.max_connections_per_source
+        );
+    }
     if refusals.tarpit_ms > 10_000 {
         bail!("server.refusal_tarpit_ms: {} must be at most 10000", refusals.tarpit_ms);
     }

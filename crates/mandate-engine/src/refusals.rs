@@ -41,6 +41,48 @@ pub struct RefusalSettings {
     /// How many `429`s one source may have held at once; beyond it they are sent at once with
     /// `Connection: close`, so that opening more connections does not buy a faster flood.
     pub max_tarpitted_per_source: u32,
+    /// How many connections one source may have open at once; one more is closed as soon as it is
+    /// accepted, before a byte of it is read.
+    pub max_connections_per_source: u32,
+}
+
+/// Open connections per source, for the listener's cap.
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// One open connection, counted until dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    key: String,
+    open: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Connections {
+    /// Counts a new connection from `source`, or `None` when it already has `max` open.
+    pub fn open(&self, source: Option<IpAddr>, max: u32) -> Option<ConnectionGuard> {
+        let key = source_key(source);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(key.clone()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionGuard { key, open: self.open.clone() })
+    }
 }
 
 /// The counts of one source since the last summary.
@@ -267,6 +309,7 @@ mod tests {
             summary_every_secs: 10,
             tarpit_ms: 1000,
             max_tarpitted_per_source: 2,
+            max_connections_per_source: 4,
         }
     }
 
@@ -317,6 +360,7 @@ mod tarpit_tests {
             summary_every_secs: 10,
             tarpit_ms: 1000,
             max_tarpitted_per_source: 2,
+            max_connections_per_source: 4,
         });
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         let b = Some(IpAddr::from([10, 0, 0, 2]));
@@ -328,5 +372,16 @@ mod tarpit_tests {
         drop(first);
         assert!(matches!(r.tarpit(a), Tarpit::Hold(..)), "an answered one frees its place");
         drop(second);
+    }
+
+    #[test]
+    fn a_source_has_at_most_its_connections_open_and_a_closed_one_frees_its_place() {
+        let c = Connections::default();
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let open: Vec<ConnectionGuard> = (0..3).map(|_| c.open(a, 3).unwrap()).collect();
+        assert!(c.open(a, 3).is_none(), "a fourth is refused");
+        assert!(c.open(Some(IpAddr::from([10, 0, 0, 2])), 3).is_some(), "another source has its own count");
+        drop(open);
+        assert!(c.open(a, 3).is_some());
     }
 }

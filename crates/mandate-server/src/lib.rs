@@ -391,7 +391,14 @@ impl Server {
         tracing::info!(addr = %self.addr, "listening");
         // The peer's address reaches handlers (`ConnectInfo`), for the limits per source.
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
+        let listener = Capped {
+            inner: self.listener,
+            connections: mandate_engine::refusals::Connections::default(),
+            max: self.state.settings.refusals.max_connections_per_source,
+        };
+        // `tap_io` only so that axum's `ConnectInfo<SocketAddr>` applies to this listener.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+        let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
         checkpointer.abort();
         summaries.abort();
         keys.abort();
@@ -413,6 +420,89 @@ impl Server {
 
 /// Installs the administrator credential: the given token (replacing any other), or a generated one
 /// on first start. Returns the generated token, which is shown once and stored only as a hash.
+/// The listener, with at most `max` connections open per source address: one more is closed as
+/// soon as it is accepted, so that a single source cannot hold every socket, nor buy a faster
+/// flood with more connections than the tarpit holds.
+struct Capped {
+    inner: tokio::net::TcpListener,
+    connections: mandate_engine::refusals::Connections,
+    max: u32,
+}
+
+/// An accepted connection, counted against its source until it closes.
+struct Counted {
+    io: tokio::net::TcpStream,
+    _guard: mandate_engine::refusals::ConnectionGuard,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl axum::serve::Listener for Capped {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match self.connections.open(Some(addr.ip()), self.max) {
+                Some(guard) => return (Counted { io, _guard: guard }, addr),
+                None => {
+                    tracing::debug!(source = %addr.ip(), "a connection over the source's limit; closed");
+                    drop(io);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
 async fn bootstrap_admin(state: &AppState, given: Option<&str>) -> Result<Option<String>, StoreError> {
     let now = mandate_engine::clock::millis(state.clock.now());
     match given {

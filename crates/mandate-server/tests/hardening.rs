@@ -398,3 +398,24 @@ fn a_flood_of_garbage_is_summarised_not_recorded_one_by_one_and_its_source_is_li
     assert_eq!(replay["reasons"][0]["code"], "proof.replayed");
     assert!(replay["ledger_seq"].as_i64().is_some(), "a refusal of a verified mandate is recorded: {replay}");
 }
+
+#[test]
+fn a_source_holds_at_most_its_connections_and_one_more_is_closed_unread() {
+    use std::io::{Read as _, Write as _};
+    let (_dir, server) = TestServer::fresh();
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // The test servers allow 64 open connections per source (production: 1024).
+    let held: Vec<std::net::TcpStream> = (0..64).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+    extra.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let _ = extra.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
+    let mut buf = [0u8; 64];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the 65th connection is closed without an answer: {:?}", String::from_utf8_lossy(&buf[..n]));
+    // Closing some frees their places.
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (status, _) = server.admin().get("/healthz");
+    assert_eq!(status, 200);
+}

@@ -73,6 +73,7 @@ pub fn settings() -> Settings {
             // Tests count 429s by the hundred: held, they would take minutes.
             tarpit_ms: 0,
             max_tarpitted_per_source: 64,
+            max_connections_per_source: 64,
         },
     }
 }
