@@ -23,6 +23,7 @@ use mandate_core::arguments::CanonicalArguments;
 use mandate_core::event::NewEvent;
 use mandate_engine::decision::{Call, Decision, FrontDoorRefusal, Presented, ProofBinding, Verdict};
 use mandate_engine::discovery::Sighting;
+use mandate_engine::mandates::verification::{Refusal, VerifiedPresentation};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -560,27 +561,60 @@ impl Request<'_> {
         Ok(Presented { token, proof, binding: ProofBinding { htm: "POST", htu: &self.htu }, source: self.source })
     }
 
-    /// Verifies the presentation for a request that decides no call, and records it.
-    async fn admit_and_record(
-        &self,
-        kind: &'static str,
-        detail: Value,
-    ) -> Result<mandate_engine::mandates::verification::VerifiedPresentation, Response> {
+    /// A refused presentation: `401` (`403` when the chain's agents may not act), the client
+    /// discovered when no mandate verified.
+    async fn refused_presentation(&self, refusal: &Refusal) -> Response {
+        let first = refusal.reasons.first();
+        let status = if refusal.step == "chain" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+        let reasons = serde_json::to_value(&refusal.reasons).unwrap_or(Value::Null);
+        self.unauthorized(
+            status,
+            first.map_or("token.malformed", |r| r.code.as_str()),
+            first.map_or("refused", |r| r.message.as_str()),
+            reasons,
+            refusal.record.is_none(),
+        )
+        .await
+    }
+
+    /// A decision whose presentation failed (no mandate verified, a bad token or proof, a revoked
+    /// mandate) is a `401`, not an answer of the tool's; `None` for any other decision.
+    async fn refused_decision(&self, decision: &Decision) -> Option<Response> {
+        let failed = decision.mandate_id.is_none()
+            || decision
+                .reasons
+                .iter()
+                .any(|r| r.code.starts_with("proof.") || r.code.starts_with("token.") || r.code == "mandate.revoked");
+        if !failed {
+            return None;
+        }
+        let first = decision.reasons.first();
+        let reasons = serde_json::to_value(&decision.reasons).unwrap_or(Value::Null);
+        Some(
+            self.unauthorized(
+                StatusCode::UNAUTHORIZED,
+                first.map_or("token.malformed", |r| r.code.as_str()),
+                first.map_or("refused", |r| r.message.as_str()),
+                reasons,
+                decision.mandate_id.is_none(),
+            )
+            .await,
+        )
+    }
+
+    /// Verifies the presentation for a request that decides no call.
+    async fn admit(&self) -> Result<VerifiedPresentation, Response> {
         let presented = self.presented().await?;
-        let engine = &self.gw.inner.engine;
-        let verified = match engine.admit(&presented, &self.front_door(), self.method).await {
-            Ok(v) => v,
-            Err(refusal) => {
-                let first = refusal.reasons.first();
-                let code = first.map_or("token.malformed", |r| r.code.as_str());
-                let message = first.map_or("refused", |r| r.message.as_str());
-                let status = if refusal.step == "chain" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
-                let reasons = serde_json::to_value(&refusal.reasons).unwrap_or(Value::Null);
-                return Err(self.unauthorized(status, code, message, reasons, refusal.record.is_none()).await);
-            }
-        };
-        if let Err(e) = engine.record_admitted(&verified, kind, detail).await {
-            tracing::error!(error = ?e, "an admitted gateway request could not be recorded; refused");
+        match self.gw.inner.engine.admit(&presented, &self.front_door(), self.method).await {
+            Ok(v) => Ok(v),
+            Err(refusal) => Err(self.refused_presentation(&refusal).await),
+        }
+    }
+
+    /// Records an admitted request; it is refused (`503`) when it cannot be.
+    async fn record(&self, verified: &VerifiedPresentation, kind: &'static str, detail: Value) -> Result<(), Response> {
+        if let Err(e) = self.gw.inner.engine.record_admitted(verified, kind, detail).await {
+            tracing::error!(error = ?e, kind, "an admitted gateway request could not be recorded; refused");
             return Err(rpc_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 self.id(),
@@ -589,6 +623,13 @@ impl Request<'_> {
                 Some(json!({"code": "internal.ledger_unavailable"})),
             ));
         }
+        Ok(())
+    }
+
+    /// [`Request::admit`], then [`Request::record`].
+    async fn admit_and_record(&self, kind: &'static str, detail: Value) -> Result<VerifiedPresentation, Response> {
+        let verified = self.admit().await?;
+        self.record(&verified, kind, detail).await?;
         Ok(verified)
     }
 
@@ -729,28 +770,11 @@ impl Request<'_> {
     }
 
     async fn list(&self) -> Response {
-        let presented = match self.presented().await {
-            Ok(p) => p,
+        let verified = match self.admit().await {
+            Ok(v) => v,
             Err(r) => return r,
         };
         let engine = &self.gw.inner.engine;
-        let verified = match engine.admit(&presented, &self.front_door(), self.method).await {
-            Ok(v) => v,
-            Err(refusal) => {
-                let first = refusal.reasons.first();
-                let status = if refusal.step == "chain" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
-                let reasons = serde_json::to_value(&refusal.reasons).unwrap_or(Value::Null);
-                return self
-                    .unauthorized(
-                        status,
-                        first.map_or("token.malformed", |r| r.code.as_str()),
-                        first.map_or("refused", |r| r.message.as_str()),
-                        reasons,
-                        refusal.record.is_none(),
-                    )
-                    .await;
-            }
-        };
         let list = match self.gw.tool_list(self.server).await {
             Ok(l) => Some(l),
             Err(e) => {
@@ -772,15 +796,8 @@ impl Request<'_> {
         }
         let names: Vec<&str> = shown.iter().map(|t| t.name.as_str()).collect();
         let detail = json!({"server": self.name, "shown": names, "hidden": hidden, "upstream": if list.is_some() { "ok" } else { "unavailable" }});
-        if let Err(e) = engine.record_admitted(&verified, "tools.listed", detail).await {
-            tracing::error!(error = ?e, "a tool list could not be recorded; refused");
-            return rpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                self.id(),
-                jsonrpc::INTERNAL_ERROR,
-                "the request could not be recorded, so it is refused",
-                Some(json!({"code": "internal.ledger_unavailable"})),
-            );
+        if let Err(r) = self.record(&verified, "tools.listed", detail).await {
+            return r;
         }
         if list.is_none() {
             return rpc_error(
@@ -792,14 +809,24 @@ impl Request<'_> {
             );
         }
         // The upstream's own bytes for each tool, in its order.
-        let mut out = String::from(r#"{"tools":["#);
-        for (i, t) in shown.iter().enumerate() {
+        self.list_answer("tools", shown.iter().map(|t| t.raw.get()), None)
+    }
+
+    /// A list result of the upstream's own entries, as bytes received: `{"<key>": [...]}`, the
+    /// upstream's `nextCursor`, and for 2026-07-28 the cache hints (private to the caller, not
+    /// reused: the list depends on the mandate); configured credentials scrubbed.
+    fn list_answer<'e>(&self, key: &str, entries: impl Iterator<Item = &'e str>, next: Option<&str>) -> Response {
+        let mut out = format!(r#"{{"{key}":["#);
+        for (i, e) in entries.enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(t.raw.get());
+            out.push_str(e);
         }
         out.push(']');
+        if let Some(c) = next {
+            out.push_str(&format!(r#","nextCursor":{}"#, jsonrpc::string(c)));
+        }
         if self.modern() {
             out.push_str(r#","resultType":"complete","ttlMs":0,"cacheScope":"private""#);
         }
@@ -909,20 +936,8 @@ impl Request<'_> {
         let decision = engine.decide(&presented, &call, false).await;
         let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
         if decision.verdict != Verdict::Allow {
-            if decision.mandate_id.is_none()
-                || codes.iter().any(|c| c.starts_with("proof.") || c.starts_with("token.") || *c == "mandate.revoked")
-            {
-                let first = decision.reasons.first();
-                let reasons = serde_json::to_value(&decision.reasons).unwrap_or(Value::Null);
-                return self
-                    .unauthorized(
-                        StatusCode::UNAUTHORIZED,
-                        first.map_or("token.malformed", |r| r.code.as_str()),
-                        first.map_or("refused", |r| r.message.as_str()),
-                        reasons,
-                        decision.mandate_id.is_none(),
-                    )
-                    .await;
+            if let Some(r) = self.refused_decision(&decision).await {
+                return r;
             }
             if codes.iter().any(|c| HIDDEN.contains(c)) {
                 return rpc_error(
@@ -943,22 +958,10 @@ impl Request<'_> {
     /// The refusal of a decided `resources/read` or `prompts/get` (no `isError` result exists for
     /// them): a presentation that failed is a 401, anything else `-32602` with the decision.
     async fn refused_method(&self, what: &str, decision: &Decision) -> Response {
-        let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
-        if decision.mandate_id.is_none()
-            || codes.iter().any(|c| c.starts_with("proof.") || c.starts_with("token.") || *c == "mandate.revoked")
-        {
-            let first = decision.reasons.first();
-            let reasons = serde_json::to_value(&decision.reasons).unwrap_or(Value::Null);
-            return self
-                .unauthorized(
-                    StatusCode::UNAUTHORIZED,
-                    first.map_or("token.malformed", |r| r.code.as_str()),
-                    first.map_or("refused", |r| r.message.as_str()),
-                    reasons,
-                    decision.mandate_id.is_none(),
-                )
-                .await;
+        if let Some(r) = self.refused_decision(decision).await {
+            return r;
         }
+        let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
         let message = format!("Mandate refused {what}: {}", codes.join(", "));
         rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, &message, Some(refusal_content(decision)))
     }
@@ -1043,28 +1046,11 @@ impl Request<'_> {
         let Ok(full) = mandate_core::pattern::ToolName::parse(&tool) else {
             return rpc_error(StatusCode::OK, self.id(), jsonrpc::INVALID_PARAMS, "not a governable server", None);
         };
-        let presented = match self.presented().await {
-            Ok(p) => p,
+        let verified = match self.admit().await {
+            Ok(v) => v,
             Err(r) => return r,
         };
         let engine = &self.gw.inner.engine;
-        let verified = match engine.admit(&presented, &self.front_door(), self.method).await {
-            Ok(v) => v,
-            Err(refusal) => {
-                let first = refusal.reasons.first();
-                let status = if refusal.step == "chain" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
-                let reasons = serde_json::to_value(&refusal.reasons).unwrap_or(Value::Null);
-                return self
-                    .unauthorized(
-                        status,
-                        first.map_or("token.malformed", |r| r.code.as_str()),
-                        first.map_or("refused", |r| r.message.as_str()),
-                        reasons,
-                        refusal.record.is_none(),
-                    )
-                    .await;
-            }
-        };
         let cursor = self.params.get("cursor").and_then(Value::as_str).map(|c| json!({"cursor": c}).to_string());
         let listed = self.server.upstream.request(self.method, cursor.as_deref()).await;
         #[derive(Deserialize)]
@@ -1104,15 +1090,8 @@ impl Request<'_> {
             }
         }
         let detail = json!({"server": self.name, "method": self.method, "shown": shown.len(), "hidden": hidden, "upstream": if ok { "ok" } else { "unavailable" }});
-        if let Err(e) = engine.record_admitted(&verified, "gateway.request", detail).await {
-            tracing::error!(error = ?e, "a list could not be recorded; refused");
-            return rpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                self.id(),
-                jsonrpc::INTERNAL_ERROR,
-                "the request could not be recorded, so it is refused",
-                Some(json!({"code": "internal.ledger_unavailable"})),
-            );
+        if let Err(r) = self.record(&verified, "gateway.request", detail).await {
+            return r;
         }
         if !ok {
             return rpc_error(
@@ -1123,23 +1102,7 @@ impl Request<'_> {
                 Some(json!({"code": "gateway.upstream_unavailable"})),
             );
         }
-        let mut out = format!(r#"{{"{key}":["#);
-        for (i, e) in shown.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(e.get());
-        }
-        out.push(']');
-        if let Some(c) = next {
-            out.push_str(&format!(r#","nextCursor":{}"#, jsonrpc::string(&c)));
-        }
-        if self.modern() {
-            out.push_str(r#","resultType":"complete","ttlMs":0,"cacheScope":"private""#);
-        }
-        out.push('}');
-        let (out, _) = self.gw.scrub(out);
-        self.ok(out)
+        self.list_answer(key, shown.iter().map(|e| e.get()), next.as_deref())
     }
 
     fn refused_result(&self, d: &Decision) -> String {
@@ -1274,13 +1237,7 @@ fn with_result_type(raw: &str, peek: &Peek) -> String {
 /// percent-encoded as a template value is.
 pub fn prompt_resource(server: &str, name: &str) -> String {
     let mut out = format!("prompt://{server}/");
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    crate::template::encode(name, &mut out);
     out
 }
 

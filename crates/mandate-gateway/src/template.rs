@@ -101,7 +101,9 @@ impl ResourceTemplate {
     }
 }
 
-fn encode(s: &str, out: &mut String) {
+/// Appends `s` to `out` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`)
+/// percent-encoded (RFC 6570 simple expansion).
+pub(crate) fn encode(s: &str, out: &mut String) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
