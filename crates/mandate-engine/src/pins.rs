@@ -289,13 +289,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether `tool`'s definition, as the upstream sent it now, is the pinned one.
-    pub fn is_pinned(&self, tool: &ToolName, raw: &str) -> bool {
-        self.pins.get(tool.as_str()).is_some_and(|p| {
-            !p.pinned_sha256.is_empty() && definition_sha256(raw).is_ok_and(|sha| sha == p.pinned_sha256)
-        })
-    }
-
     /// A tool's pin against its waiting definition.
     pub fn pin_diff(&self, caller: &Caller, tool: &ToolName) -> Result<PinDiff, Error> {
         caller.require_admin("see a tool's pinned definition")?;

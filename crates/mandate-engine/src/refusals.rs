@@ -46,42 +46,43 @@ pub struct RefusalSettings {
     pub max_connections_per_source: u32,
 }
 
-/// Open connections per source, for the listener's cap.
-#[derive(Debug, Default)]
-pub struct Connections {
-    open: Arc<Mutex<HashMap<String, u32>>>,
+/// Slots per source with a cap: open connections (for the listener), held `429`s (for the
+/// tarpit). A slot is taken until its guard is dropped.
+#[derive(Debug, Default, Clone)]
+pub struct PerSource {
+    taken: Arc<Mutex<HashMap<String, u32>>>,
 }
 
-/// One open connection, counted until dropped.
+/// One slot taken, given back when dropped.
 #[derive(Debug)]
-pub struct ConnectionGuard {
+pub struct SourceSlot {
     key: String,
-    open: Arc<Mutex<HashMap<String, u32>>>,
+    taken: Arc<Mutex<HashMap<String, u32>>>,
 }
 
-impl Drop for ConnectionGuard {
+impl Drop for SourceSlot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = taken.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                open.remove(&self.key);
+                taken.remove(&self.key);
             }
         }
     }
 }
 
-impl Connections {
-    /// Counts a new connection from `source`, or `None` when it already has `max` open.
-    pub fn open(&self, source: Option<IpAddr>, max: u32) -> Option<ConnectionGuard> {
+impl PerSource {
+    /// Takes a slot for `source`, or `None` when it already has `max`.
+    pub fn take(&self, source: Option<IpAddr>, max: u32) -> Option<SourceSlot> {
         let key = source_key(source);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(key.clone()).or_insert(0);
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        let n = taken.entry(key.clone()).or_insert(0);
         if *n >= max {
             return None;
         }
         *n += 1;
-        Some(ConnectionGuard { key, open: self.open.clone() })
+        Some(SourceSlot { key, taken: self.taken.clone() })
     }
 }
 
@@ -114,36 +115,17 @@ pub struct Refusals {
     settings: RefusalSettings,
     state: Mutex<State>,
     /// `429`s held now, per source.
-    held: Arc<Mutex<HashMap<String, u32>>>,
+    held: PerSource,
 }
 
-/// What to do with a `429`: hold it for the tarpit (the guard counts it as held until dropped),
+/// What to do with a `429`: hold it for the tarpit (the slot counts it as held until dropped),
 /// or send it at once and close the connection.
 #[derive(Debug)]
 pub enum Tarpit {
     /// Wait this long, then answer.
-    Hold(std::time::Duration, TarpitGuard),
+    Hold(std::time::Duration, Option<SourceSlot>),
     /// Answer now, with `Connection: close`.
     Close,
-}
-
-/// One held `429`.
-#[derive(Debug)]
-pub struct TarpitGuard {
-    key: String,
-    held: Arc<Mutex<HashMap<String, u32>>>,
-}
-
-impl Drop for TarpitGuard {
-    fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = held.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                held.remove(&self.key);
-            }
-        }
-    }
 }
 
 /// The source key of an address: an IPv4 address, or an IPv6 address's /64.
@@ -164,26 +146,33 @@ pub fn source_key(addr: Option<IpAddr>) -> String {
 impl Refusals {
     /// A counter and limiter with `settings`.
     pub fn new(settings: RefusalSettings) -> Self {
-        Self { settings, state: Mutex::default(), held: Arc::default() }
+        Self { settings, state: Mutex::default(), held: PerSource::default() }
     }
 
     /// How to send a `429` to `source` (see [`Tarpit`]).
     pub fn tarpit(&self, source: Option<IpAddr>) -> Tarpit {
         if self.settings.tarpit_ms == 0 {
-            return Tarpit::Hold(std::time::Duration::ZERO, TarpitGuard { key: String::new(), held: Arc::default() });
+            return Tarpit::Hold(std::time::Duration::ZERO, None);
         }
-        let key = source_key(source);
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let n = held.entry(key.clone()).or_insert(0);
-        if *n >= self.settings.max_tarpitted_per_source {
-            return Tarpit::Close;
+        match self.held.take(source, self.settings.max_tarpitted_per_source) {
+            Some(slot) => {
+                Tarpit::Hold(std::time::Duration::from_millis(u64::from(self.settings.tarpit_ms)), Some(slot))
+            }
+            None => Tarpit::Close,
         }
-        *n += 1;
-        drop(held);
-        Tarpit::Hold(
-            std::time::Duration::from_millis(u64::from(self.settings.tarpit_ms)),
-            TarpitGuard { key, held: self.held.clone() },
-        )
+    }
+
+    /// Holds a `429` for `source` as [`Refusals::tarpit`] says; answers whether its connection is
+    /// to be closed after it (`Connection: close`). Every front door sends its `429`s through this.
+    pub async fn hold_429(&self, source: Option<IpAddr>) -> bool {
+        match self.tarpit(source) {
+            Tarpit::Hold(wait, slot) => {
+                tokio::time::sleep(wait).await;
+                drop(slot);
+                false
+            }
+            Tarpit::Close => true,
+        }
     }
 
     /// The refill rate per second and the burst, as the bucket arithmetic needs them.
@@ -376,12 +365,12 @@ mod tarpit_tests {
 
     #[test]
     fn a_source_has_at_most_its_connections_open_and_a_closed_one_frees_its_place() {
-        let c = Connections::default();
+        let c = PerSource::default();
         let a = Some(IpAddr::from([10, 0, 0, 1]));
-        let open: Vec<ConnectionGuard> = (0..3).map(|_| c.open(a, 3).unwrap()).collect();
-        assert!(c.open(a, 3).is_none(), "a fourth is refused");
-        assert!(c.open(Some(IpAddr::from([10, 0, 0, 2])), 3).is_some(), "another source has its own count");
+        let open: Vec<SourceSlot> = (0..3).map(|_| c.take(a, 3).unwrap()).collect();
+        assert!(c.take(a, 3).is_none(), "a fourth is refused");
+        assert!(c.take(Some(IpAddr::from([10, 0, 0, 2])), 3).is_some(), "another source has its own count");
         drop(open);
-        assert!(c.open(a, 3).is_some());
+        assert!(c.take(a, 3).is_some());
     }
 }

@@ -164,11 +164,6 @@ impl Secret {
         value.push_str(rest);
         Ok(Self { value, secrets })
     }
-
-    /// A value with no references.
-    pub fn plain(value: impl Into<String>) -> Self {
-        Self { value: value.into(), secrets: Vec::new() }
-    }
 }
 
 #[cfg(test)]

@@ -517,14 +517,7 @@ impl Request<'_> {
     async fn presented(&self) -> Result<Presented<'_>, Response> {
         let now = mandate_engine::clock::millis(self.gw.inner.engine.clock.now());
         if let Err(wait) = self.gw.inner.engine.refusals.admit(self.source, now) {
-            let close = match self.gw.inner.engine.refusals.tarpit(self.source) {
-                mandate_engine::refusals::Tarpit::Hold(hold, guard) => {
-                    tokio::time::sleep(hold).await;
-                    drop(guard);
-                    false
-                }
-                mandate_engine::refusals::Tarpit::Close => true,
-            };
+            let close = self.gw.inner.engine.refusals.hold_429(self.source).await;
             let mut r = rpc_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 self.id(),

@@ -313,11 +313,6 @@ impl Gateway {
     pub(crate) fn close_session(&self, id: &str) -> bool {
         self.sessions().remove(id).is_some()
     }
-
-    /// How many sessions are open.
-    pub fn session_count(&self) -> usize {
-        self.sessions().len()
-    }
 }
 
 /// How long a request took, in whole milliseconds.

@@ -219,18 +219,12 @@ pub async fn rate_limited_tarpit(
     source: Option<std::net::IpAddr>,
     retry_after_secs: u32,
 ) -> Response {
-    match refusals.tarpit(source) {
-        mandate_engine::refusals::Tarpit::Hold(wait, guard) => {
-            tokio::time::sleep(wait).await;
-            drop(guard);
-            rate_limited(retry_after_secs)
-        }
-        mandate_engine::refusals::Tarpit::Close => {
-            let mut r = rate_limited(retry_after_secs);
-            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            r
-        }
+    let close = refusals.hold_429(source).await;
+    let mut r = rate_limited(retry_after_secs);
+    if close {
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    r
 }
 
 /// `429` with `request.rate_limited` and `Retry-After`.

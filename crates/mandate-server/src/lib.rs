@@ -393,7 +393,7 @@ impl Server {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let listener = Capped {
             inner: self.listener,
-            connections: mandate_engine::refusals::Connections::default(),
+            connections: mandate_engine::refusals::PerSource::default(),
             max: self.state.settings.refusals.max_connections_per_source,
         };
         // `tap_io` only so that axum's `ConnectInfo<SocketAddr>` applies to this listener.
@@ -425,14 +425,14 @@ impl Server {
 /// flood with more connections than the tarpit holds.
 struct Capped {
     inner: tokio::net::TcpListener,
-    connections: mandate_engine::refusals::Connections,
+    connections: mandate_engine::refusals::PerSource,
     max: u32,
 }
 
 /// An accepted connection, counted against its source until it closes.
 struct Counted {
     io: tokio::net::TcpStream,
-    _guard: mandate_engine::refusals::ConnectionGuard,
+    _slot: mandate_engine::refusals::SourceSlot,
 }
 
 impl tokio::io::AsyncRead for Counted {
@@ -488,8 +488,8 @@ impl axum::serve::Listener for Capped {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            match self.connections.open(Some(addr.ip()), self.max) {
-                Some(guard) => return (Counted { io, _guard: guard }, addr),
+            match self.connections.take(Some(addr.ip()), self.max) {
+                Some(slot) => return (Counted { io, _slot: slot }, addr),
                 None => {
                     tracing::debug!(source = %addr.ip(), "a connection over the source's limit; closed");
                     drop(io);
