@@ -158,9 +158,8 @@ fn call_body(id: u64, tool: &str, modern: bool) -> Vec<u8> {
 
 /// One session: connect (and `initialize` for 2025-11-25), then calls until `end`; latencies of
 /// calls started after `measure_from`.
-async fn session(speaker: Speaker, measure_from: Instant, end: Instant) -> anyhow::Result<(Vec<u64>, usize)> {
-    let mut lat = Vec::new();
-    let mut errors = 0;
+async fn session(speaker: Speaker, measure_from: Instant, end: Instant) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
     match speaker {
         Speaker::Legacy { url, bearer, tool } => {
             let (target, path) = path_of(&url)?;
@@ -193,14 +192,8 @@ async fn session(speaker: Speaker, measure_from: Instant, end: Instant) -> anyho
                     Ok(a) => a.status == 200 && a.json()["result"]["content"][0]["text"] == "ping",
                     Err(_) => false,
                 };
-                if started >= measure_from {
-                    if ok {
-                        lat.push(started.elapsed().as_micros() as u64);
-                    } else {
-                        errors += 1;
-                    }
-                }
-                if !ok && errors > 100 {
+                tally.record(started, measure_from, ok);
+                if !ok && tally.errors > 100 {
                     bail!("too many errors calling {url}");
                 }
             }
@@ -232,20 +225,14 @@ async fn session(speaker: Speaker, measure_from: Instant, end: Instant) -> anyho
                     Ok(a) => a.status == 200 && a.json()["result"]["content"][0]["text"] == "ping",
                     Err(_) => false,
                 };
-                if started >= measure_from {
-                    if ok {
-                        lat.push(started.elapsed().as_micros() as u64);
-                    } else {
-                        errors += 1;
-                    }
-                }
-                if !ok && errors > 100 {
+                tally.record(started, measure_from, ok);
+                if !ok && tally.errors > 100 {
                     bail!("too many errors calling {url}");
                 }
             }
         }
     }
-    Ok((lat, errors))
+    Ok(tally)
 }
 
 fn rand_suffix() -> u64 {
@@ -263,17 +250,50 @@ async fn run_phase(
 ) -> anyhow::Result<Phase> {
     let measure_from = Instant::now() + Duration::from_secs(warmup);
     let end = measure_from + Duration::from_secs(duration);
-    let tasks: Vec<_> = (0..sessions).map(|_| tokio::spawn(session(speaker.clone(), measure_from, end))).collect();
+    let tasks = (0..sessions).map(|_| tokio::spawn(session(speaker.clone(), measure_from, end))).collect();
+    measure(name, tasks, measure_from, end, pid).await
+}
+
+/// Latencies of the calls that succeeded and the count of those that failed, among the calls
+/// started in the measured window.
+#[derive(Default)]
+struct Tally {
+    lat: Vec<u64>,
+    errors: usize,
+}
+
+impl Tally {
+    fn record(&mut self, started: Instant, measure_from: Instant, ok: bool) {
+        if started < measure_from {
+            return;
+        }
+        if ok {
+            self.lat.push(started.elapsed().as_micros() as u64);
+        } else {
+            self.errors += 1;
+        }
+    }
+}
+
+/// The CPU over the window, then every session's tally, summarised as phase `name`.
+async fn measure(
+    name: &str,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>,
+    measure_from: Instant,
+    end: Instant,
+    pid: Option<u32>,
+) -> anyhow::Result<Phase> {
+    let sessions = tasks.len();
     let window = Window::open(measure_from, pid).await;
     let cores = window.close(end, pid).await;
-    let mut lat = Vec::new();
-    let mut errors = 0;
+    let mut all = Tally::default();
     for t in tasks {
-        let (l, e) = t.await??;
-        lat.extend(l);
-        errors += e;
+        let t = t.await??;
+        all.lat.extend(t.lat);
+        all.errors += t.errors;
     }
-    Ok(summarise(name, sessions, lat, errors, duration as f64, cores))
+    let secs = end.saturating_duration_since(measure_from).as_secs_f64();
+    Ok(summarise(name, sessions, all.lat, all.errors, secs, cores))
 }
 
 /// The engine in this process, over a database of its own, and a mandate for `fast/echo`.
@@ -307,10 +327,9 @@ async fn in_process(parent: &std::path::Path) -> anyhow::Result<InProcess> {
     Ok(InProcess { state, token, key, htu: format!("{url}/v1/authorize"), _dir: dir })
 }
 
-async fn engine_session(p: &InProcess, measure_from: Instant, end: Instant) -> anyhow::Result<(Vec<u64>, usize)> {
+async fn engine_session(p: &InProcess, measure_from: Instant, end: Instant) -> anyhow::Result<Tally> {
     use mandate_engine::decision::{Call, Presented, ProofBinding, Verdict};
-    let mut lat = Vec::new();
-    let mut errors = 0;
+    let mut tally = Tally::default();
     let mut n = 0u64;
     while Instant::now() < end {
         n += 1;
@@ -331,15 +350,9 @@ async fn engine_session(p: &InProcess, measure_from: Instant, end: Instant) -> a
             source: None,
         };
         let d = p.state.decide(&presented, &call, false).await;
-        if started >= measure_from {
-            if d.verdict == Verdict::Allow {
-                lat.push(started.elapsed().as_micros() as u64);
-            } else {
-                errors += 1;
-            }
-        }
+        tally.record(started, measure_from, d.verdict == Verdict::Allow);
     }
-    Ok((lat, errors))
+    Ok(tally)
 }
 
 async fn engine_phase(
@@ -350,22 +363,13 @@ async fn engine_phase(
 ) -> anyhow::Result<Phase> {
     let measure_from = Instant::now() + Duration::from_secs(warmup);
     let end = measure_from + Duration::from_secs(duration);
-    let tasks: Vec<_> = (0..sessions)
+    let tasks = (0..sessions)
         .map(|_| {
             let p = p.clone();
             tokio::spawn(async move { engine_session(&p, measure_from, end).await })
         })
         .collect();
-    let window = Window::open(measure_from, None).await;
-    let cores = window.close(end, None).await;
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await??;
-        lat.extend(l);
-        errors += e;
-    }
-    Ok(summarise("engine", sessions, lat, errors, duration as f64, cores))
+    measure("engine", tasks, measure_from, end, None).await
 }
 
 async fn http_json(
