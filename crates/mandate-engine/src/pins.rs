@@ -56,6 +56,25 @@ impl Pins {
         all
     }
 
+    /// Whether `name`'s pinned definition is the one hashing to `sha256` (read on every list and
+    /// call, so under the lock, without copying the record).
+    pub fn is_current(&self, name: &str, sha256: &str) -> bool {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .is_some_and(|p| !p.pinned_sha256.is_empty() && p.pinned_sha256 == sha256)
+    }
+
+    /// Whether a server other than `tool`'s has pinned a tool of the same name.
+    fn shadows(&self, tool: &ToolName) -> bool {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|p| p.server != tool.server() && ToolName::parse(&p.name).is_ok_and(|n| n.tool() == tool.tool()))
+    }
+
     fn put(&self, pin: PinRecord) {
         self.map.write().unwrap_or_else(|p| p.into_inner()).insert(pin.name.clone(), pin);
     }
@@ -217,9 +236,7 @@ impl Engine {
                 (format!("unreadable:{}", hex::encode(sha2_of(&tool.raw))), vec!["unreadable".to_owned()])
             }
         };
-        let shadowed = self.pins.all().into_iter().any(|p| {
-            p.server != tool.name.server() && ToolName::parse(&p.name).is_ok_and(|n| n.tool() == tool.name.tool())
-        });
+        let shadowed = self.pins.shadows(&tool.name);
         if shadowed {
             flags.push("shadowing".to_owned());
         }

@@ -248,11 +248,7 @@ impl Gateway {
     /// Whether `tool`'s definition, as read, is the pinned one.
     pub(crate) fn pinned(&self, tool: &UpstreamTool) -> bool {
         let (Some(full), Some(sha)) = (&tool.full, &tool.sha256) else { return false };
-        self.inner
-            .engine
-            .pins
-            .get(full.as_str())
-            .is_some_and(|p| !p.pinned_sha256.is_empty() && &p.pinned_sha256 == sha)
+        self.inner.engine.pins.is_current(full.as_str(), sha)
     }
 
     /// Replaces every configured credential in `text` (raw or JSON-escaped) by `[redacted]`.
