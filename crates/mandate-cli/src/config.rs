@@ -54,6 +54,37 @@ pub struct FileConfig {
     /// Where the signing keys are.
     #[serde(default)]
     pub keys: KeysSection,
+    /// The intent taxonomy and drift scoring.
+    #[serde(default)]
+    pub intents: IntentsSection,
+}
+
+/// `[intents]`: drift scoring, the organisation's own domains, and intent categories.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentsSection {
+    /// Score calls for drift from their intent (default true).
+    pub drift: Option<bool>,
+    /// The organisation's own domains (`example.org` covers its subdomains): egress to them is
+    /// internal. Default: the trust domain.
+    pub internal_domains: Option<Vec<String>>,
+    /// In `enforce`, only calls scoring below this teach a category's profile (default 40).
+    pub learn_below: Option<u32>,
+    /// A score from which a call is a drift alert (default 50).
+    pub alert_score: Option<u32>,
+    /// Categories added to (or replacing) the shipped ones, applied at every start.
+    #[serde(default)]
+    pub categories: Vec<IntentCategoryEntry>,
+}
+
+/// `[[intents.categories]]`.
+#[derive(Debug, Deserialize)]
+pub struct IntentCategoryEntry {
+    /// Its name, as mandates' `category` names it.
+    pub name: String,
+    /// The rest, as `PUT /v1/intents/{category}` takes it.
+    #[serde(flatten)]
+    pub spec: mandate_engine::behaviour::taxonomy::CategorySpec,
 }
 
 /// `[keys]`.
@@ -286,7 +317,7 @@ pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<
 }
 
 /// The sections of `mandate.toml` whose settings also read from `MANDATE_<SECTION>_<KEY>`.
-const ENV_SECTIONS: &[&str] = &["server", "review", "mandates", "ledger", "gateway", "oidc", "keys"];
+const ENV_SECTIONS: &[&str] = &["server", "review", "mandates", "ledger", "gateway", "oidc", "keys", "intents"];
 
 /// `MANDATE_*` variables that are not settings of a section: flags' own variables (read by the
 /// command line), the CLI's, and the log filter.
@@ -410,6 +441,16 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     if !(1..=3600).contains(&refusals.summary_every_secs) {
         bail!("server.refusal_summary_seconds: {} must be between 1 and 3600", refusals.summary_every_secs);
     }
+    let drift = resolve_drift(&file.intents, &trust_domain)?;
+    let mut intents = Vec::new();
+    for entry in &file.intents.categories {
+        mandate_engine::behaviour::taxonomy::Category::new(&entry.name, entry.spec.clone())
+            .map_err(|e| anyhow::anyhow!("intents.categories: {}", e.0))?;
+        if intents.iter().any(|(n, _)| n == &entry.name) {
+            bail!("intents.categories: `{}` is named twice", entry.name);
+        }
+        intents.push((entry.name.clone(), entry.spec.clone()));
+    }
     let stale_after_days = file.review.stale_after_days.unwrap_or(30);
     if !(1..=3650).contains(&stale_after_days) {
         bail!("review.stale_after_days: {stale_after_days} must be between 1 and 3650");
@@ -434,6 +475,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
             mandates,
             oidc,
             refusals,
+            drift,
             arguments: mandate_engine::engine::ArgumentRetention {
                 keep: file.ledger.keep_arguments.unwrap_or(false),
                 redact: file
@@ -447,6 +489,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         demo: o.demo,
         issuer_from_listener,
         catalogue: resolve_catalogue(&file.gateway)?,
+        intents,
         ledger: resolve_ledger(&file.ledger)?,
         gateway,
         keys_dir: file.keys.dir.clone(),
@@ -618,6 +661,34 @@ fn resolve_catalogue(gateway: &GatewaySection) -> anyhow::Result<Vec<(ToolName, 
         }
     }
     Ok(out)
+}
+
+fn resolve_drift(
+    section: &IntentsSection,
+    trust_domain: &TrustDomain,
+) -> anyhow::Result<mandate_engine::behaviour::DriftSettings> {
+    let internal_domains = section.internal_domains.clone().unwrap_or_else(|| vec![trust_domain.to_string()]);
+    for d in &internal_domains {
+        let ok = d.contains('.')
+            && d.split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        if !ok {
+            bail!("intents.internal_domains: `{d}` must be a lowercase domain such as `example.org`");
+        }
+    }
+    let learn_below = section.learn_below.unwrap_or(40);
+    let alert_score = section.alert_score.unwrap_or(50);
+    for (field, v) in [("learn_below", learn_below), ("alert_score", alert_score)] {
+        if !(1..=100).contains(&v) {
+            bail!("intents.{field}: {v} must be between 1 and 100");
+        }
+    }
+    Ok(mandate_engine::behaviour::DriftSettings {
+        enabled: section.drift.unwrap_or(true),
+        internal_domains,
+        learn_below,
+        alert_score,
+    })
 }
 
 fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<MandateSettings> {

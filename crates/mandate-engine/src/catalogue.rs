@@ -205,14 +205,21 @@ impl Engine {
             let Ok(tool) = ToolName::parse(&call.tool) else {
                 continue;
             };
-            self.behaviour.record(&CallShape {
+            let data_class = call.data_class.as_deref().unwrap_or("public");
+            self.behaviour.replay(&CallShape {
                 chain_id: &call.chain_id,
                 agent: &call.agent,
+                parent_agent: None,
                 tool: tool.as_str(),
                 // Unknown, the least sensitive: a later call can only raise an escalation, never hide one.
-                data_class: call.data_class.as_deref().unwrap_or("public"),
+                data_class,
+                // Unknown, a read: a later egress then meets the exfiltration shape rather than missing it.
+                action: call.action.as_deref().map_or(Action::Read, parse_action),
                 classified: true,
                 depth: 0,
+                category: "",
+                resource: call.resource.as_deref(),
+                arguments: &serde_json::Value::Null,
                 now: call.at_ms.div_euclid(1000),
                 chain_expires_at: call.chain_expires_at,
             });

@@ -30,6 +30,8 @@ pub struct Settings {
     pub oidc: Option<crate::oidc::OidcConfig>,
     /// How refusals that name no mandate are limited per source and summarised.
     pub refusals: crate::refusals::RefusalSettings,
+    /// How calls are scored for drift from their intent.
+    pub drift: crate::behaviour::DriftSettings,
 }
 
 /// What the ledger keeps of a call's arguments. By default only their SHA-256 and size; with `keep`,
@@ -298,6 +300,7 @@ impl Engine {
         let settings_replay_capacity = settings.mandates.replay_cache_capacity;
         let oidc = settings.oidc.clone().map(|config| Arc::new(crate::oidc::OidcAuthenticator::new(config)));
         let refusals = Arc::new(crate::refusals::Refusals::new(settings.refusals));
+        let behaviour = Arc::new(crate::behaviour::Behaviour::new(settings.drift.clone()));
         Self {
             decisions: store.clone(),
             store,
@@ -309,7 +312,7 @@ impl Engine {
             replay: Arc::new(Mutex::new(ReplayCache::new(settings_replay_capacity, window))),
             policy: Arc::default(),
             budgets: Arc::default(),
-            behaviour: Arc::default(),
+            behaviour,
             catalogue: Arc::default(),
             tokens: Arc::default(),
             refusals,

@@ -26,6 +26,12 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriftLabels {
+    category: String,
+    signal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     kind: String,
 }
@@ -38,6 +44,7 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     decision_latency: Histogram,
+    drift_alerts: Family<DriftLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,7 +70,13 @@ impl Metrics {
             "Time to decide a tool call, including making its event durable",
             decision_latency.clone(),
         );
-        Self { registry, requests, latency, events, decisions, decision_latency }
+        let drift_alerts = Family::<DriftLabels, Counter>::default();
+        registry.register(
+            "drift_alerts",
+            "Drift alerts, by intent category and signal (once per chain and signal)",
+            drift_alerts.clone(),
+        );
+        Self { registry, requests, latency, events, decisions, decision_latency, drift_alerts }
     }
 
     /// Counts an event recorded in the ledger.
@@ -76,6 +89,14 @@ impl Metrics {
         self.decisions.get_or_create(&DecisionLabels { decision: decision.to_owned() }).inc();
         self.decision_latency.observe(seconds);
         self.event("decision");
+    }
+
+    /// Counts a drift alert. The caller keeps the category label bounded (a category the taxonomy
+    /// does not know is `unknown`).
+    pub fn drift_alert(&self, category: &str, signal: &str) {
+        self.drift_alerts
+            .get_or_create(&DriftLabels { category: category.to_owned(), signal: signal.to_owned() })
+            .inc();
     }
 
     /// Counts and times one request of a front door under its route template (`/v1/agents/{id}`,

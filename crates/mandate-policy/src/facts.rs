@@ -228,7 +228,8 @@ impl CallRequest {
             ("chain_environments", strings(hops.iter().map(|a| &a.environment))),
             ("chain_classes", strings(hops.iter().map(|a| &a.class))),
             ("data_class", string(&self.tool.data_class)),
-            ("risk", string(&self.tool.risk)),
+            ("tool_risk", string(&self.tool.risk)),
+            ("risk", risk_record(self.risk_score, &self.signals)?),
             ("action", string(&self.action)),
             ("resource_uri", string(self.resource_uri.as_deref().unwrap_or_default())),
             ("hour", Expr::new_long(i64::from(self.hour))),
@@ -377,6 +378,11 @@ fn entity<const N: usize>(
 fn context<const N: usize>(pairs: [(&str, Expr); N]) -> Result<cedar::Context, String> {
     cedar::Context::from_pairs(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
         .map_err(|e| format!("the request's context: {}", detail(&e)))
+}
+
+fn risk_record(score: u32, signals: &[String]) -> Result<Expr, String> {
+    Expr::new_record([("score".to_owned(), Expr::new_long(i64::from(score))), ("signals".to_owned(), strings(signals))])
+        .map_err(|e| format!("the request's risk: {}", detail(&e)))
 }
 
 fn string(s: &str) -> Expr {

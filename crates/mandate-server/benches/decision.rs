@@ -121,6 +121,7 @@ fn fixture() -> Fixture {
         demo: false,
         issuer_from_listener: false,
         catalogue: Vec::new(),
+        intents: Vec::new(),
         gateway: Default::default(),
         keys_dir: None,
         ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,

@@ -41,6 +41,7 @@ use utoipa_axum::routes;
          (name = "policies", description = "Organisation policy as code, and the tool catalogue"),
          (name = "audit", description = "The event ledger"),
          (name = "gateway", description = "What the MCP gateway saw: discovered clients and pinned tool definitions"),
+         (name = "drift", description = "The intent taxonomy, and what each kind of task has been seen to do"),
          (name = "system", description = "Health, metrics and this document"))
 )]
 struct ApiDoc;
@@ -59,7 +60,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The routes and their OpenAPI description, from one list so that neither can miss a route.
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{agents, audit, decisions, gateway, humans, mandates, review, system};
+    use routes::{agents, audit, decisions, gateway, humans, intents, mandates, review, system};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
@@ -105,6 +106,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(gateway::pins))
         .routes(routes!(gateway::diff))
         .routes(routes!(gateway::approve))
+        .routes(routes!(intents::list))
+        .routes(routes!(intents::put, intents::remove))
+        .routes(routes!(intents::profile))
+        .routes(routes!(intents::reset))
         .split_for_parts()
 }
 
@@ -226,6 +231,8 @@ pub struct ServerConfig {
     pub issuer_from_listener: bool,
     /// Tool classifications from the configuration file.
     pub catalogue: Vec<(mandate_core::pattern::ToolName, mandate_engine::catalogue::Classification)>,
+    /// Intent categories from the configuration file (`[[intents.categories]]`).
+    pub intents: Vec<(String, mandate_engine::behaviour::taxonomy::CategorySpec)>,
     /// How often the ledger is checkpointed.
     pub ledger: mandate_engine::ledger::LedgerSettings,
     /// The MCP gateway's upstreams and limits (no servers: no gateway).
@@ -349,6 +356,7 @@ impl Server {
             store.revoked_unexpired(now).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         state.revocations.insert(revoked, now);
         state.engine.load_decision_state(&config.catalogue).await.map_err(StartError::Decisions)?;
+        state.engine.load_intents(&config.intents).await.map_err(StartError::Decisions)?;
         let admin_token = bootstrap_admin(&state, config.admin_token.as_deref())
             .await
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
@@ -388,6 +396,7 @@ impl Server {
         let checkpointer = mandate_engine::ledger::spawn_checkpointer(self.state.engine.clone(), self.ledger);
         let summaries = mandate_engine::refusals::spawn_summaries(self.state.engine.clone());
         let keys = mandate_engine::keys::spawn_reload(self.state.engine.keys.clone());
+        let profiles = mandate_engine::intents::spawn_flush(self.state.engine.clone());
         tracing::info!(addr = %self.addr, "listening");
         // The peer's address reaches handlers (`ConnectInfo`), for the limits per source.
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -402,6 +411,10 @@ impl Server {
         checkpointer.abort();
         summaries.abort();
         keys.abort();
+        profiles.abort();
+        if let Err(e) = self.state.flush_drift_profiles().await {
+            tracing::warn!(error = ?e, "the learned drift profiles could not be written");
+        }
         if let Some(gateway) = &self.gateway {
             gateway.shutdown();
         }

@@ -62,6 +62,10 @@ pub struct AllowedCall {
     pub tool: String,
     /// The tool's data class at the time (the event's `detail.data_class`).
     pub data_class: Option<String>,
+    /// The call's action at the time (the event's `detail.action`).
+    pub action: Option<String>,
+    /// The resource it acted on.
+    pub resource: Option<String>,
     /// When, Unix milliseconds.
     pub at_ms: i64,
 }
@@ -134,6 +138,19 @@ pub struct PinRecord {
     pub updated_by: String,
 }
 
+/// A change to the intent taxonomy, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentRecord {
+    /// The category.
+    pub name: String,
+    /// The category as JSON; `None` when it was removed.
+    pub body: Option<String>,
+    /// When, Unix milliseconds.
+    pub updated_ms: i64,
+    /// Who (an administrator, or `config`).
+    pub updated_by: String,
+}
+
 /// The decision engine's repository.
 #[async_trait]
 pub trait DecisionStore: Send + Sync + 'static {
@@ -148,6 +165,17 @@ pub trait DecisionStore: Send + Sync + 'static {
     async fn upsert_pin(&self, pin: &PinRecord, event: NewEvent) -> Result<i64, StoreError>;
     /// Every pin, ordered by name.
     async fn pins(&self) -> Result<Vec<PinRecord>, StoreError>;
+
+    /// Writes a change to the intent taxonomy, with its event.
+    async fn put_intent(&self, intent: &IntentRecord, event: NewEvent) -> Result<i64, StoreError>;
+    /// Every stored change to the taxonomy, ordered by name.
+    async fn intents(&self) -> Result<Vec<IntentRecord>, StoreError>;
+    /// Writes learned behaviour profiles (category, JSON), replacing the stored ones.
+    async fn save_drift_profiles(&self, profiles: &[(String, String)], at_ms: i64) -> Result<(), StoreError>;
+    /// Every stored behaviour profile (category, JSON).
+    async fn drift_profiles(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Forgets a category's profile, with its event.
+    async fn reset_drift_profile(&self, category: &str, event: NewEvent) -> Result<i64, StoreError>;
 
     /// Stores a new policy version (the next number) with its event; returns the version.
     async fn insert_policy_version(

@@ -10,7 +10,9 @@ pub mod decisions;
 pub mod ledger;
 mod sqlite;
 
-pub use decisions::{AllowedCall, ApprovalRecord, DecisionStore, OpenedApproval, PinRecord, PolicyVersion, ToolRecord};
+pub use decisions::{
+    AllowedCall, ApprovalRecord, DecisionStore, IntentRecord, OpenedApproval, PinRecord, PolicyVersion, ToolRecord,
+};
 pub use ledger::{GroupCommitOptions, Ledger, LedgerQuery, Reach, VerifyOptions, VerifyReport};
 pub use sqlite::ledger::verify_file;
 pub use sqlite::{supported_schema_version, SqliteStore};

@@ -220,6 +220,29 @@ impl DecisionStore for FaultyStore {
         self.inner.pins().await
     }
 
+    async fn put_intent(&self, intent: &mandate_store::IntentRecord, event: NewEvent) -> Result<i64, StoreError> {
+        self.write("put_intent").await?;
+        self.inner.put_intent(intent, event).await
+    }
+
+    async fn intents(&self) -> Result<Vec<mandate_store::IntentRecord>, StoreError> {
+        self.inner.intents().await
+    }
+
+    async fn save_drift_profiles(&self, profiles: &[(String, String)], at_ms: i64) -> Result<(), StoreError> {
+        self.write("save_drift_profiles").await?;
+        self.inner.save_drift_profiles(profiles, at_ms).await
+    }
+
+    async fn drift_profiles(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.drift_profiles().await
+    }
+
+    async fn reset_drift_profile(&self, category: &str, event: NewEvent) -> Result<i64, StoreError> {
+        self.write("reset_drift_profile").await?;
+        self.inner.reset_drift_profile(category, event).await
+    }
+
     async fn upsert_tool(&self, tool: &ToolRecord, event: NewEvent) -> Result<i64, StoreError> {
         self.write("upsert_tool").await?;
         self.inner.upsert_tool(tool, event).await

@@ -75,6 +75,10 @@ pub fn settings() -> Settings {
             max_tarpitted_per_source: 64,
             max_connections_per_source: 64,
         },
+        drift: mandate_engine::behaviour::DriftSettings {
+            internal_domains: vec!["example.org".to_owned()],
+            ..Default::default()
+        },
     }
 }
 
@@ -95,6 +99,7 @@ impl TestServer {
             demo: false,
             issuer_from_listener: false,
             catalogue: Vec::new(),
+            intents: Vec::new(),
             gateway: Default::default(),
             keys_dir: None,
             ledger: LEDGER,

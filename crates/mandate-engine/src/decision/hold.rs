@@ -6,7 +6,7 @@
 
 use super::pipeline::Step;
 use super::{Call, Ctx};
-use crate::behaviour::CallShape;
+use crate::behaviour::{CallShape, Observed};
 use crate::clock::millis;
 use crate::engine::Engine;
 use crate::mandates::verification::internal_reason;
@@ -39,7 +39,7 @@ impl Engine {
         ctx: &mut Ctx,
         held: &Held<'_>,
         chain: &[&MandateRecord],
-        shape: &CallShape<'_>,
+        (shape, observed): (&CallShape<'_>, &Observed),
     ) -> Step {
         let Held { record, tool, resource, reasons: hold_reasons } = *held;
         let args_hash = call.arguments.sha256_hex();
@@ -62,6 +62,7 @@ impl Engine {
                 used_ms: None,
                 detail: serde_json::json!({
                     "reasons": hold_reasons, "policies": ctx.policies, "signals": ctx.risk.signals, "risk_score": ctx.risk.score,
+                    "risk": ctx.risk.to_json(),
                     "root": record.root, "category": record.intent.category, "purpose": record.intent.purpose,
                     "data_class": ctx.data_class, "action": ctx.action.map(Action::as_str), "depth": record.depth,
                 }),
@@ -175,7 +176,7 @@ impl Engine {
                 }
                 match self.decisions.transition_approval(id, "approved", "used", None, now_ms, event).await {
                     Ok(Some(_)) => {
-                        self.behaviour.record(shape);
+                        self.behaviour.record(shape, &ctx.risk, observed, true);
                         ctx.reason(
                             "approval.granted",
                             format!("approved by {}", approval.decided_by.unwrap_or_default()),

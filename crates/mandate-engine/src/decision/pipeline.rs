@@ -3,7 +3,7 @@
 //! policy; then the allow (budget consumed) or the hold.
 
 use super::{Call, Ctx, Presented};
-use crate::behaviour::CallShape;
+use crate::behaviour::{CallShape, Observed};
 use crate::catalogue::Classified;
 use crate::engine::Engine;
 use crate::mandates::verification::internal_reason;
@@ -139,7 +139,9 @@ impl Engine {
                 );
             }
         }
+        let chain_expires_at_so_far = chain.iter().map(|m| m.expires_at).max().unwrap_or(record.expires_at);
         if !ctx.reasons.is_empty() {
+            self.behaviour.denied(&record.chain_id, tool.as_str(), now, chain_expires_at_so_far);
             let detail = ctx.reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>().join("; ");
             ctx.step("chain", "fail", || detail);
             return Step::Deny;
@@ -155,6 +157,7 @@ impl Engine {
             }
         }
         if !ctx.reasons.is_empty() {
+            self.behaviour.denied(&record.chain_id, tool.as_str(), now, chain_expires_at_so_far);
             let detail = ctx.reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>().join("; ");
             ctx.step("scope", "fail", || detail);
             return Step::Deny;
@@ -181,17 +184,37 @@ impl Engine {
             ctx.reasons.push(internal_reason("the chain has no agent", None));
             return Step::Deny;
         };
+        let chain_expires_at = refs.iter().map(|m| m.expires_at).max().unwrap_or(record.expires_at);
         let shape = CallShape {
             chain_id: &record.chain_id,
             agent: agent.id.as_str(),
+            parent_agent: agents.len().checked_sub(2).and_then(|i| agents.get(i)).map(|a| a.id.as_str()),
             tool: tool.as_str(),
             data_class: class.data_class.as_str(),
+            action: class.action,
             classified: class.classified,
             depth: record.depth,
+            // Drift is measured from the intent of the human's grant, whatever a delegation says.
+            category: refs.first().map_or(record.intent.category.as_str(), |root| root.intent.category.as_str()),
+            resource: resource.as_ref().map(ResourceUri::as_str),
+            arguments: call.arguments.value(),
             now,
-            chain_expires_at: refs.iter().map(|m| m.expires_at).max().unwrap_or(record.expires_at),
+            chain_expires_at,
         };
-        ctx.risk = self.behaviour.assess(&shape);
+        let (risk, observed) = self.behaviour.assess(&shape);
+        ctx.risk = risk;
+        if ctx.explain {
+            let r = &ctx.risk;
+            let mode = if r.enforced { "enforce" } else { "learn: policy sees 0" };
+            let detail = if r.details.is_empty() {
+                format!("score 0 for `{}` ({mode})", r.category)
+            } else {
+                let signals: Vec<String> =
+                    r.details.iter().map(|d| format!("{} (+{}): {}", d.name, d.weight, d.why)).collect();
+                format!("score {} for `{}` ({mode}): {}", r.score, r.category, signals.join("; "))
+            };
+            ctx.step("behaviour", "pass", || detail);
+        }
         let root = match self.cached_human(&record.root.human()).await {
             Ok(Some(h)) if !h.active => {
                 ctx.reason(
@@ -210,6 +233,7 @@ impl Engine {
             }
         };
         let t = self.clock.now();
+        let (risk_score, signals) = ctx.risk.for_policy();
         let policy_request = CallRequest {
             agent: agent_facts(agent),
             chain: agents[..agents.len() - 1].iter().map(agent_facts).collect(),
@@ -228,8 +252,8 @@ impl Engine {
             resource_uri: resource.as_ref().map(|r| r.as_str().to_owned()),
             hour: t.hour(),
             weekday: t.weekday().number_from_monday(),
-            risk_score: ctx.risk.score,
-            signals: ctx.risk.signals.clone(),
+            risk_score,
+            signals,
         };
         let Some((version, policies)) = self.policy.current() else {
             ctx.reason("policy.not_loaded", "no policy set is active", None);
@@ -244,6 +268,7 @@ impl Engine {
         }
         match decision.outcome {
             Outcome::Deny => {
+                self.behaviour.denied(&record.chain_id, tool.as_str(), now, chain_expires_at);
                 if decision.matched.is_empty() && !decision.errors.is_empty() {
                     ctx.reason(
                         "policy.error",
@@ -265,7 +290,7 @@ impl Engine {
                 ctx.step("policy", "pass", || {
                     format!("policy set v{version} permits (matched: {})", decision.matched.join(", "))
                 });
-                let step = self.allow(ctx, &refs, &shape);
+                let step = self.allow(ctx, &refs, &shape, &observed);
                 ctx.chain = chain;
                 step
             }
@@ -277,14 +302,14 @@ impl Engine {
                     resource: resource.as_ref(),
                     reasons: &decision.hold_reasons,
                 };
-                let step = self.held(call, ctx, &held, &refs, &shape).await;
+                let step = self.held(call, ctx, &held, &refs, (&shape, &observed)).await;
                 ctx.chain = chain;
                 step
             }
         }
     }
 
-    fn allow(&self, ctx: &mut Ctx, chain: &[&MandateRecord], shape: &CallShape<'_>) -> Step {
+    fn allow(&self, ctx: &mut Ctx, chain: &[&MandateRecord], shape: &CallShape<'_>, observed: &Observed) -> Step {
         // A revocation acknowledged while this decision was being made wins.
         if let Some(revoked) = chain.last().and_then(|m| self.revocations.revoked_in(m)) {
             ctx.reason("mandate.revoked", format!("mandate `{revoked}` was revoked during the decision"), None);
@@ -293,7 +318,7 @@ impl Engine {
         }
         match self.budgets.consume(chain, shape.now) {
             Ok(()) => {
-                self.behaviour.record(shape);
+                self.behaviour.record(shape, &ctx.risk, observed, false);
                 Step::Allow
             }
             Err(e) => {

@@ -58,7 +58,7 @@ impl Engine {
         let detail = serde_json::json!({
             "reasons": ctx.reasons,
             "policies": ctx.policies,
-            "risk": {"score": ctx.risk.score, "signals": ctx.risk.signals},
+            "risk": ctx.risk.to_json(),
             "data_class": ctx.data_class,
             "action": ctx.action.map(Action::as_str),
             "depth": record.as_ref().map(|r| r.depth),
@@ -82,7 +82,12 @@ impl Engine {
         event.resource = call.resource.as_ref().map(|r| r.chars().take(1024).collect());
         event.decision = Some(verdict.as_str().to_owned());
         let (verdict, ledger_seq) = match self.store.append_event(event).await {
-            Ok(seq) => (verdict, Some(seq)),
+            Ok(seq) => {
+                if let Some(r) = &record {
+                    self.drift_alert(r, call, &ctx, seq).await;
+                }
+                (verdict, Some(seq))
+            }
             Err(e) => {
                 // Not recorded means not allowed: give the budget back and deny.
                 if verdict == Verdict::Allow {
@@ -116,5 +121,46 @@ impl Engine {
             chain_id: record.as_ref().map(|r| r.chain_id.clone()),
             explain,
         }
+    }
+}
+
+impl Engine {
+    /// A drift alert for the signals of this decision not yet alerted on in its chain: a ledger
+    /// event linked to the decision (riding with the next batch, since the decision itself is
+    /// durable) and a metric per signal.
+    async fn drift_alert(&self, record: &MandateRecord, call: &Call, ctx: &Ctx, decision_seq: i64) {
+        if ctx.risk.signals.is_empty() {
+            return;
+        }
+        let fresh = self.behaviour.alerts(&record.chain_id, &ctx.risk);
+        if fresh.is_empty() {
+            return;
+        }
+        let label = match self.behaviour.category(&ctx.risk.category) {
+            Some(c) => c.name.clone(),
+            None => "unknown".to_owned(),
+        };
+        for signal in &fresh {
+            self.metrics.drift_alert(&label, signal);
+        }
+        let detail = serde_json::json!({
+            "decision_seq": decision_seq,
+            "category": ctx.risk.category,
+            "mode": if ctx.risk.enforced { "enforce" } else { "learn" },
+            "score": ctx.risk.score,
+            "signals": fresh,
+            "details": ctx.risk.details.iter().filter(|d| fresh.contains(&d.name)).collect::<Vec<_>>(),
+        });
+        let mut event = NewEvent::new("drift.alert", "system", millis(self.clock.now()), &detail);
+        event.agent = Some(record.agent.to_string());
+        event.chain_id = Some(record.chain_id.clone());
+        event.mandate_id = Some(record.id.clone());
+        event.tool = Some(call.tool.chars().take(200).collect());
+        event.resource = call.resource.as_ref().map(|r| r.chars().take(1024).collect());
+        match self.store.append_event_deferred(event).await {
+            Ok(()) => self.metrics.event("drift.alert"),
+            Err(e) => tracing::error!(error = %e, chain_id = %record.chain_id, "a drift alert could not be recorded"),
+        }
+        tracing::warn!(chain_id = %record.chain_id, category = %ctx.risk.category, score = ctx.risk.score, signals = ?fresh, "drift alert");
     }
 }

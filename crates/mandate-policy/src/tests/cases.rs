@@ -19,13 +19,18 @@ fn the_shipped_cases_pass_against_the_default_set() {
 #[test]
 fn a_failing_case_is_reported_with_what_happened() {
     let set = default_set();
-    let request = serde_json::to_value(call(tool("mail/send", "production", "internal", "egress"))).unwrap();
+    let request = serde_json::to_value(CallRequest {
+        signals: vec!["exfiltration".to_owned()],
+        risk_score: 60,
+        ..call(tool("mail/send", "production", "internal", "egress"))
+    })
+    .unwrap();
     let cases = serde_json::json!({"cases": [
         {"name": "egress passes", "kind": "call", "request": request, "expect": "allow"},
         {"name": "egress is held", "kind": "call", "request": request, "expect": "hold"},
         {"name": "by the wrong policy", "kind": "call", "request": request, "expect": "hold", "matched": ["call.hold-destructive"]},
         {"name": "by the right ones", "kind": "call", "request": request, "expect": "hold",
-         "matched": ["call.hold-egress", "call.within-mandate"]},
+         "matched": ["call.hold-exfiltration", "call.hold-high-risk", "call.within-mandate"]},
     ]});
     let report = run_cases(&set, &cases.to_string()).unwrap();
     assert_eq!(report.results.iter().map(|r| r.passed).collect::<Vec<_>>(), [false, true, false, true]);
@@ -34,10 +39,10 @@ fn a_failing_case_is_reported_with_what_happened() {
     assert_eq!(
         report.to_string(),
         format!(
-            "FAIL  egress passes: expected allow, got hold [call.within-mandate, call.hold-egress]\n\
-             ok    egress is held: hold [call.within-mandate, call.hold-egress]\n\
-             FAIL  by the wrong policy: expected hold [call.hold-destructive], got hold [call.within-mandate, call.hold-egress]\n\
-             ok    by the right ones: hold [call.within-mandate, call.hold-egress]\n\
+            "FAIL  egress passes: expected allow, got hold [call.within-mandate, call.hold-exfiltration, call.hold-high-risk]\n\
+             ok    egress is held: hold [call.within-mandate, call.hold-exfiltration, call.hold-high-risk]\n\
+             FAIL  by the wrong policy: expected hold [call.hold-destructive], got hold [call.within-mandate, call.hold-exfiltration, call.hold-high-risk]\n\
+             ok    by the right ones: hold [call.within-mandate, call.hold-exfiltration, call.hold-high-risk]\n\
              2 passed, 2 failed (policy set {version})"
         )
     );

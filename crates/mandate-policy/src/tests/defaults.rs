@@ -103,6 +103,11 @@ fn default_call_policies() {
     let egress = tool("mail/send", "production", "internal", "egress");
     let destructive = tool("files/delete", "production", "internal", "destructive");
     let at = |hour: u8, weekday: u8| CallRequest { hour, weekday, ..call(employees()) };
+    let risky = |tool: ToolFacts, risk_score: u32, signals: &[&str]| CallRequest {
+        risk_score,
+        signals: signals.iter().map(|s| (*s).to_owned()).collect(),
+        ..call(tool)
+    };
     let writing = |tool: ToolFacts, action: &str| CallRequest { action: action.to_owned(), ..call(tool) };
     let delegated = |from: AgentFacts, to: AgentFacts, tool: ToolFacts| CallRequest {
         chain: vec![from],
@@ -161,8 +166,23 @@ fn default_call_policies() {
             Outcome::Deny,
             &[SEPARATION],
         ),
-        // call.hold-egress
-        ("egress is held", call(egress.clone()), Outcome::Hold, &[WITHIN, "call.hold-egress"]),
+        // Drift: ordinary egress runs; the exfiltration shape and high scores are held, extreme
+        // ones refused.
+        ("ordinary egress runs", call(egress.clone()), Outcome::Allow, &[WITHIN]),
+        ("low drift runs", risky(egress.clone(), 45, &["intent_mismatch"]), Outcome::Allow, &[WITHIN]),
+        (
+            "the exfiltration shape is held at any score",
+            risky(egress.clone(), 20, &["exfiltration"]),
+            Outcome::Hold,
+            &[WITHIN, "call.hold-exfiltration"],
+        ),
+        (
+            "high drift is held",
+            risky(wiki(), 50, &["intent_mismatch", "rare_sequence"]),
+            Outcome::Hold,
+            &[WITHIN, "call.hold-high-risk"],
+        ),
+        ("extreme drift is refused", risky(wiki(), 90, &["bulk_access"]), Outcome::Deny, &["call.deny-extreme-risk"]),
         // call.hold-destructive
         ("destruction is held", call(destructive), Outcome::Hold, &[WITHIN, "call.hold-destructive"]),
         // call.hold-financial-write
@@ -200,8 +220,11 @@ fn default_call_policies() {
         ("a coding agent reads internal data", call_by(coder, wiki()), Outcome::Allow, &[WITHIN]),
         // forbid beats a held permit
         (
-            "a sandbox agent's egress is denied, not held",
-            call_by(agent("x", "enterprise", "sandbox"), egress),
+            "a sandbox agent's exfiltration is denied, not held",
+            CallRequest {
+                signals: vec!["exfiltration".to_owned()],
+                ..call_by(agent("x", "enterprise", "sandbox"), egress)
+            },
             Outcome::Deny,
             &[SEPARATION],
         ),

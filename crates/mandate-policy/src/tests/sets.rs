@@ -20,7 +20,9 @@ fn the_default_set_parses_and_validates_without_warnings() {
             "grant.secret-scope-only-security",
             "call.within-mandate",
             "call.environment-separation",
-            "call.hold-egress",
+            "call.hold-exfiltration",
+            "call.hold-high-risk",
+            "call.deny-extreme-risk",
             "call.hold-destructive",
             "call.hold-financial-write",
             "call.pii-business-hours",
@@ -31,7 +33,10 @@ fn the_default_set_parses_and_validates_without_warnings() {
         ]
     );
     let holds: Vec<_> = set.policies().iter().filter(|p| p.hold.is_some()).map(|p| p.id.as_str()).collect();
-    assert_eq!(holds, ["call.hold-egress", "call.hold-destructive", "call.hold-financial-write"]);
+    assert_eq!(
+        holds,
+        ["call.hold-exfiltration", "call.hold-high-risk", "call.hold-destructive", "call.hold-financial-write"]
+    );
     // Every policy of the shipped file is introduced by a comment.
     for policy in set.policies() {
         let above = DEFAULT_POLICIES.lines().nth(policy.line - 2).unwrap_or_default();

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod decisions;
 pub mod gateway;
 pub mod humans;
+pub mod intents;
 pub mod mandates;
 pub mod review;
 pub mod system;

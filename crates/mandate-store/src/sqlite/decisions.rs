@@ -2,7 +2,7 @@
 
 use super::{append, corrupt, db, SqliteStore};
 use crate::decisions::{
-    AllowedCall, ApprovalRecord, DecisionStore, OpenedApproval, PinRecord, PolicyVersion, ToolRecord,
+    AllowedCall, ApprovalRecord, DecisionStore, IntentRecord, OpenedApproval, PinRecord, PolicyVersion, ToolRecord,
 };
 use crate::StoreError;
 use async_trait::async_trait;
@@ -96,6 +96,74 @@ impl DecisionStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn put_intent(&self, i: &IntentRecord, event: NewEvent) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO intent_categories (name, body, updated_ms, updated_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms, \
+             updated_by = excluded.updated_by",
+        )
+        .bind(&i.name)
+        .bind(&i.body)
+        .bind(i.updated_ms)
+        .bind(&i.updated_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let seq = append(&mut tx, &event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn intents(&self) -> Result<Vec<IntentRecord>, StoreError> {
+        let rows: Vec<(String, Option<String>, i64, String)> =
+            sqlx::query_as("SELECT name, body, updated_ms, updated_by FROM intent_categories ORDER BY name")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, body, updated_ms, updated_by)| IntentRecord { name, body, updated_ms, updated_by })
+            .collect())
+    }
+
+    async fn save_drift_profiles(&self, profiles: &[(String, String)], at_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        for (category, body) in profiles {
+            sqlx::query(
+                "INSERT INTO drift_profiles (category, body, updated_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (category) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
+            )
+            .bind(category)
+            .bind(body)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn drift_profiles(&self) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT category, body FROM drift_profiles ORDER BY category")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)
+    }
+
+    async fn reset_drift_profile(&self, category: &str, event: NewEvent) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM drift_profiles WHERE category = $1")
+            .bind(category)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let seq = append(&mut tx, &event).await?;
         tx.commit().await.map_err(db)?;
         Ok(seq)
@@ -210,8 +278,8 @@ impl DecisionStore for SqliteStore {
     }
 
     async fn allowed_calls_of_chains_ending_after(&self, after: i64) -> Result<Vec<AllowedCall>, StoreError> {
-        let rows: Vec<(String, i64, Option<String>, Option<String>, String, i64)> = sqlx::query_as(
-            "SELECT e.chain_id, m.expires_at, e.agent_id, e.tool, e.detail, e.at_ms \
+        let rows: Vec<(String, i64, Option<String>, Option<String>, Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT e.chain_id, m.expires_at, e.agent_id, e.tool, e.resource, e.detail, e.at_ms \
              FROM mandates m JOIN events e ON e.chain_id = m.id \
              WHERE m.parent_id IS NULL AND m.expires_at > $1 AND e.kind = 'decision' AND e.decision = 'allow' \
              ORDER BY e.seq",
@@ -221,7 +289,7 @@ impl DecisionStore for SqliteStore {
         .await
         .map_err(db)?;
         rows.into_iter()
-            .map(|(chain_id, chain_expires_at, agent, tool, detail, at_ms)| {
+            .map(|(chain_id, chain_expires_at, agent, tool, resource, detail, at_ms)| {
                 let detail: serde_json::Value =
                     serde_json::from_str(&detail).map_err(|e| corrupt("a decision event's detail", e))?;
                 Ok(AllowedCall {
@@ -230,6 +298,8 @@ impl DecisionStore for SqliteStore {
                     agent: agent.unwrap_or_default(),
                     tool: tool.unwrap_or_default(),
                     data_class: detail.get("data_class").and_then(|v| v.as_str()).map(str::to_owned),
+                    action: detail.get("action").and_then(|v| v.as_str()).map(str::to_owned),
+                    resource,
                     at_ms,
                 })
             })
