@@ -302,18 +302,26 @@ fn decision(c: &mut Criterion) {
     );
 
     // `ops` run in this order in every round; `authorize` gets the pre-signed request of its round.
-    const OPS: [&str; 5] = ["ed25519_verify_proof", "cedar_call", "ledger_append", "authorize", "authorize_remembered"];
+    const OPS: [&str; 6] = [
+        "ed25519_verify_proof",
+        "cedar_call",
+        "ledger_append",
+        "authorize",
+        "authorize_remembered",
+        "authorize_unscored",
+    ];
     let (version, _) = f.state.policy.current().expect("a policy set is active");
     let evaluating = Arc::new(policies.as_ref().clone().without_call_memo());
     let remembering = policies.clone();
     let mut counter = 1u64;
-    let mut run = |iters: u64| -> [Duration; 5] {
+    let mut run = |iters: u64| -> [Duration; 6] {
         let requests: Vec<CallInputs> = (0..iters).map(|i| f.request(counter + i)).collect();
         let again: Vec<CallInputs> = (0..iters).map(|i| f.request(counter + iters + i)).collect();
+        let unscored: Vec<CallInputs> = (0..iters).map(|i| f.request(counter + 2 * iters + i)).collect();
         let events: Vec<NewEvent> = (0..iters).map(|i| decision_event(counter + i)).collect();
-        counter += 2 * iters;
-        let mut totals = [Duration::ZERO; 5];
-        for ((request, again), event) in requests.iter().zip(&again).zip(events) {
+        counter += 3 * iters;
+        let mut totals = [Duration::ZERO; 6];
+        for (((request, again), unscored), event) in requests.iter().zip(&again).zip(&unscored).zip(events) {
             let start = Instant::now();
             black_box(agent_public.verify_strict(black_box(signing_input.as_bytes()), black_box(&signature))).unwrap();
             totals[0] += start.elapsed();
@@ -338,6 +346,15 @@ fn decision(c: &mut Criterion) {
             let response = f.runtime.block_on(f.decide(black_box(again)));
             totals[4] += start.elapsed();
             assert_eq!(response.verdict, Verdict::Allow, "{:?}", response.reasons);
+
+            // The same decision as `authorize` (Cedar evaluating), with drift scoring off.
+            f.state.policy.replace(version, evaluating.clone());
+            f.state.behaviour.set_enabled(false);
+            let start = Instant::now();
+            let response = f.runtime.block_on(f.decide(black_box(unscored)));
+            totals[5] += start.elapsed();
+            f.state.behaviour.set_enabled(true);
+            assert_eq!(response.verdict, Verdict::Allow, "{:?}", response.reasons);
         }
         totals
     };
@@ -347,9 +364,12 @@ fn decision(c: &mut Criterion) {
         // Per sample, over the same iterations: the op's time / (verify + Cedar), and the decision's
         // time / (verify + Cedar + the durable append).
         let mut ratios: Vec<(f64, f64)> = Vec::new();
+        // Per sample: what scoring adds, `authorize` less `authorize_unscored`, per decision.
+        let mut scoring: Vec<f64> = Vec::new();
         group.bench_function(*name, |b| {
             b.iter_custom(|iters| {
                 let t = run(iters);
+                scoring.push((t[3].as_secs_f64() - t[5].as_secs_f64()) / iters as f64);
                 let parts = t[0].as_secs_f64() + t[1].as_secs_f64();
                 ratios.push((t[index].as_secs_f64() / parts, t[index].as_secs_f64() / (parts + t[2].as_secs_f64())));
                 t[index]
@@ -358,6 +378,15 @@ fn decision(c: &mut Criterion) {
         let mut samples = ratios.split_off(ratios.len().saturating_sub(SAMPLES));
         if samples.is_empty() {
             continue;
+        }
+        if *name == "authorize_unscored" {
+            let mut added = scoring.split_off(scoring.len().saturating_sub(SAMPLES));
+            added.sort_by(f64::total_cmp);
+            println!(
+                "paired difference decision/authorize - decision/authorize_unscored: {:.2} us (median of {} interleaved samples)",
+                added[added.len() / 2] * 1e6,
+                added.len()
+            );
         }
         samples.sort_by(|a, b| a.0.total_cmp(&b.0));
         let median = samples[samples.len() / 2].0;
@@ -424,29 +453,90 @@ fn decision(c: &mut Criterion) {
     group.finish();
 }
 
-/// `Behaviour::assess` for one chain with `n` calls in the last minute (n = rate x 60 s).
+/// Drift scoring alone, as a decision runs it (`assess`, then `record` of the allowed call), for a
+/// chain in the middle of its task with a warm category profile: a read of a ledger resource (one of
+/// 30), and an e-mail (arguments read for destinations) after this chain read financial data. Also
+/// a chain at the volume window's limit.
 fn behaviour(c: &mut Criterion) {
+    use mandate_core::mandate::Action;
+    use mandate_engine::behaviour::DriftSettings;
     let mut group = c.benchmark_group("behaviour");
-    for per_sec in [10u32, 1_000, 5_000] {
-        let b = Behaviour::default();
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let shape = |t: i64| CallShape {
-            chain_id: "chain",
-            agent: "finance-close",
-            tool: TOOL,
-            data_class: "financial",
-            classified: true,
-            depth: 1,
-            now: t,
-            chain_expires_at: now + 3_600,
-        };
-        for i in 0..per_sec * 60 {
-            b.record(&shape(now - 59 + i64::from(i / per_sec)));
+    let b = Behaviour::new(DriftSettings { internal_domains: vec!["example.org".into()], ..Default::default() });
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let empty = json!({});
+    let mail = json!({"to": ["controller@example.org"], "subject": "October close",
+                      "body": "The October 2026 close report is ready: https://reports.example.org/close/2026-10"});
+    let resources: Vec<String> = (0..30).map(|i| format!("erp://ledger/2026-10/account-{i}")).collect();
+    let shape = |chain: &'static str,
+                 tool: &'static str,
+                 action: Action,
+                 resource: Option<&'static str>,
+                 arguments: &'static Value,
+                 t: i64| CallShape {
+        chain_id: chain,
+        agent: "finance-close",
+        parent_agent: None,
+        tool,
+        data_class: if action == Action::Read { "financial" } else { "internal" },
+        action,
+        classified: true,
+        depth: 1,
+        category: CATEGORY,
+        resource,
+        arguments,
+        now: t,
+        chain_expires_at: now + 3_600,
+    };
+    let empty: &'static Value = Box::leak(Box::new(empty));
+    let mail: &'static Value = Box::leak(Box::new(mail));
+    let resources: &'static [String] = Box::leak(resources.into_boxed_slice());
+    // A warm profile: 25 chains of read, read, mail.
+    for i in 0..25 {
+        let chain: &'static str = Box::leak(format!("warm-{i}").into_boxed_str());
+        for (tool, action, args) in
+            [(TOOL, Action::Read, empty), (TOOL, Action::Read, empty), ("mail/send", Action::Egress, mail)]
+        {
+            let s = shape(chain, tool, action, Some(resources[i % 30].as_str()), args, now);
+            let (risk, observed) = b.assess(&s);
+            b.record(&s, &risk, &observed, false);
         }
-        group.bench_function(format!("assess_{per_sec}_calls_per_sec"), |bench| {
-            bench.iter(|| black_box(b.assess(black_box(&shape(now)))))
-        });
     }
+    let mut i = 0usize;
+    group.bench_function("score_read", |bench| {
+        bench.iter(|| {
+            i += 1;
+            let s = shape("chain", TOOL, Action::Read, Some(resources[i % 30].as_str()), empty, now);
+            let (risk, observed) = b.assess(black_box(&s));
+            b.record(&s, &risk, &observed, false);
+            black_box(risk)
+        })
+    });
+    group.bench_function("score_egress_after_sensitive_read", |bench| {
+        bench.iter(|| {
+            let s = shape("chain", "mail/send", Action::Egress, None, mail, now);
+            let (risk, observed) = b.assess(black_box(&s));
+            b.record(&s, &risk, &observed, false);
+            black_box(risk)
+        })
+    });
+    let full = Behaviour::default();
+    for t in 0..1_000 {
+        let s = shape("busy", TOOL, Action::Read, Some(resources[t % 30].as_str()), empty, now - 59 + (t as i64) / 20);
+        let (risk, observed) = full.assess(&s);
+        full.record(&s, &risk, &observed, false);
+    }
+    group.bench_function("assess_at_the_volume_limit", |bench| {
+        bench.iter(|| {
+            black_box(full.assess(black_box(&shape(
+                "busy",
+                TOOL,
+                Action::Read,
+                Some(resources[0].as_str()),
+                empty,
+                now,
+            ))))
+        })
+    });
     group.finish();
 }
 

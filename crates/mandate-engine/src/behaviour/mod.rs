@@ -202,6 +202,8 @@ pub struct Behaviour {
     taxonomy: RwLock<HashMap<String, Arc<Category>>>,
     profiles: Mutex<HashMap<String, Profile>>,
     settings: DriftSettings,
+    /// Whether calls are scored (starts as `settings.enabled`).
+    enabled: std::sync::atomic::AtomicBool,
     hasher: RandomState,
 }
 
@@ -310,6 +312,7 @@ impl Behaviour {
             chains: Mutex::default(),
             taxonomy: RwLock::default(),
             profiles: Mutex::default(),
+            enabled: std::sync::atomic::AtomicBool::new(settings.enabled),
             settings,
             hasher: RandomState::new(),
         };
@@ -324,6 +327,16 @@ impl Behaviour {
     /// The settings.
     pub fn settings(&self) -> &DriftSettings {
         &self.settings
+    }
+
+    /// Whether calls are scored.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns scoring on or off (the benchmarks compare the two in one run).
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn hash(&self, s: &str) -> u64 {
@@ -359,7 +372,7 @@ impl Behaviour {
     /// The signals this call would raise.
     pub fn assess(&self, call: &CallShape<'_>) -> (Risk, Observed) {
         let mut observed = Observed::default();
-        if !self.settings.enabled {
+        if !self.enabled() {
             return (Risk { category: call.category.to_owned(), enforced: true, ..Risk::default() }, observed);
         }
         let category = self.category(call.category);
@@ -537,7 +550,7 @@ impl Behaviour {
     /// teach it (see [`profile`]); drops, once a minute, the chains whose root mandate expired long
     /// enough ago.
     pub fn record(&self, call: &CallShape<'_>, risk: &Risk, observed: &Observed, approved: bool) {
-        if !self.settings.enabled {
+        if !self.enabled() {
             return;
         }
         let category = self.category(call.category);
@@ -621,7 +634,7 @@ impl Behaviour {
 
     /// Counts a refused call of a chain (outside its scope, a boundary or policy): scope pressure.
     pub fn denied(&self, chain_id: &str, tool: &str, now: i64, chain_expires_at: i64) {
-        if !self.settings.enabled {
+        if !self.enabled() {
             return;
         }
         let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
