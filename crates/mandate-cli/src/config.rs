@@ -843,10 +843,33 @@ mod tests {
     }
 
     #[test]
+    fn intent_categories_and_drift_settings_come_from_the_file() {
+        let text = "trust_domain = \"acme.test\"\n[intents]\nalert_score = 60\n\
+                    [[intents.categories]]\nname = \"legal.review\"\ntools = [\"docs/*\"]\n\
+                    data_classes = [\"internal\"]\ndestinations = [\"counsel.example\"]\nmode = \"enforce\"\n";
+        let (config, _) = resolve(parse_file(text, Path::new("m.toml")).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(config.settings.drift.internal_domains, ["acme.test"], "the trust domain by default");
+        assert_eq!((config.settings.drift.alert_score, config.settings.drift.learn_below), (60, 40));
+        assert_eq!(config.intents.len(), 1);
+        assert_eq!(config.intents[0].0, "legal.review");
+        assert_eq!(config.intents[0].1.destinations, ["counsel.example"]);
+        let refused = |text: &str| {
+            resolve(parse_file(text, Path::new("m.toml")).unwrap(), Overrides::default()).unwrap_err().to_string()
+        };
+        assert!(refused("[[intents.categories]]\nname = \"x\"\ntools = [\"*\"]\ndata_classes = [\"internal\"]\n")
+            .starts_with("intents.categories: category `x`: tool pattern `*`"),);
+        assert_eq!(refused("[intents]\nalert_score = 0\n"), "intents.alert_score: 0 must be between 1 and 100");
+        assert_eq!(
+            refused("[intents]\ninternal_domains = [\"Corp\"]\n"),
+            "intents.internal_domains: `Corp` must be a lowercase domain such as `example.org`"
+        );
+    }
+
+    #[test]
     fn bad_files_name_the_file_line_and_field() {
         assert_eq!(
             err("trust_domain = \"example.org\"\nlisen = \"x\"\n"),
-            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`, `ledger`, `keys`"
+            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`, `ledger`, `keys`, `intents`"
         );
         let e = err("[review]\nstale_after_days = \"soon\"\n");
         assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");

@@ -60,7 +60,8 @@ fn check_answers_with_exit_codes_and_a_held_call_goes_through_once_approved() {
     assert_eq!(denied.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&denied.stdout).contains("scope.tool_not_in_mandate [hop 1]"));
 
-    let args = r#"{"to": "controller@example.org"}"#;
+    // After the ledger read, mail to an address outside: the exfiltration shape waits for a human.
+    let args = r#"{"to": "controller@outside.example"}"#;
     let held = run(
         &demo,
         &alice,
@@ -71,6 +72,7 @@ fn check_answers_with_exit_codes_and_a_held_call_goes_through_once_approved() {
     let approval = held["approval_id"].as_str().unwrap();
     let queue = String::from_utf8_lossy(&run(&demo, &carol, &["approvals", "list"]).stdout).into_owned();
     assert!(queue.contains(approval), "{queue}");
+    assert!(queue.contains("exfiltration: egress to `outside.example`"), "the approver sees why: {queue}");
     let approved = run(&demo, &carol, &["approvals", "approve", approval]);
     assert!(approved.status.success(), "{}", String::from_utf8_lossy(&approved.stderr));
     let retry = run(

@@ -87,7 +87,11 @@ impl Org {
     fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("erp-secret"), format!("{ERP_SECRET}\n")).unwrap();
-        let config = config.replace("@DIR@", &dir.path().display().to_string());
+        let mut config = config.replace("@DIR@", &dir.path().display().to_string());
+        // The task these tests run: an intent category that names the servers' tools, so that what
+        // is measured is the gateway, not a taxonomy that does not fit (the shipped `finance.close`
+        // names no `everything/*` tool, and every call would score `intent_mismatch`).
+        config.push_str(INTENT);
         std::fs::write(dir.path().join("mandate.toml"), config).unwrap();
         let serve = Serve::start_env(BIN, dir.path(), &[], Some(ADMIN), &[("EVERYTHING_TOKEN", EVERYTHING_SECRET)]);
         let admin = Client::new(&serve.url, Some(ADMIN));
@@ -246,6 +250,14 @@ fn modern_call(id: u64, name: &str, arguments: Value) -> String {
 fn text_of(result: &Value) -> String {
     result["content"][0]["text"].as_str().unwrap_or_default().to_owned()
 }
+
+const INTENT: &str = r#"
+[[intents.categories]]
+name = "finance.close"
+tools = ["erp/*", "everything/*", "mis/*"]
+data_classes = ["public", "internal", "financial"]
+mode = "enforce"
+"#;
 
 const ERP_CONFIG: &str = r#"
 [gateway]

@@ -319,6 +319,15 @@ fn the_demo_tells_its_story_through_audit_chain_and_blast_radius() {
     ] {
         assert!(text.contains(expected), "`{expected}` in:\n{text}");
     }
+    // The report to the controller went out; the payroll mailed outside waits, and the approver
+    // sees why.
+    assert!(text.contains("ALLOW  mail/send"), "{text}");
+    let carol = serve.demo_key("carol@example.org");
+    let queue = run(&serve.url, &carol, &["approvals", "list"]);
+    let text = out(&queue);
+    for expected in ["finance-close", "mail/send", "exfiltration", "`mailbox.example`", "read `financial` data"] {
+        assert!(text.contains(expected), "`{expected}` in:\n{text}");
+    }
 
     let radius = run(&serve.url, &admin, &["audit", "blast-radius", "--agent", "finance-close"]);
     assert!(radius.status.success(), "{}", err(&radius));

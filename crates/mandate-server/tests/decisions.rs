@@ -340,14 +340,14 @@ fn a_held_call_is_approved_used_once_and_never_reused_or_moved() {
     let org = org();
     let m = close_mandate(&org, json!({}));
     let token = m["token"].as_str().unwrap();
-    let args = json!({"to": "controller@example.org", "subject": "October close"});
-    let d = call(&org, token, 1, "mail/send", None, args.clone(), json!({}));
+    let args = json!({"account": "6100", "amount": 1200, "memo": "October accrual"});
+    let d = call(&org, token, 1, "erp/post_journal", None, args.clone(), json!({}));
     assert_eq!(d["decision"], "approval_required", "{d}");
     assert_eq!(codes(&d), one("policy.hold", 1));
-    assert_eq!(d["policies"], json!(["call.within-mandate", "call.hold-egress"]));
+    assert_eq!(d["policies"], json!(["call.within-mandate", "call.hold-financial-write"]));
     let approval = d["approval_id"].as_str().unwrap().to_owned();
     // Retrying before anyone answered is still held, with the same approval.
-    let d = call(&org, token, 1, "mail/send", None, args.clone(), json!({"approval_id": approval}));
+    let d = call(&org, token, 1, "erp/post_journal", None, args.clone(), json!({"approval_id": approval}));
     assert_eq!((d["decision"].as_str(), codes(&d)), (Some("approval_required"), one("approval.pending", 1)));
     let (_, queue) = org.carol.get("/v1/approvals");
     assert_eq!(queue["approvals"][0]["id"], approval.as_str());
@@ -368,16 +368,16 @@ fn a_held_call_is_approved_used_once_and_never_reused_or_moved() {
         &org,
         token,
         1,
-        "mail/send",
+        "erp/post_journal",
         None,
         json!({"to": "attacker@example.net"}),
         json!({"approval_id": approval}),
     );
     assert_eq!(codes(&other), one("approval.mismatch", 1), "{other}");
     // Used for this call: allowed once.
-    let d = call(&org, token, 1, "mail/send", None, args.clone(), json!({"approval_id": approval}));
+    let d = call(&org, token, 1, "erp/post_journal", None, args.clone(), json!({"approval_id": approval}));
     assert_eq!((d["decision"].as_str(), codes(&d)), (Some("allow"), one("approval.granted", 1)), "{d}");
-    let d = call(&org, token, 1, "mail/send", None, args, json!({"approval_id": approval}));
+    let d = call(&org, token, 1, "erp/post_journal", None, args, json!({"approval_id": approval}));
     assert_eq!(codes(&d), one("approval.used", 1), "{d}");
     let (status, problem) = org.carol.post(&format!("/v1/approvals/{approval}/deny"), &json!({}));
     assert_eq!((status, problem["code"].as_str()), (409, Some("approval.not_pending")));
@@ -426,6 +426,7 @@ fn explain_shows_every_step() {
             ("chain", "pass"),
             ("scope", "pass"),
             ("budget", "pass"),
+            ("behaviour", "pass"),
             ("policy", "pass"),
             ("ledger", "pass")
         ]
@@ -532,21 +533,26 @@ fn an_expired_mandates_count_leaves_memory_but_still_counts_and_shows() {
 
 #[test]
 fn behaviour_so_far_survives_a_restart() {
-    // A chain that has only read internal data, then reads financial data with a tool it never used:
-    // drift, whether or not the server restarted in between.
+    // A chain reads financial data, the server restarts, then the chain mails an outside address:
+    // the exfiltration shape is still seen, since the chain's picture is rebuilt from the ledger.
     let org = org();
     let m = close_mandate(&org, json!({}));
     let token = m["token"].as_str().unwrap().to_owned();
     let ledger = Some("erp://ledger/2026-10/ap");
-    let d = call(&org, &token, 1, "fx/convert", ledger, json!({}), json!({}));
+    let d = call(&org, &token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
     assert_eq!((d["decision"].as_str(), &d["risk"]["signals"]), (Some("allow"), &json!([])), "{d}");
+    let fresh = close_mandate(&org, json!({}));
     let server = org.server.restart();
     let org = Org { server, ..org };
-    let d = call(&org, &token, 1, "erp/read_ledger", ledger, json!({}), json!({}));
-    assert_eq!(d["risk"]["signals"], json!(["new_tool", "sensitivity_escalation"]), "{d}");
-    // And a tool it used before the restart is not new.
-    let d = call(&org, &token, 1, "fx/convert", ledger, json!({}), json!({}));
-    assert_eq!(d["risk"]["signals"], json!([]), "{d}");
+    let out = json!({"to": "drop@outside.example", "subject": "ledger"});
+    let d = call(&org, &token, 1, "mail/send", None, out.clone(), json!({}));
+    assert_eq!(d["decision"], "approval_required", "{d}");
+    assert_eq!(d["risk"]["signals"], json!(["exfiltration"]), "{d}");
+    assert!(d["policies"].as_array().unwrap().contains(&json!("call.hold-exfiltration")), "{d}");
+    assert!(d["risk"]["details"][0]["why"].as_str().unwrap().contains("after this chain read `financial` data"), "{d}");
+    // A chain that read nothing yet sends to the same address with only a note of the new destination.
+    let d = call(&org, fresh["token"].as_str().unwrap(), 1, "mail/send", None, out, json!({}));
+    assert_eq!((d["decision"].as_str(), &d["risk"]["signals"]), (Some("allow"), &json!(["new_destination"])), "{d}");
 }
 
 #[test]
@@ -554,10 +560,10 @@ fn a_held_call_repeated_waits_on_one_approval_and_a_mandate_cannot_flood_approve
     let org = org();
     let m = close_mandate(&org, json!({"ttl_seconds": 3600}));
     let token = m["token"].as_str().unwrap();
-    let send = |n: u32| json!({"to": "controller@example.org", "subject": format!("October close, part {n}")});
+    let send = |n: u32| json!({"account": "6100", "amount": 100 + n, "memo": format!("October accrual, part {n}")});
     // The same call, held twice without an approval id: one approval, the same id both times.
-    let first = call(&org, token, 1, "mail/send", None, send(0), json!({}));
-    let again = call(&org, token, 1, "mail/send", None, send(0), json!({}));
+    let first = call(&org, token, 1, "erp/post_journal", None, send(0), json!({}));
+    let again = call(&org, token, 1, "erp/post_journal", None, send(0), json!({}));
     assert_eq!(
         (first["decision"].as_str(), again["decision"].as_str()),
         (Some("approval_required"), Some("approval_required"))
@@ -568,34 +574,34 @@ fn a_held_call_repeated_waits_on_one_approval_and_a_mandate_cannot_flood_approve
     assert_eq!(queue["approvals"].as_array().unwrap().len(), 1, "{queue}");
     // Different calls each wait on their own, up to 20 per mandate; the 21st is refused.
     for n in 1..20 {
-        let d = call(&org, token, 1, "mail/send", None, send(n), json!({}));
+        let d = call(&org, token, 1, "erp/post_journal", None, send(n), json!({}));
         assert_eq!(d["decision"], "approval_required", "call {n}: {d}");
     }
-    let d = call(&org, token, 1, "mail/send", None, send(20), json!({}));
+    let d = call(&org, token, 1, "erp/post_journal", None, send(20), json!({}));
     assert_eq!((d["decision"].as_str(), codes(&d)), (Some("deny"), one("approval.too_many_pending", 1)), "{d}");
     assert!(d["approval_id"].is_null(), "{d}");
     // A call already waiting still gets its approval; once a person answers one, there is room again.
-    let d = call(&org, token, 1, "mail/send", None, send(0), json!({}));
+    let d = call(&org, token, 1, "erp/post_journal", None, send(0), json!({}));
     assert_eq!(d["approval_id"], first["approval_id"], "{d}");
     let (status, _) =
         org.carol.post(&format!("/v1/approvals/{}/deny", first["approval_id"].as_str().unwrap()), &json!({}));
     assert_eq!(status, 200);
-    let d = call(&org, token, 1, "mail/send", None, send(20), json!({}));
+    let d = call(&org, token, 1, "erp/post_journal", None, send(20), json!({}));
     assert_eq!(d["decision"], "approval_required", "{d}");
-    let d = call(&org, token, 1, "mail/send", None, send(21), json!({}));
+    let d = call(&org, token, 1, "erp/post_journal", None, send(21), json!({}));
     assert_eq!(codes(&d), one("approval.too_many_pending", 1), "full again: {d}");
     // Another mandate is not held back by this one.
     let (status, fresh) = org.alice.post(
         "/v1/mandates",
         &json!({"agent": "finance-close", "purpose": "Send the close pack", "category": "finance.close", "max_calls": 50,
-                "authorization_details": [{"type": "mcp_tool", "tools": ["mail/send"], "data_classes": ["internal"], "actions": ["egress"]}]}),
+                "authorization_details": [{"type": "mcp_tool", "tools": ["erp/post_journal"], "data_classes": ["financial"], "actions": ["write"]}]}),
     );
     assert_eq!(status, 201, "{fresh}");
-    let d = call(&org, fresh["token"].as_str().unwrap(), 1, "mail/send", None, send(99), json!({}));
+    let d = call(&org, fresh["token"].as_str().unwrap(), 1, "erp/post_journal", None, send(99), json!({}));
     assert_eq!(d["decision"], "approval_required", "{d}");
     // Expired approvals keep nobody waiting.
     org.server.clock.advance(time::Duration::seconds(901));
-    let d = call(&org, token, 1, "mail/send", None, send(21), json!({}));
+    let d = call(&org, token, 1, "erp/post_journal", None, send(21), json!({}));
     assert_eq!(d["decision"], "approval_required", "{d}");
 }
 
@@ -606,7 +612,7 @@ fn approvals_bind_to_the_rfc_8785_digest_of_the_arguments_that_python_reproduces
     let token = m["token"].as_str().unwrap();
     let args_text = r#"{"to": "controller@example.org", "body": "R\u00e9sum\u00e9 \u20ac \u2713", "amount": 1200.5, "n": 1e2, "nested": {"b": [1, 2.0, -0.0], "a": null}}"#;
     let args: Value = serde_json::from_str(args_text).unwrap();
-    let d = call(&org, token, 1, "mail/send", None, args.clone(), json!({}));
+    let d = call(&org, token, 1, "erp/post_journal", None, args.clone(), json!({}));
     assert_eq!(d["decision"], "approval_required", "{d}");
     let approval = d["approval_id"].as_str().unwrap().to_owned();
     let (_, queue) = org.carol.get("/v1/approvals");
@@ -634,7 +640,7 @@ fn approvals_bind_to_the_rfc_8785_digest_of_the_arguments_that_python_reproduces
     let t = org.server.clock.now_secs();
     let raw_call = |arguments: &str| {
         let body = format!(
-            r#"{{"token": "{token}", "proof": "{}", "tool": "mail/send", "arguments": {arguments}, "approval_id": "{approval}"}}"#,
+            r#"{{"token": "{token}", "proof": "{}", "tool": "erp/post_journal", "arguments": {arguments}, "approval_id": "{approval}"}}"#,
             proof(1, "POST", AUTHORIZE, token, t, &jti())
         );
         let r = anon.raw("POST", "/v1/authorize", Some(&body));

@@ -102,7 +102,7 @@ fn story() -> (Org, String, String) {
 fn call(org: &Org, token: &str, seed: u8, tool: &str, resource: Option<&str>, approval: Option<&str>) -> Value {
     let t = org.server.clock.now_secs();
     let body = json!({"token": token, "proof": proof(seed, "POST", AUTHORIZE, token, t, &jti()), "tool": tool,
-        "arguments": {"to": "controller@example.org"}, "resource": resource, "approval_id": approval});
+        "arguments": {"to": "controller@outside.example"}, "resource": resource, "approval_id": approval});
     let (status, decision) = org.server.client(None).post("/v1/authorize", &body);
     assert_eq!(status, 200, "{decision}");
     assert!(decision["ledger_seq"].as_i64().is_some(), "every decision names its event: {decision}");
@@ -144,12 +144,15 @@ fn the_story_of_a_chain_reads_as_a_tree_of_grants_delegations_and_calls() {
             ("decision", Some("allow")),
             ("approval.created", None),
             ("decision", Some("approval_required")),
+            ("drift.alert", None),
             ("approval.approved", Some("approved")),
             ("approval.used", None),
             ("decision", Some("allow")),
         ]
     );
-    assert_eq!(root["events"][3]["detail"]["approval_id"], approval.as_str());
+    assert_eq!(root["events"][3]["detail"]["signals"], json!(["exfiltration"]));
+    assert_eq!(root["events"][3]["detail"]["decision_seq"], root["events"][2]["seq"]);
+    assert_eq!(root["events"][4]["detail"]["approval_id"], approval.as_str());
     let child = &root["children"][0];
     assert_eq!(child["mandate"]["agent"], "reconciler");
     assert_eq!(child["issued"]["kind"], "mandate.delegated");

@@ -51,6 +51,7 @@ fn org() -> Org {
         ("erp/read_ledger", "financial", "read"),
         ("fx/convert", "internal", "read"),
         ("mail/send", "internal", "egress"),
+        ("erp/post_journal", "financial", "write"),
     ] {
         let body = json!({"data_class": class, "risk": risk, "server_environment": "production"});
         let r = admin.raw("PUT", &format!("/v1/tools/{tool}"), Some(&body.to_string()));
@@ -187,11 +188,11 @@ fn a_registered_human_takes_groups_from_the_token_and_keeps_registry_roles() {
 fn a_mapped_group_makes_an_approver_and_without_it_a_held_call_cannot_be_approved() {
     let org = org();
     let alice = org.human("alice@example.org", &["finance"]);
-    let (status, granted) = alice.post("/v1/mandates", &grant_body(&["mail/send"], &["internal"], &["egress"]));
+    let (status, granted) = alice.post("/v1/mandates", &grant_body(&["erp/post_journal"], &["financial"], &["write"]));
     assert_eq!(status, 201, "{granted}");
     let token = granted["token"].as_str().unwrap();
     let call = json!({"token": token, "proof": proof(1, "POST", AUTHORIZE, token, org.server.clock.now_secs(), "oidc-call-1"),
-                      "tool": "mail/send", "arguments": {"to": "controller@example.org"}});
+                      "tool": "erp/post_journal", "arguments": {"account": "6100", "amount": 120}});
     let (status, decision) = org.server.client(None).post("/v1/authorize", &call);
     assert_eq!((status, decision["decision"].as_str()), (200, Some("approval_required")), "{decision}");
     let approval = decision["approval_id"].as_str().unwrap();

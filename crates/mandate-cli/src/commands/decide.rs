@@ -79,7 +79,17 @@ pub fn check(a: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
             println!("  policies: {}", cell(&decision["policies"]));
         }
         if decision["risk"]["score"].as_u64().unwrap_or(0) > 0 {
-            println!("  risk {}: {}", cell(&decision["risk"]["score"]), cell(&decision["risk"]["signals"]));
+            let risk = &decision["risk"];
+            println!(
+                "  risk {} ({} {}): {}",
+                cell(&risk["score"]),
+                cell(&risk["category"]),
+                cell(&risk["mode"]),
+                cell(&risk["signals"])
+            );
+            for d in risk["details"].as_array().cloned().unwrap_or_default() {
+                println!("    {} (+{}): {}", cell(&d["name"]), cell(&d["weight"]), cell(&d["why"]));
+            }
         }
         if let Some(id) = decision["approval_id"].as_str() {
             println!("  approval {id}: retry with --approval-id {id} once a human approves");
@@ -156,7 +166,7 @@ pub fn approvals(cmd: ApprovalsCommand) -> anyhow::Result<()> {
                         cell(&a["tool"]),
                         cell(&a["resource"]),
                         cell(&a["detail"]["root"]),
-                        cell(&a["detail"]["reasons"]),
+                        why_held(&a["detail"]),
                     ]
                 })
                 .collect();
@@ -166,6 +176,23 @@ pub fn approvals(cmd: ApprovalsCommand) -> anyhow::Result<()> {
         ApprovalsCommand::Approve { id, json, remote } => answer("approve", &id, json, &remote),
         ApprovalsCommand::Deny { id, json, remote } => answer("deny", &id, json, &remote),
     }
+}
+
+/// The hold's reasons, and the drift signals behind them with why each was raised: what an
+/// approver needs to see before answering.
+fn why_held(detail: &Value) -> String {
+    let mut why = cell(&detail["reasons"]);
+    let signals: Vec<String> = detail["risk"]["details"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| format!("{}: {}", cell(&d["name"]), cell(&d["why"])))
+        .collect();
+    if !signals.is_empty() {
+        why.push_str(&format!(" (risk {}: {})", cell(&detail["risk"]["score"]), signals.join("; ")));
+    }
+    why
 }
 
 fn answer(verb: &str, id: &str, json: bool, remote: &Remote) -> anyhow::Result<()> {

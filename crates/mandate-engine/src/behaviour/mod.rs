@@ -44,9 +44,9 @@ pub const SIGNALS: &[(&str, u32, bool)] = &[
     ("delegated_escalation", 35, true),
     ("intent_mismatch", 35, false),
     ("rare_sequence", 20, false),
-    ("slow_drift", 20, true),
+    ("slow_drift", 30, true),
     ("scope_pressure", 30, true),
-    ("bulk_access", 45, true),
+    ("bulk_access", 50, true),
     ("volume", 25, false),
     ("fan_out", 15, false),
     ("deep_chain", 10, false),
@@ -122,7 +122,7 @@ struct ChainStats {
     more_agents: usize,
     recent: VecDeque<i64>,
     resources: HashSet<u64>,
-    /// The most sensitive class read so far, if sensitive (financial, pii, secret or unknown).
+    /// The most sensitive class read so far, if not public: what egress could carry out.
     sensitive_read: Option<String>,
     /// The domains the sensitive reads named.
     subjects: Vec<String>,
@@ -214,7 +214,7 @@ impl Default for Behaviour {
 }
 
 /// One raised signal, explained.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Signal {
     /// Its name, as policy sees it in `context.risk.signals`.
     pub name: String,
@@ -391,7 +391,9 @@ impl Behaviour {
                 observed.external.push(UNKNOWN_DESTINATION.to_owned());
             }
         } else if call.action == Action::Read && sens >= 2 {
-            observed.subjects = destinations::domains(call.arguments, call.resource);
+            // From the resource only: arguments are free text that an injected instruction could
+            // fill with the destination it is about to use.
+            observed.subjects = destinations::domains(&serde_json::Value::Null, call.resource);
         }
 
         let chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
@@ -405,11 +407,14 @@ impl Behaviour {
                 format!("intent category `{}` is not in the taxonomy", call.category.escape_debug()),
             ),
             Some(c) => {
+                // A tool the taxonomy does not list is a signal, but not drift on its own: a
+                // taxonomy that misses a tool the organisation uses would otherwise hold every
+                // chain after a few calls. Rare transitions and escalations are what accumulate.
                 if !tool_name.as_ref().is_some_and(|t| c.uses(t)) {
-                    observed.off_task = true;
                     raise("intent_mismatch", format!("`{}` is not a tool `{}` tasks use", call.tool, c.name));
                 }
-                if sens > c.ceiling {
+                // An unclassified tool is taken as `secret`; `unclassified_tool` says so once.
+                if sens > c.ceiling && call.classified {
                     observed.off_task = true;
                     raise(
                         "sensitivity_escalation",
@@ -500,9 +505,12 @@ impl Behaviour {
             let name = call.category;
             let expected = |d: &str| {
                 d != UNKNOWN_DESTINATION
-                    && (category.as_ref().is_some_and(|c| c.expects_destination(d))
-                        || profile.is_some_and(|p| p.destination(d) > 0))
+                    && (category.as_ref().is_some_and(|c| c.names_destination(d))
+                        || profile.is_some_and(|p| p.destination(d) >= profile::DESTINATION_KNOWN_AFTER))
             };
+            // `*` (egress anywhere is the task's business) quiets `new_destination`, never the
+            // exfiltration shape: company data to a party never seen still waits for a person.
+            let anywhere = category.as_ref().is_some_and(|c| c.spec.destinations.iter().any(|d| d == "*"));
             let show =
                 |d: &str| if d == UNKNOWN_DESTINATION { "an unknown destination".to_owned() } else { format!("`{d}`") };
             let sensitive = stats.and_then(|s| s.sensitive_read.as_ref().map(|c| (c, &s.subjects)));
@@ -514,7 +522,7 @@ impl Behaviour {
                         raise(
                             "exfiltration",
                             format!(
-                                "egress to {}, external and never seen for `{name}`, after this chain read `{class}` data",
+                                "egress to {}, external and not a known destination of `{name}` tasks, after this chain read `{class}` data",
                                 show(d)
                             ),
                         );
@@ -526,8 +534,11 @@ impl Behaviour {
                     }
                 }
                 None => {
-                    if let Some(d) = observed.external.iter().find(|d| !expected(d)) {
-                        raise("new_destination", format!("egress to {}, never seen for `{name}`", show(d)));
+                    if let Some(d) = observed.external.iter().find(|d| !anywhere && !expected(d)) {
+                        raise(
+                            "new_destination",
+                            format!("egress to {}, not a known destination of `{name}` tasks", show(d)),
+                        );
                     }
                 }
             }
@@ -592,7 +603,7 @@ impl Behaviour {
         s.ends_at = s.ends_at.max(call.chain_expires_at);
         let level = sensitivity(call.data_class);
         s.max_sensitivity = Some(s.max_sensitivity.map_or(level, |m| m.max(level)));
-        if call.action == Action::Read && level >= 2 && s.sensitive_read.as_ref().is_none_or(|c| sensitivity(c) < level)
+        if call.action == Action::Read && level >= 1 && s.sensitive_read.as_ref().is_none_or(|c| sensitivity(c) < level)
         {
             s.sensitive_read = Some(call.data_class.chars().take(64).collect());
         }

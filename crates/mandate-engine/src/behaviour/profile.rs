@@ -25,6 +25,10 @@ pub const MAX_DESTINATIONS: usize = 1_024;
 /// from it yet (see [`Profile::warm`]).
 pub const WARM_AFTER_CHAINS: u64 = 20;
 
+/// A destination is known for a category once its calls reached it this many times: one approval
+/// of a mail to a new address does not make that address ordinary for every chain of the category.
+pub const DESTINATION_KNOWN_AFTER: u64 = 3;
+
 /// The start of an agent's calls, as the `from` of its first transition.
 pub const START: &str = "^";
 

@@ -47,7 +47,8 @@ pub struct CategorySpec {
     /// The data classes such a task needs.
     pub data_classes: Vec<String>,
     /// Where its egress goes as a matter of course: domains (`example.org` covers its subdomains
-    /// too) or `*` for anywhere. The organisation's own domains (`[intents] internal_domains`) are
+    /// too), or `*` for "new external destinations are ordinary" (it quiets `new_destination`, not
+    /// the exfiltration shape). The organisation's own domains (`[intents] internal_domains`) are
     /// always internal.
     #[serde(default)]
     pub destinations: Vec<String>,
@@ -178,9 +179,10 @@ impl Category {
         self.tools.iter().any(|p| p.matches(tool))
     }
 
-    /// Whether egress to `domain` is what tasks of this kind do.
-    pub fn expects_destination(&self, domain: &str) -> bool {
-        self.spec.destinations.iter().any(|d| d == "*" || super::destinations::within(domain, d))
+    /// Whether the category names `domain` (or a parent of it) as a destination of its egress;
+    /// `*` names none.
+    pub fn names_destination(&self, domain: &str) -> bool {
+        self.spec.destinations.iter().any(|d| d != "*" && super::destinations::within(domain, d))
     }
 }
 
@@ -302,6 +304,6 @@ mod tests {
         assert_eq!(c.ceiling, 2);
         assert!(c.uses(&ToolName::parse("erp/read_ledger").unwrap()));
         assert!(!c.uses(&ToolName::parse("erp/create_vendor").unwrap()));
-        assert!(!c.expects_destination("evil.example"));
+        assert!(!c.names_destination("evil.example"));
     }
 }

@@ -102,8 +102,15 @@ fn mailing_personal_data_outside_is_the_exfiltration_shape_and_a_welcome_mail_is
     let out = run(&b, &mail().to("drop@evil.example"));
     assert_eq!(out.signals, ["exfiltration"]);
     assert_eq!(out.score, 60);
-    assert!(out.details[0].why.contains("`evil.example`, external and never seen for `hr.onboarding`"), "{out:?}");
+    assert!(
+        out.details[0].why.contains("`evil.example`, external and not a known destination of `hr.onboarding` tasks"),
+        "{out:?}"
+    );
     assert!(out.details[0].why.contains("read `pii` data"));
+    // Company data that is not personal counts too.
+    let b2 = Behaviour::new(settings());
+    run(&b2, &call("calendar/read", "internal", Action::Read));
+    assert_eq!(run(&b2, &mail().to("drop@evil.example")).signals, ["exfiltration"]);
     let unknown = run(&b, &call("mail/send", "internal", Action::Egress));
     assert_eq!(unknown.signals, ["exfiltration"], "no readable destination is not a safe one");
     assert!(unknown.details[0].why.contains("an unknown destination"));
@@ -118,7 +125,12 @@ fn egress_to_the_subject_of_a_read_is_not_exfiltration() {
     let reply = mail().under("sales.research").to("jane@acme.example");
     assert_eq!(run(&b, &reply).signals, Vec::<String>::new(), "mailing the person looked up");
     let elsewhere = mail().under("sales.research").to("x@rival.example");
-    assert_eq!(run(&b, &elsewhere).signals, ["sensitive_egress"], "sales expects any destination, yet it is noted");
+    assert_eq!(run(&b, &elsewhere).signals, ["exfiltration"], "`*` destinations do not excuse the shape");
+    let b = Behaviour::new(settings());
+    let research = call("web/search", "public", Action::Read).under("sales.research");
+    run(&b, &research);
+    let outreach = mail().under("sales.research").to("ceo@newco.example");
+    assert_eq!(run(&b, &outreach).signals, Vec::<String>::new(), "after public reads only, sales mails anyone");
 }
 
 #[test]
@@ -187,14 +199,33 @@ fn bulk_access_volume_and_scope_pressure() {
 
 #[test]
 fn small_steps_off_the_task_add_up_to_slow_drift() {
-    let b = Behaviour::new(DriftSettings { learn_below: 100, ..settings() });
-    run(&b, &read_employee());
-    // Each alone scores under the hold line of the default policy, and is allowed.
-    let mut last = Risk::default();
-    for tool in ["hr/read_org_chart", "hr/read_reviews", "hr/read_compensation"] {
-        last = run(&b, &call(tool, "pii", Action::Read));
+    let b = Behaviour::new(settings());
+    // A warm profile: onboarding chains read the record, create the account, book the intro.
+    for i in 0..WARM {
+        let chain: &'static str = Box::leak(format!("warm-{i}").into_boxed_str());
+        for step in [
+            read_employee(),
+            call("directory/create_account", "internal", Action::Write),
+            call("calendar/book", "internal", Action::Write),
+        ] {
+            run(&b, &Call { chain, ..step });
+        }
     }
-    assert!(last.signals.contains(&"slow_drift".to_owned()), "{last:?}");
+    // Each step alone is a rare transition between tools onboarding uses, under the hold line.
+    run(&b, &read_employee());
+    let first = run(&b, &call("calendar/book", "internal", Action::Write));
+    assert_eq!((first.signals.clone(), first.score), (vec!["rare_sequence".to_owned()], 20), "{first:?}");
+    let second = run(&b, &call("it/order_equipment", "internal", Action::Write));
+    assert_eq!(second.signals, ["rare_sequence"]);
+    let third = run(&b, &call("hr/read_employee", "pii", Action::Read).on("hr://employees/e-2"));
+    assert!(third.signals.contains(&"slow_drift".to_owned()), "{third:?}");
+    assert!(third.score >= 50, "{third:?}");
+    // A tool the taxonomy misses is a signal each time, but not drift that accumulates.
+    let b = Behaviour::new(settings());
+    for _ in 0..5 {
+        let r = run(&b, &call("hr/read_org_chart", "internal", Action::Read));
+        assert_eq!(r.signals, ["intent_mismatch"]);
+    }
 }
 
 #[test]

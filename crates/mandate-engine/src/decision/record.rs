@@ -126,8 +126,8 @@ impl Engine {
 
 impl Engine {
     /// A drift alert for the signals of this decision not yet alerted on in its chain: a ledger
-    /// event linked to the decision (riding with the next batch, since the decision itself is
-    /// durable) and a metric per signal.
+    /// event linked to the decision, right after it, and a metric per signal. Alerts come once per
+    /// chain and signal, so their append is rare.
     async fn drift_alert(&self, record: &MandateRecord, call: &Call, ctx: &Ctx, decision_seq: i64) {
         if ctx.risk.signals.is_empty() {
             return;
@@ -157,8 +157,8 @@ impl Engine {
         event.mandate_id = Some(record.id.clone());
         event.tool = Some(call.tool.chars().take(200).collect());
         event.resource = call.resource.as_ref().map(|r| r.chars().take(1024).collect());
-        match self.store.append_event_deferred(event).await {
-            Ok(()) => self.metrics.event("drift.alert"),
+        match self.store.append_event(event).await {
+            Ok(_) => self.metrics.event("drift.alert"),
             Err(e) => tracing::error!(error = %e, chain_id = %record.chain_id, "a drift alert could not be recorded"),
         }
         tracing::warn!(chain_id = %record.chain_id, category = %ctx.risk.category, score = ctx.risk.score, signals = ?fresh, "drift alert");

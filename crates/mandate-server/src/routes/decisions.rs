@@ -63,10 +63,16 @@ pub struct Reason {
 /// The behavioural risk of a call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RiskView {
-    /// The sum of the raised signals' weights.
+    /// Drift from the mandate's intent: the sum of the raised signals' weights, 0 to 100.
     pub score: u32,
-    /// The raised signals.
+    /// The raised signals' names.
     pub signals: Vec<String>,
+    /// Each raised signal with its weight and why it was raised.
+    pub details: Vec<mandate_engine::behaviour::Signal>,
+    /// The intent category drift was measured from.
+    pub category: String,
+    /// `enforce` (policy saw the score) or `learn` (recorded only; policy saw 0).
+    pub mode: String,
 }
 
 /// One step of the evaluation, for `explain`.
@@ -110,7 +116,13 @@ impl From<Decision> for DecisionResponse {
             decision: d.verdict.as_str().to_owned(),
             reasons: d.reasons.into_iter().map(|r| Reason { code: r.code, message: r.message, hop: r.hop }).collect(),
             policies: d.policies,
-            risk: RiskView { score: d.risk.score, signals: d.risk.signals },
+            risk: RiskView {
+                score: d.risk.score,
+                mode: if d.risk.enforced { "enforce" } else { "learn" }.to_owned(),
+                signals: d.risk.signals,
+                details: d.risk.details,
+                category: d.risk.category,
+            },
             ledger_seq: d.ledger_seq,
             approval_id: d.approval_id,
             mandate_id: d.mandate_id,
