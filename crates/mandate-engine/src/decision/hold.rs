@@ -176,7 +176,7 @@ impl Engine {
                 }
                 match self.decisions.transition_approval(id, "approved", "used", None, now_ms, event).await {
                     Ok(Some(_)) => {
-                        self.behaviour.record(shape, &ctx.risk, observed, true);
+                        self.behaviour.record(shape, &ctx.risk, observed);
                         ctx.reason(
                             "approval.granted",
                             format!("approved by {}", approval.decided_by.unwrap_or_default()),

@@ -318,7 +318,7 @@ impl Engine {
         }
         match self.budgets.consume(chain, shape.now) {
             Ok(()) => {
-                self.behaviour.record(shape, &ctx.risk, observed, false);
+                self.behaviour.record(shape, &ctx.risk, observed);
                 Step::Allow
             }
             Err(e) => {
