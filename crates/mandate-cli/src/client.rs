@@ -48,6 +48,16 @@ impl Client {
         self.answer(request.set("Content-Type", "text/plain").send_string(text))
     }
 
+    /// `DELETE path`; the answer has no body.
+    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        let request = self.agent.request("DELETE", &url).set("Authorization", &format!("Bearer {}", self.token));
+        match request.call() {
+            Ok(_) => Ok(()),
+            Err(e) => self.answer(Err(e)).map(|_| ()),
+        }
+    }
+
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let request = self.agent.request(method, &url).set("Authorization", &format!("Bearer {}", self.token));

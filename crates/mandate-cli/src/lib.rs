@@ -69,6 +69,10 @@ enum Command {
     /// and approval.
     #[command(subcommand)]
     Tools(commands::decide::ToolsCommand),
+    /// Drift from intent: the taxonomy of intent categories, and what each kind of task has been
+    /// seen to do (profiles, reset).
+    #[command(subcommand)]
+    Drift(commands::drift::DriftCommand),
     /// Clients seen at the MCP gateway without a valid mandate (shadow agents).
     Discover(commands::gateway::DiscoverArgs),
     /// Be an agent at the MCP gateway: list the tools a mandate shows, call one.
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => commands::decide::policy(cmd),
         Command::Tools(cmd) => commands::decide::tools(cmd),
         Command::Discover(a) => commands::gateway::discover(a),
+        Command::Drift(cmd) => commands::drift::run(cmd),
         Command::Mcp(cmd) => return exit(commands::mcp::run(cmd)),
         Command::DemoMcpServer => demo_upstream::run(),
     };

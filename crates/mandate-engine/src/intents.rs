@@ -103,6 +103,7 @@ impl Engine {
         let detail = serde_json::json!({"category": category, "chains": view.chains, "calls": view.calls});
         let event = NewEvent::new("drift.reset", actor, millis(self.clock.now()), &detail);
         // The store first: a reset that is not durable must not look done.
+        let _writing = self.behaviour.writes.lock().await;
         let ledger_seq = self.decisions.reset_drift_profile(category, event).await?;
         let forgot = self.behaviour.reset(category);
         self.metrics.event("drift.reset");
@@ -111,6 +112,7 @@ impl Engine {
 
     /// Writes the profiles that learned something since the last write; how many.
     pub async fn flush_drift_profiles(&self) -> Result<usize, Error> {
+        let _writing = self.behaviour.writes.lock().await;
         let dirty = self.behaviour.take_dirty_profiles();
         if dirty.is_empty() {
             return Ok(0);

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod audit;
 pub mod decide;
+pub mod drift;
 pub mod gateway;
 pub mod human;
 pub mod mandate;

@@ -206,6 +206,9 @@ pub struct Behaviour {
     /// Whether calls are scored (starts as `settings.enabled`).
     enabled: std::sync::atomic::AtomicBool,
     hasher: RandomState,
+    /// Held while profiles are written to the store or a reset deletes one, so that a write of a
+    /// profile taken before a reset cannot land after it.
+    pub(crate) writes: tokio::sync::Mutex<()>,
 }
 
 impl Default for Behaviour {
@@ -316,6 +319,7 @@ impl Behaviour {
             enabled: std::sync::atomic::AtomicBool::new(settings.enabled),
             settings,
             hasher: RandomState::new(),
+            writes: tokio::sync::Mutex::new(()),
         };
         for (name, spec) in taxonomy::shipped() {
             if let Ok(c) = Category::new(&name, spec) {
