@@ -328,6 +328,20 @@ fn the_demo_tells_its_story_through_audit_chain_and_blast_radius() {
     for expected in ["finance-close", "mail/send", "exfiltration", "`mailbox.example`", "read `financial` data"] {
         assert!(text.contains(expected), "`{expected}` in:\n{text}");
     }
+    // The drift story: the category and what its chains were seen to do, for the approver.
+    let categories = out(&run(&serve.url, &carol, &["drift", "categories"]));
+    assert!(categories.contains("finance.close") && categories.contains("enforce"), "{categories}");
+    let profile = run(&serve.url, &carol, &["drift", "profile", "finance.close"]);
+    let text = out(&profile);
+    assert!(profile.status.success(), "{}", err(&profile));
+    for expected in ["Category finance.close (enforce", "erp/read_ledger", "^                erp/read_ledger  2", "mail/send"] {
+        assert!(text.contains(expected), "`{expected}` in:\n{text}");
+    }
+    let reset = run(&serve.url, &carol, &["drift", "reset", "finance.close"]);
+    assert_eq!(reset.status.code(), Some(1), "an approver may not reset: {}", out(&reset));
+    assert!(err(&reset).contains("403 auth.forbidden"), "{}", err(&reset));
+    let reset = run(&serve.url, &admin, &["drift", "reset", "finance.close"]);
+    assert!(out(&reset).starts_with("Category finance.close forgot what it learned (ledger #"), "{}", out(&reset));
 
     let radius = run(&serve.url, &admin, &["audit", "blast-radius", "--agent", "finance-close"]);
     assert!(radius.status.success(), "{}", err(&radius));

@@ -117,7 +117,7 @@ impl Report {
         );
         let _ = writeln!(
             m,
-            "Threshold of `call.hold-high-risk` chosen on the training split: **{}** (the highest recall in time with at most {:.0}% false positives; ties go to the higher threshold). Training split, per candidate: {}.\n",
+            "Threshold of `call.hold-high-risk` chosen on the training split: **{}** (the highest recall in time with at most {:.0}% false positives, or the fewest any threshold reaches if that is more; ties go to the higher threshold). Training split, per candidate: {}.\n",
             self.threshold,
             MAX_FALSE_POSITIVE_RATE * 100.0,
             self.tuning
@@ -238,9 +238,13 @@ pub async fn evaluate(seed: u64, sizes: Sizes) -> anyhow::Result<Report> {
             );
         }
     }
+    // Holds that do not depend on the threshold (the exfiltration shape) set a floor under the false
+    // positives; if even the floor is above the target, the threshold is chosen against the floor.
+    let floor = tuning.iter().map(|(_, fp, _)| *fp).fold(f64::INFINITY, f64::min);
+    let allowed = MAX_FALSE_POSITIVE_RATE.max(floor);
     let threshold = tuning
         .iter()
-        .filter(|(_, fp, _)| *fp <= MAX_FALSE_POSITIVE_RATE)
+        .filter(|(_, fp, _)| *fp <= allowed)
         .max_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)))
         .map_or(100, |(t, _, _)| *t);
     org.set_policy(threshold, threshold.max(90)).await?;

@@ -8,7 +8,7 @@ use mandate_eval::{evaluate, Sizes};
 
 #[test]
 fn a_small_evaluation_catches_attacks_in_time_and_lets_ordinary_work_run() {
-    let sizes = Sizes { history: 60, train_legit: 40, train_bad: 6, test_legit: 50, test_bad: 6 };
+    let sizes = Sizes { history: 60, train_legit: 25, train_bad: 4, test_legit: 40, test_bad: 4 };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let report = runtime.block_on(evaluate(20_261_202, sizes)).unwrap();
     let text = report.markdown();

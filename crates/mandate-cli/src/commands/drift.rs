@@ -94,7 +94,7 @@ pub fn run(cmd: DriftCommand) -> anyhow::Result<()> {
             }
             let warm = if p["warm"] == true { "warm" } else { "cold: sequence rarity is not judged yet" };
             println!(
-                "Category {} ({}, {warm}): learned from {} chains, {} calls.",
+                "Category {} ({}, {warm}): learned from {} chain(s), {} call(s).",
                 cell(&p["category"]),
                 cell(&p["mode"]),
                 cell(&p["chains"]),
