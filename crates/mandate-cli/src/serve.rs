@@ -162,7 +162,9 @@ fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap, gateway: &[St
         let keys = demo.agent_keys_dir.display();
         println!("Today's story already happened: Alice granted the finance agent a mandate for the October close;");
         println!("it read the ledger, converted currency and delegated accounts payable to the reconciler, which");
-        println!("strayed into November and was refused; its e-mail to the controller waits for approval.");
+        println!("strayed into November and was refused. Its report to the controller went out; then an instruction");
+        println!("hidden in an invoice memo made it read the payroll ledger and mail it to an outside address: within");
+        println!("its mandate, far from its intent, and held for a person (drift: `exfiltration`).");
         println!();
         println!("Try, in another terminal with the two exports above:");
         println!("    mandate chain {}      # the chain: who granted what, each hop", demo.chain_id);
@@ -170,7 +172,10 @@ fn print_banner(addr: std::net::SocketAddr, bootstrap: &Bootstrap, gateway: &[St
         println!("    mandate audit chain {}   # the story: every call under every hop, and why", demo.chain_id);
         println!("    mandate audit blast-radius --agent finance-close  # what it touched; what is still live");
         println!("    mandate audit verify                  # the hash chain and its signed checkpoints");
-        println!("    MANDATE_TOKEN={carol} mandate approvals list   # Carol, an approver, sees the held e-mail");
+        println!(
+            "    MANDATE_TOKEN={carol} mandate approvals list   # Carol, an approver, sees the held e-mail and why"
+        );
+        println!("    MANDATE_TOKEN={carol} mandate drift profile finance.close   # what close chains were seen to do");
         println!("    mandate agent list                    # six agents: finance, HR, the lab, ...");
         println!("    mandate review                        # an orphan, a stale and overdue agent, a widened boundary, a sandbox owner");
         println!("    mandate agent show hr-onboarding      # its history: registered, certified, boundary widened");

@@ -334,7 +334,9 @@ fn the_demo_tells_its_story_through_audit_chain_and_blast_radius() {
     let profile = run(&serve.url, &carol, &["drift", "profile", "finance.close"]);
     let text = out(&profile);
     assert!(profile.status.success(), "{}", err(&profile));
-    for expected in ["Category finance.close (enforce", "erp/read_ledger", "^                erp/read_ledger  2", "mail/send"] {
+    for expected in
+        ["Category finance.close (enforce", "erp/read_ledger", "^                erp/read_ledger  2", "mail/send"]
+    {
         assert!(text.contains(expected), "`{expected}` in:\n{text}");
     }
     let reset = run(&serve.url, &carol, &["drift", "reset", "finance.close"]);

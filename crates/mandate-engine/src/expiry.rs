@@ -43,8 +43,19 @@ impl<V> Default for ExpiringMap<V> {
 impl<V: Ends> ExpiringMap<V> {
     /// Drops the entries forgotten at `now`, when a minute has passed since it last did.
     pub(crate) fn prune_if_due(&mut self, now: i64) {
+        self.prune_if_due_with(now, |_| {});
+    }
+
+    /// The same, handing each dropped entry to `dropped`.
+    pub(crate) fn prune_if_due_with(&mut self, now: i64, mut dropped: impl FnMut(V)) {
         if now >= self.next_prune {
-            self.entries.retain(|_, v| !forgotten(v.ends_at(), now));
+            let gone: Vec<String> =
+                self.entries.iter().filter(|(_, v)| forgotten(v.ends_at(), now)).map(|(k, _)| k.clone()).collect();
+            for k in gone {
+                if let Some(v) = self.entries.remove(&k) {
+                    dropped(v);
+                }
+            }
             self.next_prune = now.saturating_add(PRUNE_EVERY_SECS);
         }
     }

@@ -114,18 +114,35 @@ impl crate::engine::Engine {
     }
 
     /// Loads the newest stored policy set, or installs the shipped default as version 1.
+    ///
+    /// A stored set that no longer validates against this build's schema is, if it is a default
+    /// this project shipped before, replaced by today's default (a new version, recorded). Any other
+    /// such set is the organisation's own: the server starts without an active set, so every call
+    /// is denied (`policy.not_loaded`, fail closed) until an administrator puts a valid one
+    /// (`PUT /v1/policies`); the log says why.
     pub async fn load_policies(&self) -> Result<(), String> {
         match self.decisions.latest_policy().await.map_err(|e| e.to_string())? {
-            Some(stored) => {
-                let set = ValidatedPolicySet::parse(&stored.text).map_err(|e| {
-                    format!(
-                        "stored policy version {} no longer validates against this build's schema: {}",
-                        stored.version,
-                        crate::policy::problems(&e).join("; ")
-                    )
-                })?;
-                self.policy.replace(stored.version, Arc::new(set));
-            }
+            Some(stored) => match ValidatedPolicySet::parse(&stored.text) {
+                Ok(set) => self.policy.replace(stored.version, Arc::new(set)),
+                Err(_) if was_shipped(&stored.text) => {
+                    tracing::warn!(
+                        version = stored.version,
+                        "the stored policy set is an earlier shipped default that this build's schema refuses; installing today's default"
+                    );
+                    self.replace_policies("system", mandate_policy::DEFAULT_POLICIES)
+                        .await
+                        .map_err(|e| format!("{e:?}"))?;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        version = stored.version,
+                        problems = %crate::policy::problems(&e).join("; "),
+                        "the stored policy set no longer validates against this build's schema: every call is denied \
+                         (policy.not_loaded) until an administrator puts a valid set (PUT /v1/policies; see CHANGELOG.md \
+                         for what changed, e.g. `context.risk` is now the drift record and the tool's level `context.tool_risk`)"
+                    );
+                }
+            },
             None => {
                 self.replace_policies("system", mandate_policy::DEFAULT_POLICIES)
                     .await
@@ -134,6 +151,16 @@ impl crate::engine::Engine {
         }
         Ok(())
     }
+}
+
+/// SHA-256 (hex) of every default policy text shipped before the schema last changed a type.
+const EARLIER_DEFAULTS: &[&str] = &["3634d374d90d10cfefa4fe8d3dd3b9784cd18a9578d9701346eab90006525bc2"];
+
+fn was_shipped(text: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    EARLIER_DEFAULTS.contains(&hex.as_str())
 }
 
 /// Every problem of a refused policy set, one line each.

@@ -104,10 +104,14 @@ async fn call(state: &AppState, method: &str, path: &str, bearer: &str, body: &V
 }
 
 fn fixture() -> Fixture {
+    fixture_in(&bench_dir())
+}
+
+fn fixture_in(base: &std::path::Path) -> Fixture {
     // Two workers, as `mandate serve` has on this machine; the bench thread drives the decisions.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     std::fs::create_dir_all(bench_dir()).unwrap();
-    let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
     eprintln!("database in {}", dir.path().display());
     let mut settings = mandate_test::settings();
     // Neither the budget nor the replay cache is what is measured here.
@@ -162,6 +166,42 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// Grants `n` more mandates like the fixture's, each a chain of its own.
+    fn more_mandates(&self, n: usize) -> Vec<String> {
+        self.runtime.block_on(async {
+            let alice = call(&self.state, "POST", "/v1/humans", ADMIN_TOKEN, &json!({"id": "bea@example.org", "groups": ["finance"]})).await;
+            let key = alice["api_key"].as_str().unwrap().to_owned();
+            let mut tokens = Vec::new();
+            for _ in 0..n {
+                let granted = call(
+                    &self.state,
+                    "POST",
+                    "/v1/mandates",
+                    &key,
+                    &json!({"agent": "finance-close", "purpose": PURPOSE, "category": CATEGORY,
+                            "authorization_details": [{"type": "mcp_tool", "tools": [TOOL], "resources": ["erp://ledger/2026-10/*"],
+                                "data_classes": ["financial"], "actions": ["read"]}],
+                            "max_calls": 100_000_000u64, "ttl_seconds": 3600}),
+                )
+                .await;
+                tokens.push(granted["token"].as_str().unwrap().to_owned());
+            }
+            tokens
+        })
+    }
+
+    /// A call under `token` with a fresh proof of its own.
+    fn request_with(&self, token: &str, n: u64) -> CallInputs {
+        let iat = time::OffsetDateTime::now_utc().unix_timestamp();
+        let jti = format!("bench-{n}-{iat}");
+        let claims = ProofClaims { jti: &jti, htm: "POST", htu: &self.authorize_url, iat, access_token: Some(token) };
+        CallInputs {
+            token: token.to_owned(),
+            proof: sign_proof(&claims, &self.agent).unwrap(),
+            arguments: json!({"period": "2026-10", "account": "ap"}).to_string(),
+        }
+    }
+
     /// A call with a fresh proof of its own.
     fn request(&self, n: u64) -> CallInputs {
         let iat = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -540,6 +580,71 @@ fn behaviour(c: &mut Criterion) {
     group.finish();
 }
 
+/// Drift scoring inside the whole decision: the same decisions with scoring on and off, interleaved,
+/// over a ledger in memory (`MANDATE_DRIFT_BENCH_DIR`, default `/dev/shm`). The scoring touches no
+/// disk, and an fsync's noise (tens of microseconds on this VM) is larger than what is measured, so
+/// the durable append is taken out of this comparison (the `decision` group above keeps it). Calls
+/// go round-robin over 512 chains of one `finance.close` agent, allowed as many calls a minute as a
+/// busy task makes, so that each chain's picture is one of ordinary work, not of a single chain
+/// flooding (which would raise `volume` on every call).
+fn drift(c: &mut Criterion) {
+    let base =
+        std::env::var_os("MANDATE_DRIFT_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/dev/shm"));
+    let base = if base.is_dir() { base } else { bench_dir() };
+    let f = fixture_in(&base);
+    let (version, policies) = f.state.policy.current().expect("a policy set is active");
+    f.state.policy.replace(version, Arc::new(policies.as_ref().clone().without_call_memo()));
+    let mut spec_enforce = f.state.behaviour.category(CATEGORY).unwrap().spec.clone();
+    spec_enforce.max_calls_per_minute = 1_000;
+    let tokens = f.more_mandates(512);
+    // As an organisation starts: the category learns ordinary work first (a few calls in each of 40
+    // chains), then enforces.
+    let mut spec_learn = spec_enforce.clone();
+    spec_learn.mode = mandate_engine::behaviour::taxonomy::Mode::Learn;
+    f.runtime.block_on(f.state.put_intent("admin", CATEGORY, spec_learn)).unwrap();
+    let mut counter = 0u64;
+    for token in &tokens[..40] {
+        for _ in 0..3 {
+            counter += 1;
+            let d = f.runtime.block_on(f.decide(&f.request_with(token, counter)));
+            assert_eq!(d.verdict, Verdict::Allow);
+        }
+    }
+    f.runtime.block_on(f.state.put_intent("admin", CATEGORY, spec_enforce)).unwrap();
+    let mut diffs: Vec<f64> = Vec::new();
+    let mut group = c.benchmark_group("drift");
+    for (index, name) in ["decide_scored", "decide_unscored"].iter().enumerate() {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                let mut totals = [Duration::ZERO; 2];
+                for _ in 0..iters {
+                    for (slot, on) in [(0, true), (1, false)] {
+                        counter += 1;
+                        let request = f.request_with(&tokens[(counter as usize / 2) % tokens.len()], counter);
+                        f.state.behaviour.set_enabled(on);
+                        let start = Instant::now();
+                        let d = f.runtime.block_on(f.decide(black_box(&request)));
+                        totals[slot] += start.elapsed();
+                        assert_eq!(d.verdict, Verdict::Allow, "{:?} {:?}", d.reasons, d.risk);
+                    }
+                }
+                f.state.behaviour.set_enabled(true);
+                diffs.push((totals[0].as_secs_f64() - totals[1].as_secs_f64()) / iters as f64);
+                totals[index]
+            })
+        });
+    }
+    group.finish();
+    let mut added = diffs.split_off(diffs.len().saturating_sub(SAMPLES));
+    added.sort_by(f64::total_cmp);
+    println!(
+        "paired difference drift/decide_scored - drift/decide_unscored: {:.2} us (median of {} interleaved samples, ledger in {})",
+        added[added.len() / 2] * 1e6,
+        added.len(),
+        base.display()
+    );
+}
+
 fn config() -> Criterion {
     // Two shared cores: short runs, enough samples for a stable median.
     Criterion::default()
@@ -551,6 +656,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = decision, behaviour
+    targets = decision, behaviour, drift
 }
 criterion_main!(benches);

@@ -139,11 +139,7 @@ fn learn_records_and_alerts_enforce_holds_and_what_was_learned_survives_a_restar
     assert_eq!(d["policies"], json!(["call.within-mandate"]), "policy saw a score of 0: {d}");
     let (_, alerts) = admin.get("/v1/audit?kind=drift.alert");
     let alert = detail(&alerts["events"][0]);
-    assert_eq!(
-        (alert["mode"].as_str(), &alert["signals"]),
-        (Some("learn"), &json!(["exfiltration"])),
-        "{alerts}"
-    );
+    assert_eq!((alert["mode"].as_str(), &alert["signals"]), (Some("learn"), &json!(["exfiltration"])), "{alerts}");
     assert_eq!(alert["decision_seq"], d["ledger_seq"]);
     let metrics = server.client(None).raw("GET", "/metrics", None).into_string().unwrap();
     assert!(
@@ -193,4 +189,47 @@ fn learn_records_and_alerts_enforce_holds_and_what_was_learned_survives_a_restar
     assert_eq!(server.admin().get("/v1/drift/no.such").0, 404);
     let lena = Client::new(&server.url, Some(&key));
     assert_eq!(lena.post("/v1/drift/legal.review/reset", &json!({})).0, 403);
+}
+
+#[test]
+fn an_earlier_shipped_default_is_upgraded_and_an_own_set_that_no_longer_validates_fails_closed() {
+    use mandate_store::DecisionStore as _;
+    let dir = tempfile::tempdir().unwrap();
+    let clock =
+        std::sync::Arc::new(mandate_engine::clock::ManualClock::new(time::macros::datetime!(2026-11-02 09:00 UTC)));
+    let store_policy = |text: &str| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = mandate_store::SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
+            let event = mandate_core::event::NewEvent::new("policy.updated", "test", 1, &json!({}));
+            store.insert_policy_version(text, "test", "test", 1, event).await.unwrap();
+            store.close().await;
+        });
+    };
+    // A server that ran the November default, which compares `context.risk` with a string.
+    let server = TestServer::start(dir.path(), clock.clone());
+    drop(server);
+    let november = include_str!("fixtures/default-policy-2026-11.cedar");
+    assert!(november.contains("context.risk == \"egress\""));
+    store_policy(november);
+    let server = TestServer::start(dir.path(), clock.clone());
+    let (_, active) = server.admin().get("/v1/policies");
+    assert_eq!(active["version"], 3, "today's default was installed as a new version: {active}");
+    assert!(active["text"].as_str().unwrap().contains("call.hold-exfiltration"), "{active}");
+    let key = setup(&server);
+    let token = grant(&server, &key, "finance.close");
+    assert_eq!(call(&server, &token, "docs/read", None, json!({}))["decision"], "allow");
+    drop(server);
+
+    // An organisation's own set of the same shape: refused by the schema, so the server starts
+    // without one and every call is denied until an administrator puts a valid set.
+    let own = november.replace("Mandate's default organisation policy", "Our policy");
+    store_policy(&own);
+    let server = TestServer::start(dir.path(), clock);
+    let d = call(&server, &token, "docs/read", None, json!({}));
+    assert_eq!(
+        (d["decision"].as_str(), d["reasons"][0]["code"].as_str()),
+        (Some("deny"), Some("policy.not_loaded")),
+        "{d}"
+    );
 }

@@ -77,6 +77,8 @@ const DENIED_TOOLS: usize = 4;
 /// Off-task calls in one chain (a mismatch, a rare transition or an escalation each) that raise
 /// `slow_drift` at the next one.
 const OFF_TASK_CALLS: u16 = 2;
+/// Rare transitions remembered per chain until it ends.
+const MAX_PENDING: usize = 16;
 
 /// The most memory one chain's picture takes, in bytes, whatever the chain does: every set above is
 /// capped, resource and denied tool names are kept as 64-bit hashes, an agent's id and last tool as
@@ -134,6 +136,13 @@ struct ChainStats {
     alerted: u32,
     /// Whether it counted as a chain in its category's profile.
     taught: bool,
+    /// Its category, for the candidates below.
+    category: String,
+    /// Rare transitions its allowed calls made (and nothing else): they count towards the
+    /// category's learning only once the chain has ended without a drift alert.
+    pending: Vec<(String, String)>,
+    /// Whether it raised a drift alert: its candidates teach nothing.
+    tainted: bool,
     /// When the chain's last usable mandate expires (its root's expiry).
     ends_at: i64,
 }
@@ -171,6 +180,8 @@ impl ChainStats {
                 .sum::<usize>()
             + self.subjects.iter().map(|s| s.capacity() + 24).sum::<usize>()
             + self.sensitive_read.as_ref().map_or(0, String::capacity)
+            + self.category.capacity()
+            + self.pending.iter().map(|(a, b)| 48 + a.capacity() + b.capacity()).sum::<usize>()
     }
 }
 
@@ -583,13 +594,25 @@ impl Behaviour {
         }
         let category = self.category(call.category);
         let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
-        chains.prune_if_due(call.now);
+        self.prune(&mut chains, call.now);
         let s = chains.entries.entry(call.chain_id.to_owned()).or_default();
         let from = s.agent(call.agent).and_then(|a| a.last_tool.clone());
         let new_chain = !s.taught;
         self.update(s, call, observed);
         let teach =
             category.as_ref().is_some_and(|c| c.spec.mode == Mode::Learn || risk.score < self.settings.learn_below);
+        // A rare transition, and nothing else: a candidate, learned once enough calls made it.
+        let candidate = !teach
+            && category.is_some()
+            && risk.signals.len() == 1
+            && risk.signals.first().is_some_and(|s| s == "rare_sequence");
+        if candidate {
+            if !s.tainted && s.pending.len() < MAX_PENDING {
+                s.category = call.category.chars().take(64).collect();
+                s.pending.push((from.unwrap_or_else(|| START.to_owned()), call.tool.chars().take(256).collect()));
+            }
+            return;
+        }
         if teach {
             s.taught = true;
             drop(chains);
@@ -605,10 +628,31 @@ impl Behaviour {
         }
     }
 
+    /// Drops the chains that ended, once a minute; those that ended without a drift alert hand
+    /// their rare transitions to their category's learning.
+    fn prune(&self, chains: &mut Chains, now: i64) {
+        let mut ended: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        chains.prune_if_due_with(now, |s| {
+            if !s.tainted && !s.pending.is_empty() {
+                ended.push((s.category, s.pending));
+            }
+        });
+        if ended.is_empty() {
+            return;
+        }
+        let mut profiles = self.profiles.lock().unwrap_or_else(|p| p.into_inner());
+        for (category, pending) in ended {
+            let p = profiles.entry(category).or_default();
+            for (from, to) in pending {
+                p.candidate(&from, &to);
+            }
+        }
+    }
+
     /// Rebuilds a chain's picture from a call allowed before a restart (teaches no profile).
     pub fn replay(&self, call: &CallShape<'_>) {
         let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
-        chains.prune_if_due(call.now);
+        self.prune(&mut chains, call.now);
         let s = chains.entries.entry(call.chain_id.to_owned()).or_default();
         s.taught = true;
         let observed = Observed::default();
@@ -665,7 +709,7 @@ impl Behaviour {
             return;
         }
         let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
-        chains.prune_if_due(now);
+        self.prune(&mut chains, now);
         let s = chains.entries.entry(chain_id.to_owned()).or_default();
         s.ends_at = s.ends_at.max(chain_expires_at);
         s.denials_in_row = s.denials_in_row.saturating_add(1);
@@ -685,6 +729,8 @@ impl Behaviour {
         }
         let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
         let s = chains.entries.entry(chain_id.to_owned()).or_default();
+        s.tainted = true;
+        s.pending.clear();
         let mut fresh = Vec::new();
         for name in wanted {
             let bit = 1u32 << index(name);

