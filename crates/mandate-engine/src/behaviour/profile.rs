@@ -141,16 +141,16 @@ impl Profile {
     /// calls made it (see [`Profile::candidates`]).
     pub fn candidate(&mut self, from: &str, tool: &str) {
         let key = format!("{from}\u{1f}{tool}");
-        if !bump(&mut self.candidates, &key, MAX_TRANSITIONS) {
-            if self.candidates.get(&key).is_some_and(|n| *n >= CANDIDATE_PROMOTED_AFTER) {
-                self.candidates.remove(&key);
-                let full = self.transition_count >= MAX_TRANSITIONS;
-                if !full || self.transitions.contains_key(from) {
-                    let row = self.transitions.entry(from.to_owned()).or_default();
-                    if !row.contains_key(tool) && !full {
-                        row.insert(tool.to_owned(), CANDIDATE_PROMOTED_AFTER);
-                        self.transition_count += 1;
-                    }
+        let promoted = !bump(&mut self.candidates, &key, MAX_TRANSITIONS)
+            && self.candidates.get(&key).is_some_and(|n| *n >= CANDIDATE_PROMOTED_AFTER);
+        if promoted {
+            self.candidates.remove(&key);
+            let full = self.transition_count >= MAX_TRANSITIONS;
+            if !full {
+                let row = self.transitions.entry(from.to_owned()).or_default();
+                if !row.contains_key(tool) {
+                    row.insert(tool.to_owned(), CANDIDATE_PROMOTED_AFTER);
+                    self.transition_count += 1;
                 }
             }
         }
