@@ -315,6 +315,8 @@ pub struct Observed {
     subjects: Vec<String>,
     /// Whether the call was off its task (a mismatch, a rare transition, an escalation).
     off_task: bool,
+    /// The category as assessed, so that recording the call does not look it up again.
+    category: Option<Arc<Category>>,
 }
 
 /// The unknown destination of an egress call whose arguments name none.
@@ -576,6 +578,7 @@ impl Behaviour {
             category: call.category.to_owned(),
             enforced,
         };
+        observed.category = category;
         (risk, observed)
     }
 
@@ -592,7 +595,7 @@ impl Behaviour {
         if !self.enabled() {
             return;
         }
-        let category = self.category(call.category);
+        let category = observed.category.as_ref();
         let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
         self.prune(&mut chains, call.now);
         let s = chains.entries.entry(call.chain_id.to_owned()).or_default();

@@ -139,9 +139,10 @@ impl Engine {
                 );
             }
         }
-        let chain_expires_at_so_far = chain.iter().map(|m| m.expires_at).max().unwrap_or(record.expires_at);
+        // No mandate of the chain outlives its root: the chain's state lives until the latest expiry.
+        let chain_expires_at = chain.iter().map(|m| m.expires_at).max().unwrap_or(record.expires_at);
         if !ctx.reasons.is_empty() {
-            self.behaviour.denied(&record.chain_id, tool.as_str(), now, chain_expires_at_so_far);
+            self.behaviour.denied(&record.chain_id, tool.as_str(), now, chain_expires_at);
             let detail = ctx.reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>().join("; ");
             ctx.step("chain", "fail", || detail);
             return Step::Deny;
@@ -157,7 +158,7 @@ impl Engine {
             }
         }
         if !ctx.reasons.is_empty() {
-            self.behaviour.denied(&record.chain_id, tool.as_str(), now, chain_expires_at_so_far);
+            self.behaviour.denied(&record.chain_id, tool.as_str(), now, chain_expires_at);
             let detail = ctx.reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>().join("; ");
             ctx.step("scope", "fail", || detail);
             return Step::Deny;
@@ -184,7 +185,6 @@ impl Engine {
             ctx.reasons.push(internal_reason("the chain has no agent", None));
             return Step::Deny;
         };
-        let chain_expires_at = refs.iter().map(|m| m.expires_at).max().unwrap_or(record.expires_at);
         let shape = CallShape {
             chain_id: &record.chain_id,
             agent: agent.id.as_str(),
