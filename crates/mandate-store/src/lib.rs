@@ -8,6 +8,7 @@
 
 pub mod decisions;
 pub mod ledger;
+mod rows;
 mod sqlite;
 
 pub use decisions::{

@@ -18,6 +18,7 @@ use mandate_core::id::{AgentId, HumanId};
 use mandate_core::mandate::MandateRecord;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use crate::rows::{self, corrupt, MANDATE_COLUMNS};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::path::Path;
 
@@ -49,10 +50,6 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Database(e.to_string()),
     }
-}
-
-pub(crate) fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
 }
 
 impl SqliteStore {
@@ -261,24 +258,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let before: Option<String> = r.try_get("before_doc").map_err(db)?;
-                let after: String = r.try_get("after_doc").map_err(db)?;
-                Ok(AgentVersion {
-                    version: r.try_get("version").map_err(db)?,
-                    at_ms: r.try_get("at_ms").map_err(db)?,
-                    actor: r.try_get("actor").map_err(db)?,
-                    action: r.try_get("action").map_err(db)?,
-                    before: before
-                        .as_deref()
-                        .map(serde_json::from_str)
-                        .transpose()
-                        .map_err(|e| corrupt("agent version", e))?,
-                    after: serde_json::from_str(&after).map_err(|e| corrupt("agent version", e))?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::agent_version).collect()
     }
 
     async fn create_human(&self, human: &Human, key_hash: &str, event: NewEvent) -> Result<i64, StoreError> {
@@ -395,8 +375,7 @@ impl Store for SqliteStore {
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, decision, detail, prev_hash, hash \
-             FROM events WHERE 1 = 1",
+            format!("{} WHERE 1 = 1", rows::EVENT_COLUMNS),
         );
         if let Some(agent) = &filter.agent {
             q.push(" AND agent_id = ").push_bind(agent.as_str().to_owned());
@@ -409,27 +388,7 @@ impl Store for SqliteStore {
         }
         q.push(" ORDER BY seq LIMIT ").push_bind(filter.limit.clamp(1, 10_000));
         let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    seq: r.try_get("seq").map_err(db)?,
-                    event: NewEvent {
-                        at_ms: r.try_get("at_ms").map_err(db)?,
-                        kind: r.try_get("kind").map_err(db)?,
-                        actor: r.try_get("actor").map_err(db)?,
-                        agent: r.try_get("agent_id").map_err(db)?,
-                        chain_id: r.try_get("chain_id").map_err(db)?,
-                        mandate_id: r.try_get("mandate_id").map_err(db)?,
-                        tool: r.try_get("tool").map_err(db)?,
-                        resource: r.try_get("resource").map_err(db)?,
-                        decision: r.try_get("decision").map_err(db)?,
-                        detail: r.try_get("detail").map_err(db)?,
-                    },
-                    prev_hash: r.try_get("prev_hash").map_err(db)?,
-                    hash: r.try_get("hash").map_err(db)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::event).collect()
     }
 
     async fn insert_mandate(&self, record: &MandateRecord, kid: &str, event: NewEvent) -> Result<i64, StoreError> {
@@ -472,7 +431,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(db)?;
-        row.as_ref().map(stored_mandate).transpose()
+        row.as_ref().map(rows::mandate).transpose()
     }
 
     async fn chain(&self, chain_id: &str) -> Result<Vec<StoredMandate>, StoreError> {
@@ -481,7 +440,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(db)?;
-        rows.iter().map(stored_mandate).collect()
+        rows.iter().map(rows::mandate).collect()
     }
 
     async fn live_mandates(&self, selector: &MandateSelector, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
@@ -584,27 +543,6 @@ impl Store for SqliteStore {
         .map_err(db)?;
         Ok(())
     }
-}
-
-const MANDATE_COLUMNS: &str = "SELECT doc, kid, used_calls, revoked_at, revoked_by, revoke_reason FROM mandates";
-
-fn stored_mandate(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMandate, StoreError> {
-    let doc: String = row.try_get("doc").map_err(db)?;
-    let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(db)?;
-    let revocation = match revoked_at {
-        Some(at) => Some(Revocation {
-            at,
-            by: row.try_get::<Option<String>, _>("revoked_by").map_err(db)?.unwrap_or_default(),
-            reason: row.try_get::<Option<String>, _>("revoke_reason").map_err(db)?.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    Ok(StoredMandate {
-        record: serde_json::from_str(&doc).map_err(|e| corrupt("mandate", e))?,
-        kid: row.try_get("kid").map_err(db)?,
-        used_calls: u64::try_from(row.try_get::<i64, _>("used_calls").map_err(db)?).unwrap_or(0),
-        revocation,
-    })
 }
 
 /// Unix milliseconds of a time.

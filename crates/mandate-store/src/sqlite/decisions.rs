@@ -1,52 +1,13 @@
 //! [`DecisionStore`] over SQLite.
 
-use super::{append, corrupt, db, SqliteStore};
+use super::{append, db, SqliteStore};
+use crate::rows::{self, approval, tool, APPROVAL_COLUMNS, TOOL_COLUMNS};
 use crate::decisions::{
     AllowedCall, ApprovalRecord, DecisionStore, IntentRecord, OpenedApproval, PinRecord, PolicyVersion, ToolRecord,
 };
 use crate::StoreError;
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
-use sqlx::Row;
-
-const TOOL_COLUMNS: &str =
-    "SELECT name, server, data_class, risk, server_environment, source, updated_ms, updated_by FROM tools";
-const APPROVAL_COLUMNS: &str =
-    "SELECT id, mandate_id, chain_id, agent_id, tool, resource, arguments_hash, status, created_ms, \
-     expires_ms, decided_by, decided_ms, used_ms, doc FROM approvals";
-
-fn tool(r: &sqlx::sqlite::SqliteRow) -> Result<ToolRecord, StoreError> {
-    Ok(ToolRecord {
-        name: r.try_get("name").map_err(db)?,
-        server: r.try_get("server").map_err(db)?,
-        data_class: r.try_get("data_class").map_err(db)?,
-        risk: r.try_get("risk").map_err(db)?,
-        server_environment: r.try_get("server_environment").map_err(db)?,
-        source: r.try_get("source").map_err(db)?,
-        updated_ms: r.try_get("updated_ms").map_err(db)?,
-        updated_by: r.try_get("updated_by").map_err(db)?,
-    })
-}
-
-fn approval(r: &sqlx::sqlite::SqliteRow) -> Result<ApprovalRecord, StoreError> {
-    let doc: String = r.try_get("doc").map_err(db)?;
-    Ok(ApprovalRecord {
-        id: r.try_get("id").map_err(db)?,
-        mandate_id: r.try_get("mandate_id").map_err(db)?,
-        chain_id: r.try_get("chain_id").map_err(db)?,
-        agent: r.try_get("agent_id").map_err(db)?,
-        tool: r.try_get("tool").map_err(db)?,
-        resource: r.try_get("resource").map_err(db)?,
-        arguments_hash: r.try_get("arguments_hash").map_err(db)?,
-        status: r.try_get("status").map_err(db)?,
-        created_ms: r.try_get("created_ms").map_err(db)?,
-        expires_ms: r.try_get("expires_ms").map_err(db)?,
-        decided_by: r.try_get("decided_by").map_err(db)?,
-        decided_ms: r.try_get("decided_ms").map_err(db)?,
-        used_ms: r.try_get("used_ms").map_err(db)?,
-        detail: serde_json::from_str(&doc).map_err(|e| corrupt("approval", e))?,
-    })
-}
 
 #[async_trait]
 impl DecisionStore for SqliteStore {
@@ -170,29 +131,11 @@ impl DecisionStore for SqliteStore {
     }
 
     async fn pins(&self) -> Result<Vec<PinRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, server, pinned_sha256, pinned_definition, pending_sha256, pending_definition, flags, \
-             updated_ms, updated_by FROM tool_pins ORDER BY name",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let flags: String = r.try_get("flags").map_err(db)?;
-                Ok(PinRecord {
-                    name: r.try_get("name").map_err(db)?,
-                    server: r.try_get("server").map_err(db)?,
-                    pinned_sha256: r.try_get("pinned_sha256").map_err(db)?,
-                    pinned_definition: r.try_get("pinned_definition").map_err(db)?,
-                    pending_sha256: r.try_get("pending_sha256").map_err(db)?,
-                    pending_definition: r.try_get("pending_definition").map_err(db)?,
-                    flags: serde_json::from_str(&flags).map_err(|e| corrupt("tool_pins.flags", e))?,
-                    updated_ms: r.try_get("updated_ms").map_err(db)?,
-                    updated_by: r.try_get("updated_by").map_err(db)?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(&format!("{} ORDER BY name", rows::PIN_COLUMNS))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::pin).collect()
     }
 
     async fn tool(&self, name: &str) -> Result<Option<ToolRecord>, StoreError> {
@@ -233,12 +176,7 @@ impl DecisionStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let mut event = event;
-        if let Ok(serde_json::Value::Object(mut detail)) = serde_json::from_str::<serde_json::Value>(&event.detail) {
-            detail.insert("version".into(), next.into());
-            event.detail = serde_json::Value::Object(detail).to_string();
-        }
-        append(&mut tx, &event).await?;
+        append(&mut tx, &rows::with_policy_version(event, next)).await?;
         tx.commit().await.map_err(db)?;
         Ok(next)
     }
@@ -250,16 +188,7 @@ impl DecisionStore for SqliteStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(db)?;
-        row.map(|r| {
-            Ok(PolicyVersion {
-                version: r.try_get("version").map_err(db)?,
-                sha256: r.try_get("sha256").map_err(db)?,
-                text: r.try_get("text").map_err(db)?,
-                created_ms: r.try_get("created_ms").map_err(db)?,
-                created_by: r.try_get("created_by").map_err(db)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(rows::policy_version).transpose()
     }
 
     async fn allow_counts(&self, after: i64) -> Result<Vec<(String, u64)>, StoreError> {
@@ -278,7 +207,7 @@ impl DecisionStore for SqliteStore {
     }
 
     async fn allowed_calls_of_chains_ending_after(&self, after: i64) -> Result<Vec<AllowedCall>, StoreError> {
-        let rows: Vec<(String, i64, Option<String>, Option<String>, Option<String>, String, i64)> = sqlx::query_as(
+        let rows: Vec<rows::AllowedRow> = sqlx::query_as(
             "SELECT e.chain_id, m.expires_at, e.agent_id, e.tool, e.resource, e.detail, e.at_ms \
              FROM mandates m JOIN events e ON e.chain_id = m.id \
              WHERE m.parent_id IS NULL AND m.expires_at > $1 AND e.kind = 'decision' AND e.decision = 'allow' \
@@ -288,22 +217,7 @@ impl DecisionStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(db)?;
-        rows.into_iter()
-            .map(|(chain_id, chain_expires_at, agent, tool, resource, detail, at_ms)| {
-                let detail: serde_json::Value =
-                    serde_json::from_str(&detail).map_err(|e| corrupt("a decision event's detail", e))?;
-                Ok(AllowedCall {
-                    chain_id,
-                    chain_expires_at,
-                    agent: agent.unwrap_or_default(),
-                    tool: tool.unwrap_or_default(),
-                    data_class: detail.get("data_class").and_then(|v| v.as_str()).map(str::to_owned),
-                    action: detail.get("action").and_then(|v| v.as_str()).map(str::to_owned),
-                    resource,
-                    at_ms,
-                })
-            })
-            .collect()
+        rows.into_iter().map(rows::allowed_call).collect()
     }
 
     async fn allow_counts_in_chain(&self, chain_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
@@ -354,19 +268,8 @@ impl DecisionStore for SqliteStore {
         .await
         .map_err(db)?;
         let pending = rows.iter().map(approval).collect::<Result<Vec<_>, _>>()?;
-        let held_for =
-            |d: &serde_json::Value| (d.get("reasons").cloned(), d.get("policies").cloned(), d.get("signals").cloned());
-        let same = pending.iter().find(|p| {
-            p.tool == a.tool
-                && p.resource == a.resource
-                && p.arguments_hash == a.arguments_hash
-                && held_for(&p.detail) == held_for(&a.detail)
-        });
-        if let Some(same) = same {
-            return Ok(OpenedApproval::Existing(same.id.clone()));
-        }
-        if pending.len() >= max_pending {
-            return Ok(OpenedApproval::Full(pending.len()));
+        if let Some(outcome) = rows::pending_outcome(&pending, a, max_pending) {
+            return Ok(outcome);
         }
         sqlx::query(
             "INSERT INTO approvals (id, mandate_id, chain_id, agent_id, tool, resource, arguments_hash, status, created_ms, expires_ms, doc) \

@@ -3,128 +3,59 @@
 
 pub(crate) mod group;
 
-use super::{corrupt, db, SqliteStore};
-use crate::ledger::{Ledger, LedgerQuery, Reach, VerifyOptions, VerifyReport};
+use super::{db, SqliteStore};
+use crate::ledger::{Ledger, LedgerPages, LedgerQuery, Reach, VerifyOptions, VerifyReport};
+use crate::rows::{self, chains_reached_sql, corrupt, push_filters, EVENT_COLUMNS};
 use crate::StoreError;
 use async_trait::async_trait;
-use mandate_core::event::{Event, NewEvent};
-use mandate_core::jwk::Ed25519PublicJwk;
-use mandate_core::ledger::{moved, written_at, Checkpoint, LedgerHead, Problem, ProblemKind, Trust, Verifier};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use mandate_core::event::Event;
+use mandate_core::ledger::{Checkpoint, LedgerHead};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use std::path::Path;
 
-const EVENT_COLUMNS: &str = "SELECT seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, \
-     decision, detail, prev_hash, hash FROM events";
-
-/// Events read per statement while walking the whole ledger.
-const PAGE: i64 = 4096;
-
-/// How far [`written_at`] searches for where a misplaced row was written.
-const MOVED_SEARCH: i64 = 5_000_000;
-
-fn event_from_row(r: &SqliteRow) -> Result<Event, StoreError> {
-    Ok(Event {
-        seq: r.try_get(0).map_err(db)?,
-        event: NewEvent {
-            at_ms: r.try_get(1).map_err(db)?,
-            kind: r.try_get(2).map_err(db)?,
-            actor: r.try_get(3).map_err(db)?,
-            agent: r.try_get(4).map_err(db)?,
-            chain_id: r.try_get(5).map_err(db)?,
-            mandate_id: r.try_get(6).map_err(db)?,
-            tool: r.try_get(7).map_err(db)?,
-            resource: r.try_get(8).map_err(db)?,
-            decision: r.try_get(9).map_err(db)?,
-            detail: r.try_get(10).map_err(db)?,
-        },
-        prev_hash: r.try_get(11).map_err(db)?,
-        hash: r.try_get(12).map_err(db)?,
-    })
+/// One read transaction of a SQLite ledger, paged for the shared walk.
+struct Pages<'c> {
+    conn: &'c mut SqliteConnection,
+    /// Whether the database has a checkpoints table (one written before it existed has none).
+    with_checkpoints: bool,
 }
 
-/// A stored checkpoint row, or why it is unusable.
-fn checkpoint_from_row(r: &SqliteRow) -> Result<Result<Checkpoint, String>, StoreError> {
-    let seq: i64 = r.try_get("seq").map_err(db)?;
-    let jwk_text: String = r.try_get("public_key_jwk").map_err(db)?;
-    let jwk = serde_json::from_str::<serde_json::Value>(&jwk_text)
-        .map_err(|e| e.to_string())
-        .and_then(|v| Ed25519PublicJwk::from_json(&v).map_err(|e| e.to_string()));
-    Ok(match jwk {
-        Ok(public_key_jwk) => Ok(Checkpoint {
-            seq,
-            hash: r.try_get("hash").map_err(db)?,
-            at_ms: r.try_get("at_ms").map_err(db)?,
-            kid: r.try_get("kid").map_err(db)?,
-            public_key_jwk,
-            signature: r.try_get("signature").map_err(db)?,
-        }),
-        Err(e) => Err(format!("the stored checkpoint of seq {seq} has an unusable public key: {e}")),
-    })
-}
+#[async_trait]
+impl LedgerPages for Pages<'_> {
+    async fn events_after(&mut self, after: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(&format!("{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2"))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::event).collect()
+    }
 
-fn push_filters(q: &mut QueryBuilder<'_, Sqlite>, f: &LedgerQuery) {
-    if let Some(agent) = &f.agent {
-        q.push(" AND agent_id = ").push_bind(agent.clone());
-    }
-    if let Some(human) = &f.human {
-        q.push(" AND (chain_id IN (SELECT chain_id FROM mandates WHERE root = ")
-            .push_bind(human.clone())
-            .push(") OR actor = ")
-            .push_bind(human.clone())
-            .push(" OR (kind IN ('human.created', 'human.deactivated') AND resource = ")
-            .push_bind(human.clone())
-            .push("))");
-    }
-    for (column, value) in [
-        ("chain_id", &f.chain),
-        ("mandate_id", &f.mandate),
-        ("tool", &f.tool),
-        ("decision", &f.decision),
-        ("kind", &f.kind),
-    ] {
-        if let Some(v) = value {
-            q.push(format_args!(" AND {column} = ")).push_bind(v.clone());
+    async fn checkpoints_between(
+        &mut self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, Result<Checkpoint, String>)>, StoreError> {
+        if !self.with_checkpoints {
+            return Ok(Vec::new());
         }
+        let found = sqlx::query("SELECT * FROM ledger_checkpoints WHERE seq > $1 AND seq <= $2 ORDER BY seq")
+            .bind(after)
+            .bind(upto)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db)?;
+        found
+            .iter()
+            .map(|row| Ok((sqlx::Row::try_get(row, "seq").map_err(db)?, rows::checkpoint(row)?)))
+            .collect()
     }
-    match &f.reach {
-        None => {}
-        Some(Reach::Agent(a)) => {
-            q.push(" AND (agent_id = ")
-                .push_bind(a.clone())
-                .push(" OR mandate_id IN (SELECT mandate_id FROM mandate_agents WHERE agent_id = ")
-                .push_bind(a.clone())
-                .push("))");
-        }
-        Some(Reach::Chain(c)) => {
-            q.push(" AND chain_id = ").push_bind(c.clone());
-        }
-        Some(Reach::Root(h)) => {
-            q.push(" AND chain_id IN (SELECT chain_id FROM mandates WHERE root = ").push_bind(h.clone()).push(")");
-        }
-    }
-    if let Some(t) = f.since_ms {
-        q.push(" AND at_ms >= ").push_bind(t);
-    }
-    if let Some(t) = f.until_ms {
-        q.push(" AND at_ms < ").push_bind(t);
-    }
-    if let Some(s) = f.after_seq {
-        q.push(" AND seq > ").push_bind(s);
-    }
-    if let Some(s) = f.before_seq {
-        q.push(" AND seq < ").push_bind(s);
-    }
-}
 
-async fn page(conn: &mut SqliteConnection, after: i64) -> Result<Vec<Event>, StoreError> {
-    let rows = sqlx::query(&format!("{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2"))
-        .bind(after)
-        .bind(PAGE)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-    rows.iter().map(event_from_row).collect()
+    async fn max_seq(&mut self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&mut *self.conn).await.map_err(db)
+    }
 }
 
 async fn has_checkpoints_table(conn: &mut SqliteConnection) -> Result<bool, StoreError> {
@@ -140,84 +71,14 @@ async fn has_checkpoints_table(conn: &mut SqliteConnection) -> Result<bool, Stor
 async fn verify_pool(pool: &SqlitePool, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
     let with_checkpoints = has_checkpoints_table(&mut tx).await?;
-    let mut v = Verifier::new();
-    for anchor in &options.anchors {
-        v.add_checkpoint(anchor);
-    }
-    let trust = match options.trust {
-        Trust::Keys(_) => "server_keys",
-        Trust::AnyKey => "any_key",
-    };
-    let report =
-        |(events, matched): (u64, u64), stored: u64, head: Option<LedgerHead>, problem: Option<Problem>| VerifyReport {
-            ok: problem.is_none(),
-            events,
-            checkpoints_matched: matched,
-            checkpoints_stored: stored,
-            head,
-            problem,
-            trust: trust.to_owned(),
-        };
-    let (mut after, mut loaded, mut stored) = (0i64, 0i64, 0u64);
-    loop {
-        let events = page(&mut tx, after).await?;
-        // Checkpoints are added before the events they cover; after the last page, every remaining
-        // one (a checkpoint beyond the end is a truncation).
-        let upto = events.last().map_or(i64::MAX, |e| e.seq);
-        if with_checkpoints && upto > loaded {
-            let rows = sqlx::query("SELECT * FROM ledger_checkpoints WHERE seq > $1 AND seq <= $2 ORDER BY seq")
-                .bind(loaded)
-                .bind(upto)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            for row in &rows {
-                stored += 1;
-                match checkpoint_from_row(row)? {
-                    Ok(c) => v.add_stored_checkpoint(&c, &options.trust),
-                    Err(why) => {
-                        let seq: i64 = row.try_get("seq").map_err(db)?;
-                        v.add_defect(seq, ProblemKind::CheckpointInvalid, why);
-                    }
-                }
-            }
-            loaded = upto;
-        }
-        let Some(last) = events.last().map(|e| e.seq) else { break };
-        for e in &events {
-            if let Err(mut problem) = v.push(e) {
-                if problem.kind == ProblemKind::EventEdited {
-                    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    if let Some(w) = written_at(e, 1..=max.min(MOVED_SEARCH)) {
-                        problem = moved(e.seq, w);
-                    }
-                }
-                return Ok(report((v.events(), v.anchors()), stored, None, Some(problem)));
-            }
-        }
-        after = last;
-    }
-    let counts = (v.events(), v.anchors());
-    Ok(match v.finish() {
-        Ok(head) => report(counts, stored, head, None),
-        Err(problem) => report(counts, stored, None, Some(problem)),
-    })
+    crate::ledger::walk(&mut Pages { conn: &mut tx, with_checkpoints }, options).await
 }
 
 /// Reads every event as verification does, without checking anything: the baseline that
 /// verification speed is measured against. Returns the number of events read.
 async fn scan_pool(pool: &SqlitePool) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
-    let (mut after, mut n) = (0i64, 0u64);
-    loop {
-        let events = page(&mut tx, after).await?;
-        let Some(last) = events.last().map(|e| e.seq) else { return Ok(n) };
-        n += u64::try_from(events.len()).unwrap_or(0);
-        after = last;
-    }
+    crate::ledger::scan(&mut Pages { conn: &mut tx, with_checkpoints: false }).await
 }
 
 /// Verifies the ledger in the SQLite file at `path`, opened read-only (the server may be stopped;
@@ -250,7 +111,7 @@ impl Ledger for SqliteStore {
         q.push(if f.newest { " ORDER BY seq DESC" } else { " ORDER BY seq" });
         q.push(" LIMIT ").push_bind(f.limit.clamp(1, 10_000));
         let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
-        let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut events = rows.iter().map(rows::event).collect::<Result<Vec<_>, _>>()?;
         if f.newest {
             events.reverse();
         }
@@ -294,7 +155,7 @@ impl Ledger for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(db)?;
-        rows.iter().map(|r| checkpoint_from_row(r)?.map_err(StoreError::Corrupt)).collect()
+        rows.iter().map(|r| rows::checkpoint(r)?.map_err(StoreError::Corrupt)).collect()
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
@@ -302,18 +163,12 @@ impl Ledger for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(db)?;
-        row.as_ref().map(|r| checkpoint_from_row(r)?.map_err(StoreError::Corrupt)).transpose()
+        row.as_ref().map(|r| rows::checkpoint(r)?.map_err(StoreError::Corrupt)).transpose()
     }
 
     async fn chains_reached(&self, reach: &Reach) -> Result<Vec<String>, StoreError> {
-        let (filter, value) = match reach {
-            Reach::Agent(a) => ("id IN (SELECT mandate_id FROM mandate_agents WHERE agent_id = $1)", a),
-            Reach::Chain(c) => ("chain_id = $1", c),
-            Reach::Root(h) => ("root = $1", h),
-        };
-        sqlx::query_scalar(&format!(
-            "SELECT chain_id FROM mandates WHERE {filter} GROUP BY chain_id ORDER BY MIN(issued_at), chain_id"
-        ))
+        let (sql, value) = chains_reached_sql(reach);
+        sqlx::query_scalar(&sql)
         .bind(value)
         .fetch_all(&self.reader)
         .await
