@@ -9,6 +9,7 @@
 pub mod decisions;
 pub mod ledger;
 mod rows;
+mod sql;
 mod sqlite;
 
 pub use decisions::{

@@ -2,11 +2,11 @@
 //! either database maps to the same record through the same code), and the SQL both accept.
 
 use crate::decisions::{ApprovalRecord, PinRecord, ToolRecord};
+use crate::ledger::{LedgerQuery, Reach};
 use crate::{Revocation, StoreError, StoredMandate};
 use mandate_core::event::{Event, NewEvent};
 use mandate_core::jwk::Ed25519PublicJwk;
 use mandate_core::ledger::Checkpoint;
-use crate::ledger::{LedgerQuery, Reach};
 use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Row, Type};
 
 /// A column type every backend decodes.
@@ -23,7 +23,8 @@ pub(crate) fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
 }
 
 /// The ledger's columns, in the order [`event`] reads them.
-pub(crate) const EVENT_COLUMNS: &str = "SELECT seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, \
+pub(crate) const EVENT_COLUMNS: &str =
+    "SELECT seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource, \
      decision, detail, prev_hash, hash FROM events";
 
 /// An event from a row of [`EVENT_COLUMNS`].
@@ -344,3 +345,7 @@ pub(crate) fn chains_reached_sql(reach: &Reach) -> (String, &str) {
     )
 }
 
+/// Unix milliseconds of a time.
+pub(crate) fn millis(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}

@@ -1,17 +1,17 @@
-//! [`Ledger`] over SQLite: queries by what events concern, verification in one read snapshot, the
+//! [`crate::Ledger`] over SQLite: queries by what events concern, verification in one read snapshot, the
 //! checkpoints table, and the group-committing writer behind `append_event` ([`group`]).
 
 pub(crate) mod group;
 
 use super::{db, SqliteStore};
-use crate::ledger::{Ledger, LedgerPages, LedgerQuery, Reach, VerifyOptions, VerifyReport};
-use crate::rows::{self, chains_reached_sql, corrupt, push_filters, EVENT_COLUMNS};
+use crate::ledger::{LedgerPages, VerifyOptions, VerifyReport};
+use crate::rows::{self, EVENT_COLUMNS};
 use crate::StoreError;
 use async_trait::async_trait;
 use mandate_core::event::Event;
-use mandate_core::ledger::{Checkpoint, LedgerHead};
+use mandate_core::ledger::Checkpoint;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 use std::path::Path;
 
 /// One read transaction of a SQLite ledger, paged for the shared walk.
@@ -47,10 +47,7 @@ impl LedgerPages for Pages<'_> {
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db)?;
-        found
-            .iter()
-            .map(|row| Ok((sqlx::Row::try_get(row, "seq").map_err(db)?, rows::checkpoint(row)?)))
-            .collect()
+        found.iter().map(|row| Ok((sqlx::Row::try_get(row, "seq").map_err(db)?, rows::checkpoint(row)?))).collect()
     }
 
     async fn max_seq(&mut self) -> Result<i64, StoreError> {
@@ -68,7 +65,7 @@ async fn has_checkpoints_table(conn: &mut SqliteConnection) -> Result<bool, Stor
 }
 
 /// Walks every event of the database behind `pool` in one read transaction.
-async fn verify_pool(pool: &SqlitePool, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
+pub(crate) async fn verify_pool(pool: &SqlitePool, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
     let with_checkpoints = has_checkpoints_table(&mut tx).await?;
     crate::ledger::walk(&mut Pages { conn: &mut tx, with_checkpoints }, options).await
@@ -99,80 +96,6 @@ impl SqliteStore {
     /// verification benchmark. Returns how many events were read.
     pub async fn scan_events(&self) -> Result<u64, StoreError> {
         scan_pool(&self.reader).await
-    }
-}
-
-#[async_trait]
-impl Ledger for SqliteStore {
-    async fn query_events(&self, f: &LedgerQuery) -> Result<Vec<Event>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(EVENT_COLUMNS);
-        q.push(" WHERE 1 = 1");
-        push_filters(&mut q, f);
-        q.push(if f.newest { " ORDER BY seq DESC" } else { " ORDER BY seq" });
-        q.push(" LIMIT ").push_bind(f.limit.clamp(1, 10_000));
-        let rows = q.build().fetch_all(&self.reader).await.map_err(db)?;
-        let mut events = rows.iter().map(rows::event).collect::<Result<Vec<_>, _>>()?;
-        if f.newest {
-            events.reverse();
-        }
-        Ok(events)
-    }
-
-    async fn head(&self) -> Result<Option<LedgerHead>, StoreError> {
-        let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?;
-        Ok(head.map(|(seq, hash)| LedgerHead { seq, hash }))
-    }
-
-    async fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
-        verify_pool(&self.reader, options).await
-    }
-
-    async fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
-        let jwk = serde_json::to_string(&c.public_key_jwk).map_err(|e| corrupt("checkpoint", e))?;
-        sqlx::query(
-            "INSERT INTO ledger_checkpoints (seq, hash, at_ms, kid, public_key_jwk, signature) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(c.seq)
-        .bind(&c.hash)
-        .bind(c.at_ms)
-        .bind(&c.kid)
-        .bind(jwk)
-        .bind(&c.signature)
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn checkpoints(&self, after_seq: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM ledger_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after_seq)
-            .bind(limit.clamp(1, 10_000))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
-        rows.iter().map(|r| rows::checkpoint(r)?.map_err(StoreError::Corrupt)).collect()
-    }
-
-    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let row = sqlx::query("SELECT * FROM ledger_checkpoints ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(|r| rows::checkpoint(r)?.map_err(StoreError::Corrupt)).transpose()
-    }
-
-    async fn chains_reached(&self, reach: &Reach) -> Result<Vec<String>, StoreError> {
-        let (sql, value) = chains_reached_sql(reach);
-        sqlx::query_scalar(&sql)
-        .bind(value)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)
     }
 }
 

@@ -2,9 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::{AgentChange, AgentFilter, CredentialOwner, EventFilter, MandateSelector, Revocation, Store};
 use mandate_core::agent::{apply_patch, register, AgentPatch, AgentSpec};
+use mandate_core::event::NewEvent;
 use mandate_core::event::{chain_hash, GENESIS_HASH};
+use mandate_core::human::Human;
 use mandate_core::human::HumanSpec;
+use mandate_core::id::AgentId;
 use mandate_core::id::Principal;
 use mandate_core::mandate::MandateRecord;
 use serde_json::json;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::*;
+use crate::ledger::{Ledger, LedgerQuery, Reach};
 use crate::{AgentChange, Store};
 use ed25519_dalek::SigningKey;
 use mandate_core::agent::{register, AgentSpec};
