@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod decisions;
+mod group;
 pub mod ledger;
 mod rows;
 mod sql;

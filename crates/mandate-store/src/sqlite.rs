@@ -24,7 +24,7 @@ pub struct SqliteStore {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
     /// Batches `append_event` into shared transactions (see [`ledger::group`]).
-    group: ledger::group::GroupCommit,
+    group: crate::group::GroupCommit,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
@@ -79,7 +79,7 @@ impl SqliteStore {
         MIGRATOR.run(&writer).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         let reader =
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
-        let group = ledger::group::GroupCommit::start(writer.clone(), group.max_batch);
+        let group = crate::group::GroupCommit::start::<ledger::group::SqliteBatches>(writer.clone(), group.max_batch);
         Ok(Self { writer, reader, group })
     }
 

@@ -237,7 +237,7 @@ async fn a_deferred_append_rides_with_the_next_batch_or_lands_alone_soon_and_sur
     let all_events = || EventFilter { limit: 100, ..EventFilter::default() };
     // Alone: durable within the deferral (no awaited append comes).
     store.append_event_deferred(event("tool.call_completed", "a")).await.unwrap();
-    tokio::time::sleep(super::ledger::group::DEFER * 5).await;
+    tokio::time::sleep(crate::group::DEFER * 5).await;
     let all = store.events(&all_events()).await.unwrap();
     assert_eq!(all.iter().map(|e| e.event.kind.as_str()).collect::<Vec<_>>(), ["tool.call_completed"]);
     // With an awaited append: the awaited one gets its own sequence number back, the deferred one
