@@ -27,6 +27,15 @@ step "MCP SDKs and reference servers for the gateway's interoperability tests (i
 # The official Python SDK (PyPI) and TypeScript SDK and server-everything (npm), pinned, under target/interop.
 ./scripts/interop-setup.sh
 
+step "PostgreSQL for mandate-store's tests (scripts/postgres.sh; Debian's postgresql, idempotent)"
+# A cluster of the suite's own (/tmp/mandate-pg, 127.0.0.1:55432), never the system one, stopped
+# when this script exits, however it exits. Each test creates a database of its own there;
+# MANDATE_REQUIRE_POSTGRES=1 makes a missing server a failure rather than a skipped test.
+trap './scripts/postgres.sh stop || true' EXIT
+./scripts/postgres.sh start
+MANDATE_TEST_POSTGRES_URL="$(./scripts/postgres.sh url)"
+export MANDATE_TEST_POSTGRES_URL MANDATE_REQUIRE_POSTGRES=1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

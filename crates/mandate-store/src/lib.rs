@@ -9,14 +9,19 @@
 pub mod decisions;
 mod group;
 pub mod ledger;
+mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+#[cfg(test)]
+mod suite;
+pub mod testing;
 
 pub use decisions::{
     AllowedCall, ApprovalRecord, DecisionStore, IntentRecord, OpenedApproval, PinRecord, PolicyVersion, ToolRecord,
 };
 pub use ledger::{GroupCommitOptions, Ledger, LedgerQuery, Reach, VerifyOptions, VerifyReport};
+pub use postgres::{PostgresOptions, PostgresStore, LEDGER_CHANNEL, LEDGER_LOCK};
 pub use sqlite::ledger::verify_file;
 pub use sqlite::{supported_schema_version, SqliteStore};
 

@@ -261,7 +261,7 @@ pub(crate) fn pending_outcome(
     if let Some(same) = same {
         return Some(crate::OpenedApproval::Existing(same.id.clone()));
     }
-    (pending.len() >= max_pending).then(|| crate::OpenedApproval::Full(pending.len()))
+    (pending.len() >= max_pending).then_some(crate::OpenedApproval::Full(pending.len()))
 }
 
 /// The `policy.updated` event with the version it records.

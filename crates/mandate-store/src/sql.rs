@@ -876,3 +876,63 @@ macro_rules! impl_sql_store {
 }
 
 pub(crate) use impl_sql_store;
+
+/// The ledger walk's pages ([`crate::ledger::LedgerPages`]) over a backend's connection type
+/// `$conn`, as `Pages`; `db` is the backend's error mapping, in scope where this is invoked.
+macro_rules! impl_ledger_pages {
+    ($conn:ty) => {
+        /// One read transaction of the ledger, paged for the shared walk.
+        pub(crate) struct Pages<'c> {
+            pub(crate) conn: &'c mut $conn,
+            /// Whether the database has a checkpoints table (one written before it existed has none).
+            pub(crate) with_checkpoints: bool,
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::ledger::LedgerPages for Pages<'_> {
+            async fn events_after(
+                &mut self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<mandate_core::event::Event>, $crate::StoreError> {
+                let rows =
+                    sqlx::query(&format!("{} WHERE seq > $1 ORDER BY seq LIMIT $2", $crate::rows::EVENT_COLUMNS))
+                        .bind(after)
+                        .bind(limit)
+                        .fetch_all(&mut *self.conn)
+                        .await
+                        .map_err(db)?;
+                rows.iter().map($crate::rows::event).collect()
+            }
+
+            async fn checkpoints_between(
+                &mut self,
+                after: i64,
+                upto: i64,
+            ) -> Result<Vec<(i64, Result<mandate_core::ledger::Checkpoint, String>)>, $crate::StoreError> {
+                if !self.with_checkpoints {
+                    return Ok(Vec::new());
+                }
+                let found = sqlx::query("SELECT * FROM ledger_checkpoints WHERE seq > $1 AND seq <= $2 ORDER BY seq")
+                    .bind(after)
+                    .bind(upto)
+                    .fetch_all(&mut *self.conn)
+                    .await
+                    .map_err(db)?;
+                found
+                    .iter()
+                    .map(|row| Ok((sqlx::Row::try_get(row, "seq").map_err(db)?, $crate::rows::checkpoint(row)?)))
+                    .collect()
+            }
+
+            async fn max_seq(&mut self) -> Result<i64, $crate::StoreError> {
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+                    .fetch_one(&mut *self.conn)
+                    .await
+                    .map_err(db)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_ledger_pages;

@@ -13,7 +13,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 use std::path::Path;
 
-mod decisions;
 pub(crate) mod ledger;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");

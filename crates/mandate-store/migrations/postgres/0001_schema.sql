@@ -174,3 +174,15 @@ CREATE TABLE drift_profiles (
     body        TEXT NOT NULL,
     updated_ms  BIGINT NOT NULL
 );
+
+-- Takes the ledger's advisory lock for the rest of the transaction, then reads the head of the
+-- chain: one round trip for what every append needs first. In a VOLATILE PL/pgSQL function each
+-- statement reads a snapshot of its own, so under READ COMMITTED the head is read after the lock is
+-- held and is the newest committed one. The lock key is "mandate" in ASCII.
+CREATE FUNCTION mandate_lock_ledger() RETURNS TABLE (head_seq BIGINT, head_hash TEXT)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(30787899219866725);
+    RETURN QUERY SELECT e.seq, e.hash FROM events e ORDER BY e.seq DESC LIMIT 1;
+END
+$$;

@@ -4,56 +4,13 @@
 pub(crate) mod group;
 
 use super::{db, SqliteStore};
-use crate::ledger::{LedgerPages, VerifyOptions, VerifyReport};
-use crate::rows::{self, EVENT_COLUMNS};
+use crate::ledger::{VerifyOptions, VerifyReport};
 use crate::StoreError;
-use async_trait::async_trait;
-use mandate_core::event::Event;
-use mandate_core::ledger::Checkpoint;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{SqliteConnection, SqlitePool};
 use std::path::Path;
 
-/// One read transaction of a SQLite ledger, paged for the shared walk.
-struct Pages<'c> {
-    conn: &'c mut SqliteConnection,
-    /// Whether the database has a checkpoints table (one written before it existed has none).
-    with_checkpoints: bool,
-}
-
-#[async_trait]
-impl LedgerPages for Pages<'_> {
-    async fn events_after(&mut self, after: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(&format!("{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2"))
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(db)?;
-        rows.iter().map(rows::event).collect()
-    }
-
-    async fn checkpoints_between(
-        &mut self,
-        after: i64,
-        upto: i64,
-    ) -> Result<Vec<(i64, Result<Checkpoint, String>)>, StoreError> {
-        if !self.with_checkpoints {
-            return Ok(Vec::new());
-        }
-        let found = sqlx::query("SELECT * FROM ledger_checkpoints WHERE seq > $1 AND seq <= $2 ORDER BY seq")
-            .bind(after)
-            .bind(upto)
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(db)?;
-        found.iter().map(|row| Ok((sqlx::Row::try_get(row, "seq").map_err(db)?, rows::checkpoint(row)?))).collect()
-    }
-
-    async fn max_seq(&mut self) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&mut *self.conn).await.map_err(db)
-    }
-}
+crate::sql::impl_ledger_pages!(SqliteConnection);
 
 async fn has_checkpoints_table(conn: &mut SqliteConnection) -> Result<bool, StoreError> {
     let found: Option<String> =

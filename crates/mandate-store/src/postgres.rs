@@ -1,0 +1,297 @@
+//! The shared backend: any number of Mandate nodes on one PostgreSQL database.
+//!
+//! Every transaction that appends to the ledger (a registration with its event, a batch of
+//! decisions) takes one transaction-scoped advisory lock, [`LEDGER_LOCK`], before anything else,
+//! and reads the head of the chain inside it: so however many nodes write, the ledger is one
+//! gapless hash-chained sequence, and the checks a transaction makes before it writes (an approval
+//! queue's length, the next policy version) cannot interleave with another node's. Taking the lock
+//! first, before any row lock, means two writers never wait on each other in opposite orders.
+//! Each such transaction ends with a `NOTIFY` on [`LEDGER_CHANNEL`], delivered at commit, which wakes
+//! the other nodes to read what changed.
+//!
+//! PostgreSQL's `COMMIT` returns once the commit record is flushed (`synchronous_commit = on`, the
+//! default), so an acknowledged write survives a crash of the node or of the database server.
+
+use crate::group::{Batches, GroupCommit, Head};
+use crate::StoreError;
+use async_trait::async_trait;
+use mandate_core::event::{NewEvent, GENESIS_HASH};
+use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The advisory lock every ledger append holds until its transaction ends ("mandate" in ASCII).
+pub const LEDGER_LOCK: i64 = 0x006d_616e_6461_7465;
+
+/// The channel each ledger-writing transaction notifies at commit.
+pub const LEDGER_CHANNEL: &str = "mandate_ledger";
+
+/// How a node connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Connections this node keeps at most.
+    pub max_connections: u32,
+    /// How long a statement waits for a connection before the store answers `Retryable`.
+    pub acquire_timeout: Duration,
+    /// Group commit.
+    pub group: crate::GroupCommitOptions,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            group: crate::GroupCommitOptions::default(),
+        }
+    }
+}
+
+/// A store in a PostgreSQL database, shared by every node that connects to it.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Batches `append_event` into shared transactions (see [`group`]).
+    pub(crate) group: GroupCommit,
+}
+
+/// SQLSTATE classes and codes after which the same operation may succeed: serialization failure,
+/// deadlock, lock not available, too many connections, the server shutting down or starting, and
+/// the connection lost.
+fn retryable_state(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "55P03" | "53300" | "57P01" | "57P02" | "57P03") || code.starts_with("08")
+}
+
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_owned()),
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| retryable_state(&c)) => {
+            StoreError::Retryable(d.message().to_owned())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Retryable(e.to_string())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+/// The URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "the database URL".to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`), refuses a
+    /// schema newer than this build, and applies pending migrations (under sqlx's migration lock,
+    /// so nodes starting together migrate once).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// [`PostgresStore::connect`] with the pool and group commit tuned.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("{} is not a PostgreSQL URL: {e}", redacted(url))))?
+            .application_name("mandate");
+        // No liveness round trip before each use: a connection the server closed fails its next
+        // statement with a retryable error, and the pool replaces it.
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_with(connect)
+            .await
+            .map_err(|e| match db(e) {
+                StoreError::Retryable(m) | StoreError::Database(m) => {
+                    StoreError::Database(format!("cannot connect to {}: {m}", redacted(url)))
+                }
+                other => other,
+            })?;
+        check_schema_version(&pool).await?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let group = GroupCommit::start::<PgBatches>(pool.clone(), options.group.max_batch);
+        Ok(Self { pool, group })
+    }
+
+    pub(crate) fn reads(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn writes(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction that may append: it holds [`LEDGER_LOCK`] from its first statement.
+    pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_ledger(&mut tx).await?;
+        Ok(tx)
+    }
+
+    /// Verifies the ledger inside one repeatable-read snapshot.
+    pub(crate) async fn verify_snapshot(
+        &self,
+        options: &crate::VerifyOptions,
+    ) -> Result<crate::VerifyReport, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.map_err(db)?;
+        crate::ledger::walk(&mut ledger::Pages { conn: &mut tx, with_checkpoints: true }, options).await
+    }
+
+    /// Reads every event without checking anything; the baseline of the verification benchmark.
+    pub async fn scan_events(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        crate::ledger::scan(&mut ledger::Pages { conn: &mut tx, with_checkpoints: false }).await
+    }
+
+    /// The pool, for the change feed and for tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Commits the queued appends, then closes the pool.
+    pub async fn close(&self) {
+        self.group.close().await;
+        self.pool.close().await;
+    }
+}
+
+/// Takes [`LEDGER_LOCK`] for the rest of the transaction and reads the head of the chain after it
+/// is held (the schema's `mandate_lock_ledger`, one round trip).
+async fn lock_ledger(conn: &mut PgConnection) -> Result<Head, StoreError> {
+    let head: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT head_seq, head_hash FROM mandate_lock_ledger()")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    Ok(match head {
+        Some((Some(seq), Some(hash))) => (seq, hash),
+        _ => (0, GENESIS_HASH.to_owned()),
+    })
+}
+
+async fn check_schema_version(pool: &PgPool) -> Result<(), StoreError> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await.map_err(db)?;
+    if !exists {
+        return Ok(());
+    }
+    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    let supported = supported_schema_version();
+    match found {
+        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
+        _ => Ok(()),
+    }
+}
+
+/// The newest PostgreSQL schema version this build knows.
+pub fn supported_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Rows per `INSERT` statement: 13 values a row stay far below PostgreSQL's 65,535 parameters.
+const MAX_ROWS: usize = 1024;
+
+/// Inserts `events` linked after `head` (read under [`LEDGER_LOCK`], which `conn`'s transaction
+/// holds), the last statement notifying [`LEDGER_CHANNEL`] with the new head's sequence number;
+/// returns the first one's sequence number and the new head.
+async fn insert_linked(conn: &mut PgConnection, head: Head, events: &[NewEvent]) -> Result<(i64, Head), StoreError> {
+    let (seq, prev) = head;
+    let rows = crate::group::chain(seq, prev, events);
+    let chunks = rows.chunks(MAX_ROWS).count();
+    for (i, chunk) in rows.chunks(MAX_ROWS).enumerate() {
+        let last = i + 1 == chunks;
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(if last { "WITH appended AS (" } else { "" });
+        crate::group::push_insert(&mut q, "INSERT", chunk);
+        if last {
+            // Delivered when the transaction commits, and only then.
+            q.push(" RETURNING seq) SELECT pg_notify('mandate_ledger', CAST(MAX(seq) AS TEXT)) FROM appended");
+        }
+        q.build().execute(&mut *conn).await.map_err(db)?;
+    }
+    let head = rows.last().map_or_else(|| (seq, String::new()), |r| (r.seq, r.hash.clone()));
+    Ok((seq + 1, head))
+}
+
+/// Appends `event` inside `tx`, a [`PostgresStore::write_tx`] transaction that also changes state:
+/// the head is read again (the lock is held, so it is the newest), since the same transaction may
+/// have appended before.
+pub(crate) async fn append(tx: &mut Transaction<'_, Postgres>, event: &NewEvent) -> Result<i64, StoreError> {
+    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+    let head = head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
+    let (seq, _) = insert_linked(tx, head, std::slice::from_ref(event)).await?;
+    Ok(seq)
+}
+
+/// One batch in one transaction under [`LEDGER_LOCK`]; returns the first sequence number and the
+/// new head.
+async fn commit_batch(conn: &mut PgConnection, events: &[NewEvent]) -> Result<(i64, Head), StoreError> {
+    sqlx::query("BEGIN").execute(&mut *conn).await.map_err(db)?;
+    let head = lock_ledger(conn).await?;
+    let linked = insert_linked(conn, head, events).await?;
+    sqlx::query("COMMIT").execute(&mut *conn).await.map_err(db)?;
+    Ok(linked)
+}
+
+/// PostgreSQL's batches: one transaction under [`LEDGER_LOCK`], the head read inside it (another
+/// node may have appended since this one last did, so a remembered head is never trusted).
+pub(crate) struct PgBatches;
+
+#[async_trait]
+impl Batches for PgBatches {
+    type Db = Postgres;
+
+    async fn commit(
+        conn: &mut PoolConnection<Postgres>,
+        head: &mut Option<Head>,
+        events: &[NewEvent],
+    ) -> Result<i64, StoreError> {
+        let result = commit_batch(conn, events).await;
+        match result {
+            Ok((first, last)) => {
+                *head = Some(last);
+                Ok(first)
+            }
+            Err(e) => {
+                // The transaction may still be open, or the connection gone: never reuse it.
+                let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+                conn.close_on_drop();
+                *head = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn db(e: sqlx::Error) -> StoreError {
+        db(e)
+    }
+}
+
+crate::sql::impl_sql_store!(PostgresStore, Postgres);
+
+pub(crate) mod ledger {
+    //! The ledger walk's pages over PostgreSQL.
+    use super::db;
+    use sqlx::PgConnection;
+
+    crate::sql::impl_ledger_pages!(PgConnection);
+}
