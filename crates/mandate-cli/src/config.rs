@@ -30,8 +30,11 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// Where the data lives.
     pub data_dir: Option<PathBuf>,
-    /// A PostgreSQL URL (not supported by this build yet).
+    /// A PostgreSQL URL; the same as `[store] database_url`.
     pub database_url: Option<String>,
+    /// Where the data is stored.
+    #[serde(default)]
+    pub store: StoreSection,
     /// `text` or `json`.
     pub log_format: Option<String>,
     /// HTTP server settings.
@@ -86,6 +89,17 @@ pub struct IntentCategoryEntry {
     /// The rest, as `PUT /v1/intents/{category}` takes it.
     #[serde(flatten)]
     pub spec: mandate_engine::behaviour::taxonomy::CategorySpec,
+}
+
+/// `[store]`: the database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// A PostgreSQL URL, `postgres://user:password@host:port/database` (`MANDATE_DATABASE_URL`):
+    /// any number of nodes share it. Absent: the embedded SQLite file in the data directory.
+    pub database_url: Option<String>,
+    /// The connections this node keeps to PostgreSQL at most (default 16).
+    pub max_connections: Option<u32>,
 }
 
 /// `[keys]`.
@@ -318,7 +332,8 @@ pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<
 }
 
 /// The sections of `mandate.toml` whose settings also read from `MANDATE_<SECTION>_<KEY>`.
-const ENV_SECTIONS: &[&str] = &["server", "review", "mandates", "ledger", "gateway", "oidc", "keys", "intents"];
+const ENV_SECTIONS: &[&str] =
+    &["server", "review", "mandates", "ledger", "gateway", "oidc", "keys", "intents", "store"];
 
 /// `MANDATE_*` variables that are not settings of a section: flags' own variables (read by the
 /// command line), the CLI's, and the log filter.
@@ -393,10 +408,22 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Merges defaults, file and overrides into the server's configuration and validates it, naming the
 /// setting at fault.
 pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, LogFormat)> {
-    if let Some(url) = o.database_url.or(file.database_url) {
-        if !url.trim().is_empty() {
-            bail!("database_url / MANDATE_DATABASE_URL: PostgreSQL is not supported by this build yet; unset it to use the embedded SQLite store in the data directory");
-        }
+    if file.database_url.is_some() && file.store.database_url.is_some() {
+        bail!("database_url and [store] database_url are the same setting; keep one");
+    }
+    let database_url = o
+        .database_url
+        .or(file.store.database_url.clone())
+        .or(file.database_url.clone())
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| resolve_database_url(&u))
+        .transpose()?;
+    if o.demo && database_url.is_some() {
+        bail!("--demo runs on the embedded SQLite store in the data directory; unset MANDATE_DATABASE_URL (or `[store] database_url`) to run it");
+    }
+    let database_max_connections = file.store.max_connections.unwrap_or(16);
+    if !(2..=1000).contains(&database_max_connections) {
+        bail!("store.max_connections: {database_max_connections} must be between 2 and 1000");
     }
     let listen_text = o.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     let listen: SocketAddr = listen_text
@@ -494,8 +521,27 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         ledger: resolve_ledger(&file.ledger)?,
         gateway,
         keys_dir: file.keys.dir.clone(),
+        database_url,
+        database_max_connections,
     };
     Ok((config, log_format))
+}
+
+/// Checks that `url` is a PostgreSQL URL, naming what is wrong without echoing a password.
+fn resolve_database_url(url: &str) -> anyhow::Result<String> {
+    let shown = mandate_store::redacted_database_url(url);
+    let parsed = url::Url::parse(url)
+        .map_err(|e| anyhow::anyhow!("database_url / MANDATE_DATABASE_URL: {shown} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        bail!(
+            "database_url / MANDATE_DATABASE_URL: `{}:` is not supported; use postgres://user:password@host:port/database, or unset it for the embedded SQLite store",
+            parsed.scheme()
+        );
+    }
+    if parsed.host_str().is_none_or(str::is_empty) && !parsed.query_pairs().any(|(k, _)| k == "host") {
+        bail!("database_url / MANDATE_DATABASE_URL: {shown} names no host");
+    }
+    Ok(url.to_owned())
 }
 
 fn resolve_ledger(section: &LedgerSection) -> anyhow::Result<LedgerSettings> {
@@ -867,10 +913,46 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_url_comes_from_the_environment_or_the_file_and_bad_ones_are_named_without_passwords() {
+        let file = |text: &str| parse_file(text, Path::new("m.toml")).unwrap();
+        let env = |url: &str| Overrides { database_url: Some(url.into()), ..Overrides::default() };
+        let (c, _) = resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.database_url, None, "SQLite in the data directory by default");
+        let (c, _) = resolve(
+            file("[store]\ndatabase_url = \"postgres://m@db:5432/m\"\nmax_connections = 40\n"),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((c.database_url.as_deref(), c.database_max_connections), (Some("postgres://m@db:5432/m"), 40));
+        let (c, _) = resolve(file("database_url = \"postgres://m@file/m\"\n"), env("postgresql://m@env/m")).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgresql://m@env/m"), "MANDATE_DATABASE_URL wins");
+        let (c, _) = resolve(FileConfig::default(), env("  ")).unwrap();
+        assert_eq!(c.database_url, None, "an empty variable is unset");
+        let refused = |f: FileConfig, o: Overrides| resolve(f, o).unwrap_err().to_string();
+        let e = refused(FileConfig::default(), env("mysql://root:hunter2@db/m"));
+        assert!(e.contains("`mysql:` is not supported") && !e.contains("hunter2"), "{e}");
+        let e = refused(FileConfig::default(), env("postgres:///m"));
+        assert!(e.contains("names no host"), "{e}");
+        let e = refused(FileConfig::default(), env("postgres://root:hunter2@/m"));
+        assert!(e.contains("is not a URL") && !e.contains("hunter2"), "{e}");
+        let e = refused(FileConfig::default(), env("not a url hunter2"));
+        assert!(e.contains("is not a URL") && !e.contains("hunter2"), "{e}");
+        let e = refused(
+            file("database_url = \"postgres://a/m\"\n[store]\ndatabase_url = \"postgres://b/m\"\n"),
+            Overrides::default(),
+        );
+        assert!(e.contains("the same setting"), "{e}");
+        let e = refused(FileConfig::default(), Overrides { demo: true, ..env("postgres://db/m") });
+        assert!(e.starts_with("--demo runs on the embedded SQLite store"), "{e}");
+        let e = refused(file("[store]\nmax_connections = 1\n"), Overrides::default());
+        assert_eq!(e, "store.max_connections: 1 must be between 2 and 1000");
+    }
+
+    #[test]
     fn bad_files_name_the_file_line_and_field() {
         assert_eq!(
             err("trust_domain = \"example.org\"\nlisen = \"x\"\n"),
-            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`, `ledger`, `keys`, `intents`"
+            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `store`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`, `ledger`, `keys`, `intents`"
         );
         let e = err("[review]\nstale_after_days = \"soon\"\n");
         assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");
@@ -1040,7 +1122,7 @@ risk = "read"
         check("trust_domain = \"Example\"", Overrides::default(), "trust_domain:");
         check("log_format = \"xml\"", Overrides::default(), "log_format:");
         check("[server]\nmax_body_bytes = 1", Overrides::default(), "server.max_body_bytes:");
-        check("", Overrides { database_url: Some("postgres://x".into()), ..Overrides::default() }, "database_url");
+        check("", Overrides { database_url: Some("sqlite://x".into()), ..Overrides::default() }, "database_url");
         check("", Overrides { admin_token: Some("short".into()), ..Overrides::default() }, "MANDATE_ADMIN_TOKEN");
         let dotted =
             Overrides { admin_token: Some("looks.like.a-jwt-0123456789abcdef".into()), ..Overrides::default() };

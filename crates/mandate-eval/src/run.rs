@@ -141,6 +141,8 @@ impl Org {
             intents: Vec::new(),
             gateway: Default::default(),
             keys_dir: None,
+            database_url: None,
+            database_max_connections: 16,
             ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,
         };
         let server = Server::start(config, clock.clone()).await.map_err(|e| anyhow!("starting the server: {e}"))?;

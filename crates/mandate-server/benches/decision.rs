@@ -128,6 +128,8 @@ fn fixture_in(base: &std::path::Path) -> Fixture {
         intents: Vec::new(),
         gateway: Default::default(),
         keys_dir: None,
+        database_url: None,
+        database_max_connections: 16,
         ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,
     };
     let (server, state, token) = runtime.block_on(async {

@@ -20,7 +20,7 @@ use axum::Router;
 use mandate_core::event::NewEvent;
 use mandate_engine::clock::Clock;
 use mandate_engine::Settings;
-use mandate_store::{hash_api_key, SqliteStore, Store, StoreError};
+use mandate_store::{hash_api_key, PostgresStore, SqliteStore, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -240,6 +240,27 @@ pub struct ServerConfig {
     /// Where the signing keys are (`[keys] dir`, `MANDATE_KEYS_DIR`; default
     /// `<data-dir>/signing-keys`): a directory every node of a fleet reads, read again every second.
     pub keys_dir: Option<PathBuf>,
+    /// The shared PostgreSQL database (`MANDATE_DATABASE_URL`, `[store] database_url`); `None`: the
+    /// embedded SQLite file in the data directory.
+    pub database_url: Option<String>,
+    /// The connections a node keeps to PostgreSQL at most (`[store] max_connections`).
+    pub database_max_connections: u32,
+}
+
+/// The store a node runs on.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Backend {
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -254,13 +275,16 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The database refused to open.
-    #[error("database `{path}`: {source}")]
+    #[error("database {at}: {source}")]
     Store {
-        /// The database file.
-        path: PathBuf,
+        /// The database: its file, or its URL without the password.
+        at: String,
         /// The failure.
         source: StoreError,
     },
+    /// `--demo` was asked for on PostgreSQL.
+    #[error("`--demo` runs on the embedded SQLite store in the data directory; unset MANDATE_DATABASE_URL (or `[store] database_url`) to run it")]
+    DemoOnPostgres,
     /// `--demo` was asked for over a database holding real data.
     #[error("`--demo` starts a fresh demo organisation and would replace `{0}`, which holds data that is not a demo's; pass another `--data-dir`")]
     NotADemoDatabase(PathBuf),
@@ -307,7 +331,7 @@ pub struct Bootstrap {
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: AppState,
-    store: SqliteStore,
+    store: Backend,
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
     /// What to show the operator.
@@ -331,12 +355,27 @@ impl Server {
         let dir = &config.data_dir;
         mandate_engine::keys::create_private_dir(dir)
             .map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
-        let db_path = database_path(dir);
-        if config.demo {
-            demo::reset(&db_path).await?;
-        }
-        let store =
-            SqliteStore::open(&db_path).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
+        let (store, at) = match &config.database_url {
+            None => {
+                let db_path = database_path(dir);
+                if config.demo {
+                    demo::reset(&db_path).await?;
+                }
+                let at = format!("`{}`", db_path.display());
+                let opened = SqliteStore::open(&db_path).await;
+                (opened.map(Backend::Sqlite), at)
+            }
+            Some(_) if config.demo => return Err(StartError::DemoOnPostgres),
+            Some(url) => {
+                let options = mandate_store::PostgresOptions {
+                    max_connections: config.database_max_connections,
+                    ..mandate_store::PostgresOptions::default()
+                };
+                let at = mandate_store::redacted_database_url(url);
+                (PostgresStore::connect_with(url, options).await.map(Backend::Postgres), at)
+            }
+        };
+        let store = store.map_err(|source| StartError::Store { at: at.clone(), source })?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
@@ -351,15 +390,18 @@ impl Server {
         let keys_dir = config.keys_dir.clone().unwrap_or_else(|| dir.join("signing-keys"));
         let keys = mandate_engine::keys::KeyRing::open(&keys_dir, settings.mandates.limits.max_ttl_secs, now)
             .map_err(|e| StartError::Keys(e.to_string()))?;
-        let state = AppState::new(Arc::new(store.clone()), clock, settings, Arc::new(keys));
+        let state = match &store {
+            Backend::Sqlite(s) => AppState::new(Arc::new(s.clone()), clock, settings, Arc::new(keys)),
+            Backend::Postgres(s) => AppState::new(Arc::new(s.clone()), clock, settings, Arc::new(keys)),
+        };
         let revoked =
-            store.revoked_unexpired(now).await.map_err(|source| StartError::Store { path: db_path.clone(), source })?;
+            state.store.revoked_unexpired(now).await.map_err(|source| StartError::Store { at: at.clone(), source })?;
         state.revocations.insert(revoked, now);
         state.engine.load_decision_state(&config.catalogue).await.map_err(StartError::Decisions)?;
         state.engine.load_intents(&config.intents).await.map_err(StartError::Decisions)?;
         let admin_token = bootstrap_admin(&state, config.admin_token.as_deref())
             .await
-            .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
+            .map_err(|source| StartError::Store { at: at.clone(), source })?;
         let demo = if config.demo { Some(demo::seed(&state, dir).await?) } else { None };
         // Mounted even with no server configured, so that `/mcp/{server}` answers as the gateway does.
         let gateway = Some(

@@ -73,7 +73,7 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 fn a_disk_that_fills_and_frees_fails_closed_then_recovers_by_itself() {
     let disk = SmallDisk::new(16);
     let clock = Arc::new(mandate_engine::clock::ManualClock::new(datetime!(2026-11-01 09:00 UTC)));
-    let server = TestServer::start(&disk.mount.join("data"), clock);
+    let server = TestServer::start_on_sqlite(&disk.mount.join("data"), clock);
     let alice = server.human("alice@example.org", json!({"groups": ["finance"]}));
     assert_eq!(server.admin().post("/v1/agents", &agent_spec("finance-close", ALICE, json!({}))).0, 201);
     let classified = server.admin().raw(

@@ -200,10 +200,20 @@ fn an_earlier_shipped_default_is_upgraded_and_an_own_set_that_no_longer_validate
     let store_policy = |text: &str| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let store = mandate_store::SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
             let event = mandate_core::event::NewEvent::new("policy.updated", "test", 1, &json!({}));
-            store.insert_policy_version(text, "test", "test", 1, event).await.unwrap();
-            store.close().await;
+            // On whichever backend the test servers run.
+            match mandate_test::database_url(dir.path()) {
+                Some(url) => {
+                    let store = mandate_store::PostgresStore::connect(&url).await.unwrap();
+                    store.insert_policy_version(text, "test", "test", 1, event).await.unwrap();
+                    store.close().await;
+                }
+                None => {
+                    let store = mandate_store::SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
+                    store.insert_policy_version(text, "test", "test", 1, event).await.unwrap();
+                    store.close().await;
+                }
+            }
         });
     };
     // A server that ran the November default, which compares `context.risk` with a string.

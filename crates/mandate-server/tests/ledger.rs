@@ -331,12 +331,21 @@ fn checkpoints_are_signed_by_the_server_and_taken_every_n_events() {
     assert_eq!(report["trust"], "server_keys");
 }
 
-/// Runs SQL against the server's database file from outside, as an attacker with the file would.
+/// Runs SQL against the server's database from outside, as an attacker with the file (or with
+/// access to the PostgreSQL database) would.
 fn tamper(org: &Org, sql: &[&str]) {
     let path = mandate_server::database_path(org.dir.path());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         use sqlx::Connection as _;
+        if let Some(url) = mandate_test::database_url(org.dir.path()) {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            for s in sql {
+                sqlx::query(s).execute(&mut c).await.unwrap();
+            }
+            c.close().await.unwrap();
+            return;
+        }
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
         for s in sql {
             sqlx::query(s).execute(&mut c).await.unwrap();

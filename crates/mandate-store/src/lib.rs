@@ -21,7 +21,7 @@ pub use decisions::{
     AllowedCall, ApprovalRecord, DecisionStore, IntentRecord, OpenedApproval, PinRecord, PolicyVersion, ToolRecord,
 };
 pub use ledger::{GroupCommitOptions, Ledger, LedgerQuery, Reach, VerifyOptions, VerifyReport};
-pub use postgres::{PostgresOptions, PostgresStore, LEDGER_CHANNEL, LEDGER_LOCK};
+pub use postgres::{redacted as redacted_database_url, PostgresOptions, PostgresStore, LEDGER_CHANNEL, LEDGER_LOCK};
 pub use sqlite::ledger::verify_file;
 pub use sqlite::{supported_schema_version, SqliteStore};
 

@@ -80,8 +80,8 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// The URL without its password, for messages.
-fn redacted(url: &str) -> String {
+/// The URL without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {

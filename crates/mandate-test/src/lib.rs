@@ -1,4 +1,5 @@
-//! Test helpers: a real server on `127.0.0.1:0` over a real SQLite file, with a clock the test
+//! Test helpers: a real server on `127.0.0.1:0` over a real SQLite file (or, with
+//! `MANDATE_TEST_BACKEND=postgres`, a real PostgreSQL database of its own), with a clock the test
 //! moves; a blocking HTTP client that returns status and JSON; deterministic agent keys.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -39,6 +40,8 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     data_dir: PathBuf,
     settings: Settings,
+    /// The PostgreSQL database it runs on, if not SQLite.
+    database: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -82,6 +85,35 @@ pub fn settings() -> Settings {
     }
 }
 
+/// The variable that puts test servers on PostgreSQL: `MANDATE_TEST_BACKEND=postgres` (with
+/// `MANDATE_TEST_POSTGRES_URL` naming the server; see `mandate_store::testing`).
+pub const BACKEND_VAR: &str = "MANDATE_TEST_BACKEND";
+
+/// Whether test servers run on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(BACKEND_VAR).is_ok_and(|v| v == "postgres")
+}
+
+/// The PostgreSQL database of the server whose data directory is `data_dir`, when test servers run
+/// on PostgreSQL: created on first use and named in a file in the directory, so that a server
+/// started again over the same directory finds the same database, as one over the same SQLite file
+/// would. Databases are removed with the test run's cluster.
+pub fn database_url(data_dir: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    std::fs::create_dir_all(data_dir).unwrap();
+    let marker = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let created = runtime.block_on(mandate_store::testing::PostgresDatabase::create()).unwrap();
+    let db = created.unwrap_or_else(|| panic!("{BACKEND_VAR}=postgres needs {}", mandate_store::testing::URL_VAR));
+    std::fs::write(&marker, &db.url).unwrap();
+    Some(db.url)
+}
+
 impl TestServer {
     /// Starts a server over the database in `data_dir` (created if needed) at the clock's time.
     pub fn start(data_dir: &Path, clock: Arc<ManualClock>) -> Self {
@@ -91,6 +123,16 @@ impl TestServer {
     /// [`TestServer::start`] with other settings, e.g. [`settings`] with an OIDC issuer
     /// ([`oidc::TestIssuer::config`]).
     pub fn start_with(data_dir: &Path, clock: Arc<ManualClock>, settings: Settings) -> Self {
+        Self::start_on(data_dir, clock, settings, database_url(data_dir))
+    }
+
+    /// [`TestServer::start`] on the embedded SQLite file whatever the test backend, for tests of
+    /// what only it does (the file system under it filling up, its file read offline).
+    pub fn start_on_sqlite(data_dir: &Path, clock: Arc<ManualClock>) -> Self {
+        Self::start_on(data_dir, clock, settings(), None)
+    }
+
+    fn start_on(data_dir: &Path, clock: Arc<ManualClock>, settings: Settings, database: Option<String>) -> Self {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.to_owned(),
@@ -103,6 +145,8 @@ impl TestServer {
             gateway: Default::default(),
             keys_dir: None,
             ledger: LEDGER,
+            database_url: database.clone(),
+            database_max_connections: 16,
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -126,6 +170,7 @@ impl TestServer {
             clock,
             data_dir: data_dir.to_owned(),
             settings,
+            database,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         }
@@ -149,7 +194,7 @@ impl TestServer {
     /// Stops this server and starts another over the same database, clock and settings.
     pub fn restart(mut self) -> Self {
         self.stop();
-        Self::start_with(&self.data_dir.clone(), self.clock.clone(), self.settings.clone())
+        Self::start_on(&self.data_dir.clone(), self.clock.clone(), self.settings.clone(), self.database.clone())
     }
 
     fn stop(&mut self) {
