@@ -21,7 +21,9 @@ pub use decisions::{
     AllowedCall, ApprovalRecord, DecisionStore, IntentRecord, OpenedApproval, PinRecord, PolicyVersion, ToolRecord,
 };
 pub use ledger::{GroupCommitOptions, Ledger, LedgerQuery, Reach, VerifyOptions, VerifyReport};
-pub use postgres::{redacted as redacted_database_url, PostgresOptions, PostgresStore, LEDGER_CHANNEL, LEDGER_LOCK};
+pub use postgres::{
+    redacted as redacted_database_url, verify_database, PostgresOptions, PostgresStore, LEDGER_CHANNEL, LEDGER_LOCK,
+};
 pub use sqlite::ledger::verify_file;
 pub use sqlite::{supported_schema_version, SqliteStore};
 
@@ -185,6 +187,29 @@ pub enum MandateSelector {
     Agent(AgentId),
 }
 
+/// What a node claims in a shared database before it allows a call: that the proof was never
+/// accepted before, and a call of every budget of the chain (see [`Store::claim`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Claim {
+    /// The proof's replay key (`dpop:<jkt>:<jti>`) and when it can no longer be presented (Unix
+    /// seconds).
+    pub replay: Option<(String, i64)>,
+    /// The mandates whose budgets the call spends: the chain, root first.
+    pub mandates: Vec<String>,
+}
+
+/// What a claim got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Everything claimed.
+    Granted,
+    /// Another node (or this one) already accepted the proof: nothing was claimed.
+    Replayed,
+    /// This mandate (the shallowest without room) has spent its budget: no call was counted, and the
+    /// proof stays used.
+    Exhausted(String),
+}
+
 /// The repository interface every backend implements.
 #[async_trait]
 pub trait Store: Ledger + Send + Sync + 'static {
@@ -245,6 +270,39 @@ pub trait Store: Ledger + Send + Sync + 'static {
     /// The ids and expiry times of revoked mandates that have not expired at `now` (to load the
     /// revocation cache).
     async fn revoked_unexpired(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Claims `claim` across every node sharing the database, in one statement. Where this process
+    /// is the only one using the store (SQLite), its own memory is exact and nothing is claimed
+    /// here: `Granted`.
+    async fn claim(&self, _claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        Ok(ClaimOutcome::Granted)
+    }
+
+    /// Gives back the budget of a granted claim whose allow could not be recorded (so it was never
+    /// allowed). The proof id stays used.
+    async fn release(&self, _claim: &Claim) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Forgets the proof ids that could no longer be presented at `now` (Unix seconds); returns how
+    /// many.
+    async fn prune_claims(&self, _now: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Waits until another writer may have appended to the ledger (PostgreSQL's `NOTIFY`) or
+    /// `within` has passed, whichever comes first; `true` when woken by a notification. Where this
+    /// process is the only writer, it just waits.
+    async fn changed(&self, within: std::time::Duration) -> bool {
+        tokio::time::sleep(within).await;
+        false
+    }
+
+    /// Whether another process may write this store (so that state must be read back from the
+    /// ledger, and claims made in the database).
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Whether the store can take an append now: a read works, the ledger writer runs, and its last
     /// batch committed (when it did not, a small write through the writer is tried, so that

@@ -56,6 +56,8 @@ impl Default for PostgresOptions {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The connection listening on [`LEDGER_CHANNEL`], once something waits for changes.
+    listener: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>>,
     /// Batches `append_event` into shared transactions (see [`group`]).
     pub(crate) group: GroupCommit,
 }
@@ -123,7 +125,7 @@ impl PostgresStore {
         check_schema_version(&pool).await?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         let group = GroupCommit::start::<PgBatches>(pool.clone(), options.group.max_batch);
-        Ok(Self { pool, group })
+        Ok(Self { pool, listener: Default::default(), group })
     }
 
     pub(crate) fn reads(&self) -> &PgPool {
@@ -171,6 +173,29 @@ impl PostgresStore {
 
 /// Takes [`LEDGER_LOCK`] for the rest of the transaction and reads the head of the chain after it
 /// is held (the schema's `mandate_lock_ledger`, one round trip).
+/// Verifies the ledger of the PostgreSQL database at `url` from outside any node: one connection,
+/// one read-only repeatable-read snapshot, nothing migrated or written.
+pub async fn verify_database(url: &str, options: &crate::VerifyOptions) -> Result<crate::VerifyReport, StoreError> {
+    use sqlx::Connection as _;
+    let connect = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Database(format!("{} is not a PostgreSQL URL: {e}", redacted(url))))?
+        .application_name("mandate-verify");
+    let mut conn = PgConnection::connect_with(&connect)
+        .await
+        .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redacted(url))))?;
+    let found: bool =
+        sqlx::query_scalar("SELECT to_regclass('events') IS NOT NULL").fetch_one(&mut conn).await.map_err(db)?;
+    if !found {
+        return Err(StoreError::Database(format!("no Mandate ledger in {}", redacted(url))));
+    }
+    let mut tx = conn.begin().await.map_err(db)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.map_err(db)?;
+    let report = crate::ledger::walk(&mut ledger::Pages { conn: &mut tx, with_checkpoints: true }, options).await;
+    drop(tx);
+    let _ = conn.close().await;
+    report
+}
+
 async fn lock_ledger(conn: &mut PgConnection) -> Result<Head, StoreError> {
     let head: Option<(Option<i64>, Option<String>)> =
         sqlx::query_as("SELECT head_seq, head_hash FROM mandate_lock_ledger()")
@@ -286,7 +311,87 @@ impl Batches for PgBatches {
     }
 }
 
-crate::sql::impl_sql_store!(PostgresStore, Postgres);
+crate::sql::impl_sql_store!(PostgresStore, Postgres, {
+    async fn claim(&self, claim: &crate::Claim) -> Result<crate::ClaimOutcome, StoreError> {
+        let (key, expires) = claim.replay.clone().unzip();
+        let outcome: String = sqlx::query_scalar("SELECT mandate_claim($1, $2, $3)")
+            .bind(key)
+            .bind(expires)
+            .bind(&claim.mandates)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        match outcome.as_str() {
+            "granted" => Ok(crate::ClaimOutcome::Granted),
+            "replayed" => Ok(crate::ClaimOutcome::Replayed),
+            other => match other.strip_prefix("exhausted:") {
+                Some(id) => Ok(crate::ClaimOutcome::Exhausted(id.to_owned())),
+                None => Err(StoreError::Corrupt(format!("mandate_claim answered `{other}`"))),
+            },
+        }
+    }
+
+    async fn release(&self, claim: &crate::Claim) -> Result<(), StoreError> {
+        sqlx::query("UPDATE mandates SET used_calls = used_calls - 1 WHERE id = ANY ($1) AND used_calls > 0")
+            .bind(&claim.mandates)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn prune_claims(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM proof_replays WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn changed(&self, within: std::time::Duration) -> bool {
+        self.wait_for_notification(within).await
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+});
+
+impl PostgresStore {
+    /// Waits for a notification on [`LEDGER_CHANNEL`] for at most `within`; `true` when one came.
+    /// The listening connection is opened on first use and again after it is lost; while it cannot
+    /// be had, this just waits (callers read the ledger after every wait anyway).
+    async fn wait_for_notification(&self, within: std::time::Duration) -> bool {
+        let mut slot = self.listener.lock().await;
+        if slot.is_none() {
+            match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(mut l) => match l.listen(LEDGER_CHANNEL).await {
+                    Ok(()) => *slot = Some(l),
+                    Err(e) => tracing::warn!(error = %e, "cannot listen for ledger changes; reading on a timer"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot listen for ledger changes; reading on a timer"),
+            }
+        }
+        let Some(listener) = slot.as_mut() else {
+            drop(slot);
+            tokio::time::sleep(within).await;
+            return false;
+        };
+        match tokio::time::timeout(within, listener.try_recv()).await {
+            Ok(Ok(Some(_))) => true,
+            // The connection was lost: notifications sent meanwhile are gone, so the caller's read
+            // after this wait is what catches up; the next wait listens again.
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the ledger listener failed; listening again");
+                *slot = None;
+                false
+            }
+            Err(_) => false,
+        }
+    }
+}
 
 pub(crate) mod ledger {
     //! The ledger walk's pages over PostgreSQL.

@@ -7,6 +7,7 @@
 /// - `db(sqlx::Error) -> StoreError`, its error mapping;
 /// - `append(&mut Transaction<$db>, &NewEvent) -> Result<i64, StoreError>`, appending an event
 ///   inside a transaction that also changes state;
+/// - optionally, in braces, more methods of [`crate::Store`] (those whose default does not fit);
 /// - on `$store`: `reads()` and `writes()` (its pools for reads and for writes that append
 ///   nothing), `write_tx()` (a transaction that may append), `verify_snapshot(&VerifyOptions)`,
 ///   and `group`, its group-committing ledger writer (`append`, `append_deferred`, `running`,
@@ -16,7 +17,7 @@
 /// does too; what cannot be the same (locking, the writer, verification's snapshot) is the
 /// backend's own.
 macro_rules! impl_sql_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty $(, { $($store_extra:tt)* })?) => {
         const _: () = {
             use $crate::decisions::{
                 AllowedCall, ApprovalRecord, DecisionStore, IntentRecord, OpenedApproval, PinRecord, PolicyVersion,
@@ -68,6 +69,8 @@ macro_rules! impl_sql_store {
 
         #[async_trait]
         impl Store for $store {
+            $($($store_extra)*)?
+
             async fn record_agent_change(&self, change: AgentChange<'_>) -> Result<i64, StoreError> {
                 let after = change.after;
                 let doc = serde_json::to_string(after).map_err(|e| corrupt("agent", e))?;

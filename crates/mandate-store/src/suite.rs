@@ -1074,6 +1074,77 @@ mod several_nodes {
         .await
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_raced_from_three_nodes_grant_exactly_the_budget_and_a_proof_once() {
+        use crate::{Claim, ClaimOutcome};
+        on_postgres(|db| async move {
+            let store = db.store();
+            for id in ["finance-close", "reconciler"] {
+                let a = agent(id);
+                let change =
+                    AgentChange { before: None, after: &a, action: "register", event: event("r", id), revoke: None };
+                store.record_agent_change(change).await.unwrap();
+            }
+            let alice = "user:alice@example.org";
+            let root = mandate("m1", "m1", &[], &["finance-close"], alice, 1000);
+            let mut child = mandate("m2", "m1", &["m1"], &["finance-close", "reconciler"], alice, 1000);
+            child.max_calls = 4;
+            store.insert_mandate(&root, "k", ev("mandate.granted")).await.unwrap();
+            store.insert_mandate(&child, "k", ev("mandate.delegated")).await.unwrap();
+            let nodes = [db.node().await, db.node().await, db.node().await];
+            // 30 calls down the chain from three nodes at once, each with a proof of its own.
+            let mut tasks = Vec::new();
+            for (n, node) in nodes.iter().enumerate() {
+                for i in 0..10 {
+                    let node = node.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let claim = Claim {
+                            replay: Some((format!("dpop:k:{n}-{i}"), 2_000)),
+                            mandates: vec!["m1".into(), "m2".into()],
+                        };
+                        node.claim(&claim).await.unwrap()
+                    }));
+                }
+            }
+            let mut outcomes = Vec::new();
+            for t in tasks {
+                outcomes.push(t.await.unwrap());
+            }
+            let granted = outcomes.iter().filter(|o| **o == ClaimOutcome::Granted).count();
+            assert_eq!(granted, 4, "the child's budget, exactly: {outcomes:?}");
+            assert!(outcomes.iter().all(|o| *o == ClaimOutcome::Granted || *o == ClaimOutcome::Exhausted("m2".into())));
+            let used = |id: &'static str| {
+                let store = store.clone();
+                async move { store.mandate(id).await.unwrap().unwrap().used_calls }
+            };
+            assert_eq!((used("m1").await, used("m2").await), (4, 4), "a refused claim counts nothing");
+            // The root's own calls take the rest of its budget, and no more.
+            let root_only = |key: &str| Claim { replay: Some((key.into(), 2_000)), mandates: vec!["m1".into()] };
+            for i in 0..6 {
+                assert_eq!(nodes[i % 3].claim(&root_only(&format!("r{i}"))).await.unwrap(), ClaimOutcome::Granted);
+            }
+            assert_eq!(nodes[0].claim(&root_only("r6")).await.unwrap(), ClaimOutcome::Exhausted("m1".into()));
+            // The same proof on another node: refused, whatever its budget.
+            assert_eq!(nodes[1].claim(&root_only("dpop:k:0-0")).await.unwrap(), ClaimOutcome::Replayed);
+            // An allow that could not be recorded gives its call back; its proof stays used.
+            nodes[2].release(&root_only("r5")).await.unwrap();
+            assert_eq!(used("m1").await, 9);
+            assert_eq!(nodes[0].claim(&root_only("r5")).await.unwrap(), ClaimOutcome::Replayed);
+            assert_eq!(nodes[0].claim(&root_only("r7")).await.unwrap(), ClaimOutcome::Granted);
+            // Proof ids are kept only while the proof could be presented.
+            assert_eq!(nodes[0].prune_claims(1_999).await.unwrap(), 0);
+            assert!(nodes[0].prune_claims(2_001).await.unwrap() >= 30);
+            // A claim on a mandate that does not exist is an error, never a grant.
+            let ghost = Claim { replay: None, mandates: vec!["ghost".into()] };
+            assert!(nodes[0].claim(&ghost).await.is_err());
+            for node in &nodes {
+                node.close().await;
+            }
+            db
+        })
+        .await
+    }
+
     #[test]
     fn the_ledger_lock_in_the_schema_is_the_one_documented() {
         let schema = include_str!("../migrations/postgres/0001_schema.sql");

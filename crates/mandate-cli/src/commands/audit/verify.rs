@@ -1,5 +1,6 @@
 //! `mandate audit verify`: through the server, against the database file with the server stopped
-//! (`--data-dir`), or against an export (`--file`); each also against checkpoints kept outside
+//! (`--data-dir`), against a shared PostgreSQL database directly (`--database-url`), or against an
+//! export (`--file`); each also against checkpoints kept outside
 //! (`--checkpoint`). A ledger that does not verify is an error naming the first bad sequence number.
 
 use crate::client::Client;
@@ -23,6 +24,15 @@ pub struct VerifyArgs {
     /// final answer); stored checkpoints must be signed by a key in `<DIR>/signing-keys`.
     #[arg(long, conflicts_with = "file")]
     data_dir: Option<PathBuf>,
+    /// Verify the ledger of this PostgreSQL database directly, read-only, in one consistent
+    /// snapshot (nodes may keep running); stored checkpoints must be signed by a key in
+    /// `--keys-dir`, or any valid signature is accepted without it.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["file", "data_dir"])]
+    database_url: Option<String>,
+    /// The signing keys' directory (`MANDATE_KEYS_DIR`) whose keys stored checkpoints must be
+    /// signed by, with `--database-url`.
+    #[arg(long, env = "MANDATE_KEYS_DIR", requires = "database_url")]
+    keys_dir: Option<PathBuf>,
     /// Verify a JSON Lines export (`mandate audit export`) of the whole ledger instead.
     #[arg(long)]
     file: Option<PathBuf>,
@@ -42,6 +52,15 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<()> {
     let anchors = a.checkpoint.iter().map(|p| read_checkpoint(p)).collect::<anyhow::Result<Vec<_>>>()?;
     let (report, source) = if let Some(dir) = &a.data_dir {
         (offline(dir, anchors)?, format!("database {}", mandate_server::database_path(dir).display()))
+    } else if let Some(url) = &a.database_url {
+        let trust = match &a.keys_dir {
+            Some(keys) => server_kids(keys)?.map_or(Trust::AnyKey, Trust::Keys),
+            None => Trust::AnyKey,
+        };
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
+        let report = runtime.block_on(mandate_store::verify_database(url, &VerifyOptions { trust, anchors }))?;
+        (report, format!("database {}", mandate_store::redacted_database_url(url)))
     } else if let Some(file) = &a.file {
         (export_file(file, &anchors)?, format!("export {}", file.display()))
     } else {
@@ -96,10 +115,10 @@ fn read_checkpoint(path: &Path) -> anyhow::Result<VerifiedCheckpoint> {
     checkpoint.verify().with_context(|| format!("checkpoint `{}`", path.display()))
 }
 
-/// The ids of the server's signing keys, current and retired, from the key files' public halves.
-fn server_kids(dir: &Path) -> anyhow::Result<Option<HashSet<String>>> {
-    let keys = dir.join("signing-keys");
-    let Ok(entries) = std::fs::read_dir(&keys) else { return Ok(None) };
+/// The ids of the server's signing keys, current and retired, from the public halves of the key
+/// files in `keys`.
+fn server_kids(keys: &Path) -> anyhow::Result<Option<HashSet<String>>> {
+    let Ok(entries) = std::fs::read_dir(keys) else { return Ok(None) };
     let mut kids = HashSet::new();
     for entry in entries {
         let path = entry?.path();
@@ -123,7 +142,7 @@ fn offline(dir: &Path, anchors: Vec<VerifiedCheckpoint>) -> anyhow::Result<Verif
     if !db.exists() {
         bail!("no Mandate database at `{}`", db.display());
     }
-    let trust = server_kids(dir)?.map_or(Trust::AnyKey, Trust::Keys);
+    let trust = server_kids(&dir.join("signing-keys"))?.map_or(Trust::AnyKey, Trust::Keys);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
     let report = runtime.block_on(mandate_store::verify_file(&db, &VerifyOptions { trust, anchors }));
     report.with_context(|| format!("reading `{}`", db.display()))

@@ -1,0 +1,45 @@
+-- What several nodes must agree on before one of them allows a call: the proof's id is used once,
+-- and every budget of the chain has room. A node claims both in one statement (`mandate_claim`)
+-- before it records an allow; a claim that loses is a deny on that node.
+
+-- Proof ids (`dpop:<jkt>:<jti>`) that some node accepted, until they could no longer be presented.
+CREATE TABLE proof_replays (
+    key        TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL          -- Unix seconds after which the proof is refused as too old
+);
+CREATE INDEX proof_replays_expiry ON proof_replays (expires_at);
+
+-- Claims a call: the proof id (when given) and one call of the budget of every mandate in
+-- `mandate_ids` (the chain, root first). Returns `granted`, `replayed`, or `exhausted:<mandate id>`
+-- (the shallowest mandate without room; nothing is counted then, but the proof id stays used).
+-- Rows are locked in id order, so concurrent claims on one chain never deadlock.
+CREATE FUNCTION mandate_claim(replay_key TEXT, replay_expires BIGINT, mandate_ids TEXT[]) RETURNS TEXT
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    wanted INT := COALESCE(cardinality(mandate_ids), 0);
+    counted INT;
+    full_id TEXT;
+BEGIN
+    IF replay_key IS NOT NULL THEN
+        INSERT INTO proof_replays (key, expires_at) VALUES (replay_key, replay_expires) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN 'replayed';
+        END IF;
+    END IF;
+    IF wanted = 0 THEN
+        RETURN 'granted';
+    END IF;
+    PERFORM 1 FROM mandates WHERE id = ANY (mandate_ids) ORDER BY id FOR UPDATE;
+    SELECT id INTO full_id FROM mandates
+        WHERE id = ANY (mandate_ids) AND used_calls >= max_calls ORDER BY depth LIMIT 1;
+    IF full_id IS NOT NULL THEN
+        RETURN 'exhausted:' || full_id;
+    END IF;
+    UPDATE mandates SET used_calls = used_calls + 1 WHERE id = ANY (mandate_ids);
+    GET DIAGNOSTICS counted = ROW_COUNT;
+    IF counted < wanted THEN
+        RAISE EXCEPTION 'mandate_claim: % of % mandates exist', counted, wanted;
+    END IF;
+    RETURN 'granted';
+END
+$$;
