@@ -100,6 +100,9 @@ pub struct StoreSection {
     pub database_url: Option<String>,
     /// The connections this node keeps to PostgreSQL at most (default 16).
     pub max_connections: Option<u32>,
+    /// How long this node may go without confirming it has every other node's changes before it
+    /// refuses to decide, in milliseconds (default 1000).
+    pub max_lag_ms: Option<u64>,
 }
 
 /// `[keys]`.
@@ -421,6 +424,10 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     if o.demo && database_url.is_some() {
         bail!("--demo runs on the embedded SQLite store in the data directory; unset MANDATE_DATABASE_URL (or `[store] database_url`) to run it");
     }
+    let max_lag_ms = file.store.max_lag_ms.unwrap_or(1000);
+    if !(250..=60_000).contains(&max_lag_ms) {
+        bail!("store.max_lag_ms: {max_lag_ms} must be between 250 and 60000");
+    }
     let database_max_connections = file.store.max_connections.unwrap_or(16);
     if !(2..=1000).contains(&database_max_connections) {
         bail!("store.max_connections: {database_max_connections} must be between 2 and 1000");
@@ -523,6 +530,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         keys_dir: file.keys.dir.clone(),
         database_url,
         database_max_connections,
+        database_max_lag: std::time::Duration::from_millis(max_lag_ms),
     };
     Ok((config, log_format))
 }

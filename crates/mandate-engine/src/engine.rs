@@ -158,8 +158,8 @@ impl TokenCache {
 /// Agents and humans as last written by this server, so that a decision does not read the registry
 /// from the database. Every registry write goes through `registry.rs`, which puts the new value here
 /// after the write commits; a reader that missed only fills an empty entry, so a read that raced a
-/// write can never put back the older value. Several nodes sharing one database (the PostgreSQL issue) will need to
-/// hear each other's writes before they may use this.
+/// write can never put back the older value. Where several nodes share one database, each applies
+/// the others' writes from the ledger ([`crate::feed`]).
 #[derive(Debug, Default)]
 pub struct RegistryCache {
     agents: RwLock<HashMap<mandate_core::id::AgentId, mandate_core::agent::Agent>>,
@@ -175,6 +175,16 @@ impl RegistryCache {
     /// The human as just written.
     pub fn put_human(&self, human: &mandate_core::human::Human) {
         self.humans.write().unwrap_or_else(|p| p.into_inner()).insert(human.id.clone(), Some(human.clone()));
+    }
+
+    /// Forgets an agent that is not in the store (any more).
+    pub fn forget_agent(&self, id: &mandate_core::id::AgentId) {
+        self.agents.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Forgets every human, to be read again (another node created or deactivated one).
+    pub fn forget_humans(&self) {
+        self.humans.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -286,6 +296,8 @@ pub struct Engine {
     pub pins: Arc<crate::pins::Pins>,
     /// Clients seen at the gateway without a valid mandate.
     pub discovery: Arc<crate::discovery::Discovery>,
+    /// Where this node is in the shared ledger (several nodes).
+    pub feed: Arc<crate::feed::Feed>,
 }
 
 impl Engine {
@@ -320,6 +332,7 @@ impl Engine {
             oidc,
             pins: Arc::default(),
             discovery: Arc::default(),
+            feed: Arc::default(),
         }
     }
 

@@ -129,20 +129,7 @@ impl Engine {
     /// Loads the taxonomy (stored changes, then `configured`, recorded when they change it) and the
     /// learned profiles, at start.
     pub async fn load_intents(&self, configured: &[(String, CategorySpec)]) -> Result<(), String> {
-        for stored in self.decisions.intents().await.map_err(|e| e.to_string())? {
-            match stored.body {
-                None => {
-                    self.behaviour.remove_category(&stored.name);
-                }
-                Some(body) => {
-                    let spec: CategorySpec = serde_json::from_str(&body)
-                        .map_err(|e| format!("stored intent category `{}` does not parse: {e}", stored.name))?;
-                    let c = Category::new(&stored.name, spec)
-                        .map_err(|e| format!("stored intent category `{}`: {}", stored.name, e.0))?;
-                    self.behaviour.put_category(c);
-                }
-            }
-        }
+        self.reload_taxonomy().await?;
         for (name, spec) in configured {
             self.put_intent("config", name, spec.clone()).await.map_err(|e| e.detail().to_owned())?;
         }
@@ -162,6 +149,27 @@ impl Engine {
             "intent taxonomy loaded"
         );
         self.behaviour.load_profiles(profiles);
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Applies the stored changes to the taxonomy (what another node, or this one, wrote).
+    pub async fn reload_taxonomy(&self) -> Result<(), String> {
+        for stored in self.decisions.intents().await.map_err(|e| e.to_string())? {
+            match stored.body {
+                None => {
+                    self.behaviour.remove_category(&stored.name);
+                }
+                Some(body) => {
+                    let spec: CategorySpec = serde_json::from_str(&body)
+                        .map_err(|e| format!("stored intent category `{}` does not parse: {e}", stored.name))?;
+                    let c = Category::new(&stored.name, spec)
+                        .map_err(|e| format!("stored intent category `{}`: {}", stored.name, e.0))?;
+                    self.behaviour.put_category(c);
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod expiry;
+pub mod feed;
 pub mod intents;
 pub mod keys;
 pub mod ledger;

@@ -45,6 +45,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     decision_latency: Histogram,
     drift_alerts: Family<DriftLabels, Counter>,
+    feed_applied: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -76,12 +77,23 @@ impl Metrics {
             "Drift alerts, by intent category and signal (once per chain and signal)",
             drift_alerts.clone(),
         );
-        Self { registry, requests, latency, events, decisions, decision_latency, drift_alerts }
+        let feed_applied = Counter::default();
+        registry.register(
+            "feed_events_applied",
+            "Ledger events read back from the shared database by this node's change feed (several nodes)",
+            feed_applied.clone(),
+        );
+        Self { registry, requests, latency, events, decisions, decision_latency, drift_alerts, feed_applied }
     }
 
     /// Counts an event recorded in the ledger.
     pub fn event(&self, kind: &str) {
         self.events.get_or_create(&EventLabels { kind: kind.to_owned() }).inc();
+    }
+
+    /// Counts events the change feed applied.
+    pub fn feed_applied(&self, n: usize) {
+        self.feed_applied.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Counts and times a decision.

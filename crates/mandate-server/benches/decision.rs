@@ -130,6 +130,7 @@ fn fixture_in(base: &std::path::Path) -> Fixture {
         keys_dir: None,
         database_url: None,
         database_max_connections: 16,
+        database_max_lag: std::time::Duration::from_secs(1),
         ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,
     };
     let (server, state, token) = runtime.block_on(async {

@@ -245,6 +245,9 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// The connections a node keeps to PostgreSQL at most (`[store] max_connections`).
     pub database_max_connections: u32,
+    /// How long a node on a shared database may go without confirming it has every other node's
+    /// changes before it refuses to decide (`[store] max_lag_ms`).
+    pub database_max_lag: std::time::Duration,
 }
 
 /// The store a node runs on.
@@ -394,6 +397,10 @@ impl Server {
             Backend::Sqlite(s) => AppState::new(Arc::new(s.clone()), clock, settings, Arc::new(keys)),
             Backend::Postgres(s) => AppState::new(Arc::new(s.clone()), clock, settings, Arc::new(keys)),
         };
+        // Where the ledger is shared, where it stands before this node loads its state: whatever
+        // another node commits while it loads is read again by the change feed, not missed.
+        let head = state.store.head().await.map_err(|source| StartError::Store { at: at.clone(), source })?;
+        state.engine.feed.start_at(head.map_or(0, |h| h.seq), config.database_max_lag);
         let revoked =
             state.store.revoked_unexpired(now).await.map_err(|source| StartError::Store { at: at.clone(), source })?;
         state.revocations.insert(revoked, now);
@@ -439,6 +446,7 @@ impl Server {
         let summaries = mandate_engine::refusals::spawn_summaries(self.state.engine.clone());
         let keys = mandate_engine::keys::spawn_reload(self.state.engine.keys.clone());
         let profiles = mandate_engine::intents::spawn_flush(self.state.engine.clone());
+        let feed = self.state.store.shared().then(|| mandate_engine::feed::spawn(self.state.engine.clone()));
         tracing::info!(addr = %self.addr, "listening");
         // The peer's address reaches handlers (`ConnectInfo`), for the limits per source.
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -454,6 +462,9 @@ impl Server {
         summaries.abort();
         keys.abort();
         profiles.abort();
+        if let Some(feed) = feed {
+            feed.abort();
+        }
         if let Err(e) = self.state.flush_drift_profiles().await {
             tracing::warn!(error = ?e, "the learned drift profiles could not be written");
         }

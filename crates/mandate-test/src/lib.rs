@@ -147,6 +147,7 @@ impl TestServer {
             ledger: LEDGER,
             database_url: database.clone(),
             database_max_connections: 16,
+            database_max_lag: std::time::Duration::from_secs(1),
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -252,6 +253,10 @@ impl Client {
     /// `POST` with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send("POST", path, Some(body))
+    }
+    /// `PUT` with a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send("PUT", path, Some(body))
     }
     /// `PATCH` with a JSON body.
     pub fn patch(&self, path: &str, body: &Value) -> (u16, Value) {

@@ -16,7 +16,7 @@ impl Engine {
         step: Step,
         source: Option<std::net::IpAddr>,
     ) -> Decision {
-        let verdict = match step {
+        let mut verdict = match step {
             Step::Allow => Verdict::Allow,
             Step::Deny => Verdict::Deny,
             Step::Hold => Verdict::ApprovalRequired,
@@ -81,6 +81,52 @@ impl Engine {
         event.tool = Some(call.tool.chars().take(200).collect());
         event.resource = call.resource.as_ref().map(|r| r.chars().take(1024).collect());
         event.decision = Some(verdict.as_str().to_owned());
+        // Where nodes share the database, an allow is first claimed there: the proof used once and
+        // a call of every budget of the chain, across all of them. A claim that loses is a deny.
+        let claim = if verdict == Verdict::Allow && self.store.shared() {
+            let claim = mandate_store::Claim {
+                replay: ctx
+                    .replay_key
+                    .clone()
+                    .map(|k| (k, self.now_secs() + i64::from(self.settings.mandates.replay_window_secs()))),
+                mandates: ctx.chain.iter().map(|m| m.id.clone()).collect(),
+            };
+            let refused = match self.store.claim(&claim).await {
+                Ok(mandate_store::ClaimOutcome::Granted) => None,
+                Ok(mandate_store::ClaimOutcome::Replayed) => {
+                    Some(("proof.replayed", "the proof was already used, on this node or another".to_owned()))
+                }
+                Ok(mandate_store::ClaimOutcome::Exhausted(id)) => {
+                    let max = ctx.chain.iter().find(|m| m.id == id).map_or(0, |m| m.max_calls);
+                    Some((
+                        "budget.exhausted",
+                        format!("mandate `{id}` has spent its {max} calls (counted across every node)"),
+                    ))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a call could not be claimed in the shared database; denying");
+                    Some((
+                        "internal.store_unavailable",
+                        "the call's budget and proof could not be claimed, so it is a deny".to_owned(),
+                    ))
+                }
+            };
+            match refused {
+                None => Some(claim),
+                Some((code, message)) => {
+                    self.budgets.refund(&ctx.chain.iter().collect::<Vec<&MandateRecord>>());
+                    ctx.reasons.retain(|r| r.code != "decision.allowed");
+                    let hop = ctx.record.as_ref().map(|r| r.depth);
+                    ctx.reason(code, message, hop);
+                    ctx.step("claim", "fail", || code);
+                    verdict = Verdict::Deny;
+                    event = denied(event, &ctx);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (verdict, ledger_seq) = match self.store.append_event(event).await {
             Ok(seq) => {
                 if let Some(r) = &record {
@@ -92,6 +138,11 @@ impl Engine {
                 // Not recorded means not allowed: give the budget back and deny.
                 if verdict == Verdict::Allow {
                     self.budgets.refund(&ctx.chain.iter().collect::<Vec<&MandateRecord>>());
+                    if let Some(claim) = &claim {
+                        if let Err(e) = self.store.release(claim).await {
+                            tracing::warn!(error = %e, "the claimed call could not be given back; its budget stays spent");
+                        }
+                    }
                 }
                 tracing::error!(error = %e, "a decision could not be recorded; denying");
                 ctx.reasons.retain(|r| r.code != "decision.allowed");
@@ -163,4 +214,14 @@ impl Engine {
         }
         tracing::warn!(chain_id = %record.chain_id, category = %ctx.risk.category, score = ctx.risk.score, signals = ?fresh, "drift alert");
     }
+}
+
+/// `event`, an allow whose claim lost, as the deny it became: its reasons are the context's now.
+fn denied(mut event: NewEvent, ctx: &Ctx) -> NewEvent {
+    if let Ok(serde_json::Value::Object(mut detail)) = serde_json::from_str::<serde_json::Value>(&event.detail) {
+        detail.insert("reasons".into(), serde_json::json!(ctx.reasons));
+        event.detail = serde_json::Value::Object(detail).to_string();
+    }
+    event.decision = Some(Verdict::Deny.as_str().to_owned());
+    event
 }

@@ -70,6 +70,9 @@ impl Engine {
     }
 
     async fn try_grant(&self, caller: &Caller, request: &GrantRequest) -> Result<Granted, Error> {
+        // Not on state that may be behind another node's suspension or revocation.
+        self.current()
+            .map_err(|b| Error::new(crate::error::ErrorKind::Unavailable, "server.node_behind", b.message))?;
         let Caller::Human(human) = caller else {
             return Err(grant_problem(
                 "grant.not_a_human",

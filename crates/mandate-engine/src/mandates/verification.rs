@@ -58,7 +58,7 @@ impl Refusal {
 
     /// Whether the refusal is the engine's fault rather than the presenter's.
     pub fn is_internal(&self) -> bool {
-        self.reasons.iter().any(|r| r.code == crate::error::INTERNAL_CODE)
+        self.reasons.iter().any(|r| r.code == crate::error::INTERNAL_CODE || r.code == "internal.node_behind")
     }
 }
 
@@ -76,6 +76,10 @@ impl Engine {
     /// Verifies a presented mandate and its proof, bound to `presented.binding`, and records the
     /// proof's `jti` as used. See the module documentation for the steps.
     pub async fn verify_presented(&self, presented: &Presented<'_>) -> Result<VerifiedPresentation, Refusal> {
+        // A node that may have missed a revocation made elsewhere honours no presentation.
+        if let Err(behind) = self.current() {
+            return Err(Refusal::new("feed", "internal.node_behind", behind.message, None, None));
+        }
         let now = self.now_secs();
         let m = &self.settings.mandates;
 

@@ -23,13 +23,22 @@ pub async fn healthz() -> axum::Json<Health> {
 
 /// Readiness: `200` only while the store answers and the ledger writer can take an append, so that a
 /// load balancer sends no agent to a node whose every decision would be denied for want of a ledger.
-/// `503` with `server.not_ready` otherwise. Unlike `/healthz` (liveness: the process answers), a
+/// `503` with `server.not_ready` otherwise, and `server.node_behind` when the node shares a database
+/// and cannot confirm it has every change the other nodes made (see the engine's `feed`). Unlike `/healthz` (liveness: the process answers), a
 /// node that is not ready should not be restarted for it: it recovers by itself when the fault clears.
 #[utoipa::path(get, path = "/readyz", tag = "system",
     responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
 pub async fn readyz(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
 ) -> Result<axum::Json<Health>, crate::error::ApiError> {
+    if let Err(behind) = state.engine.current() {
+        tracing::warn!(reason = %behind.message, "not ready");
+        return Err(crate::error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "server.node_behind",
+            behind.message,
+        ));
+    }
     match state.store.ready().await {
         Ok(()) => Ok(axum::Json(Health { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() })),
         Err(e) => {
