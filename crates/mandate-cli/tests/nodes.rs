@@ -262,3 +262,60 @@ fn three_nodes_on_one_database_answer_alike() {
         );
     }
 }
+
+#[test]
+fn a_node_that_cannot_reach_the_database_stops_allowing_and_says_so_then_recovers() {
+    let Some(fleet) = Fleet::start(1) else { return };
+    let (token, _) = fleet.grant(0, 1000);
+    assert_eq!(call(fleet.url(0), &token, "erp://ledger/2026-10/ap", None)["decision"], "allow");
+    let ready = || Client::new(fleet.url(0), None).get("/readyz");
+    assert_eq!(ready().0, 200);
+    // The database refuses this node's connections (a partition, a failover in progress).
+    let url = fleet.db.as_ref().unwrap().url.clone();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let admin_url = std::env::var(mandate_store::testing::URL_VAR).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let set_connections = |allow: bool| {
+        runtime.block_on(async {
+            let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")).execute(&pool).await.unwrap();
+            if !allow {
+                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                    .bind(&name)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        })
+    };
+    set_connections(false);
+    let cut = Instant::now();
+    // Within its bound (1 s) and a poll, the node refuses, with the reason, and is not ready.
+    let refused = loop {
+        let d = call(fleet.url(0), &token, "erp://ledger/2026-10/ap", None);
+        if d["decision"] == "deny" && code(&d) == "internal.node_behind" {
+            break d;
+        }
+        assert!(cut.elapsed() < Duration::from_secs(5), "still deciding after {:?}: {d}", cut.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused["reasons"][0]["message"].as_str().unwrap().contains("bound"), "{refused}");
+    let (status, problem) = ready();
+    assert_eq!((status, problem["code"].as_str()), (503, Some("server.node_behind")), "{problem}");
+    // A human cannot be granted a mandate on stale state either.
+    let body = json!({"agent": "finance-close", "purpose": "p", "category": "finance.close",
+        "authorization_details": [{"type": "mcp_tool", "tools": ["erp/read_ledger"], "data_classes": ["financial"], "actions": ["read"]}]});
+    let (status, _) = Client::new(fleet.url(0), Some(&fleet.alice_key)).post("/v1/mandates", &body);
+    assert!(status == 503, "{status}");
+    // Back: the node catches up by itself.
+    set_connections(true);
+    let back = Instant::now();
+    loop {
+        if ready().0 == 200 && call(fleet.url(0), &token, "erp://ledger/2026-10/ap", None)["decision"] == "allow" {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(15), "the node did not recover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

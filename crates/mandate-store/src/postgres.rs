@@ -63,10 +63,12 @@ pub struct PostgresStore {
 }
 
 /// SQLSTATE classes and codes after which the same operation may succeed: serialization failure,
-/// deadlock, lock not available, too many connections, the server shutting down or starting, and
-/// the connection lost.
+/// deadlock, lock not available, too many connections, the server shutting down or starting, the
+/// connection lost, and a database not accepting connections for now (`55000`, as while an
+/// operator holds it closed).
 fn retryable_state(code: &str) -> bool {
-    matches!(code, "40001" | "40P01" | "55P03" | "53300" | "57P01" | "57P02" | "57P03") || code.starts_with("08")
+    matches!(code, "40001" | "40P01" | "55P03" | "55000" | "53300" | "57P01" | "57P02" | "57P03")
+        || code.starts_with("08")
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
