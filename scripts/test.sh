@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command: installs what the tests need (idempotently), then runs the format
 # check, clippy with -D warnings, the whole test suite (the disk-full test mounts a small tmpfs, so
-# it runs as root, as CI does), every fuzz target briefly, and schemathesis over the OpenAPI
-# document. `.ci/run` calls exactly this. About 15 minutes on two cores from a cold cache, most of it
+# it runs as root, as CI does) with the store suite on SQLite and on a PostgreSQL server of its own,
+# the server's integration suite once more on PostgreSQL, every fuzz target briefly, and
+# schemathesis over the OpenAPI document. `.ci/run` calls exactly this. About 15 minutes on two cores from a cold cache, most of it
 # building (see BENCHMARKS.md, "Test suite").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +28,11 @@ step "MCP SDKs and reference servers for the gateway's interoperability tests (i
 # The official Python SDK (PyPI) and TypeScript SDK and server-everything (npm), pinned, under target/interop.
 ./scripts/interop-setup.sh
 
-step "PostgreSQL for mandate-store's tests (scripts/postgres.sh; Debian's postgresql, idempotent)"
-# A cluster of the suite's own (/tmp/mandate-pg, 127.0.0.1:55432), never the system one, stopped
-# when this script exits, however it exits. Each test creates a database of its own there;
+step "PostgreSQL for the tests (scripts/postgres.sh; Debian's postgresql, idempotent)"
+# A cluster of the suite's own (/tmp/mandate-pg, 127.0.0.1:55432), never the system one, removed
+# when this script exits, however it exits (with every database the tests created in it). Each test creates a database of its own there;
 # MANDATE_REQUIRE_POSTGRES=1 makes a missing server a failure rather than a skipped test.
-trap './scripts/postgres.sh stop || true' EXIT
+trap './scripts/postgres.sh destroy || true' EXIT
 ./scripts/postgres.sh start
 MANDATE_TEST_POSTGRES_URL="$(./scripts/postgres.sh url)"
 export MANDATE_TEST_POSTGRES_URL MANDATE_REQUIRE_POSTGRES=1
@@ -45,6 +46,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 mkdir -p target
 cargo test --workspace --locked 2>&1 | tee target/test-output.log
+
+step "the server's integration suite on PostgreSQL (each test server on a database of its own)"
+MANDATE_TEST_BACKEND=postgres cargo test -p mandate-server --locked --tests 2>&1 | tee -a target/test-output.log
 
 step "fuzz targets, briefly (scripts/fuzz.sh; cargo-fuzz from crates.io)"
 ./scripts/fuzz.sh "${FUZZ_SECONDS:-10}"

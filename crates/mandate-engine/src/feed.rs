@@ -150,7 +150,11 @@ impl Engine {
                 self.load_policies().await.map_err(mandate_store::StoreError::Database)?;
             }
             "tool.classified" => self.catalogue.load(self.decisions.tools().await?),
-            k if k.starts_with("tool.definition_") => self.pins.load(self.decisions.pins().await?),
+            "tool.definition_pinned"
+            | "tool.definition_changed"
+            | "tool.definition_approved"
+            | "tool.definition_moved"
+            | "tool.definition_flagged" => self.pins.load(self.decisions.pins().await?),
             "intent.updated" | "intent.removed" => {
                 self.reload_taxonomy().await.map_err(mandate_store::StoreError::Corrupt)?;
             }
