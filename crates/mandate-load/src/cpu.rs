@@ -11,6 +11,46 @@ pub struct CpuSample {
     machine_busy: Option<u64>,
 }
 
+/// Cumulative CPU ticks of several server processes, one by one, and of the database server's.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSample {
+    nodes: Vec<Option<u64>>,
+    database: u64,
+}
+
+/// `utime + stime` of every process named `postgres` (the database server and its backends).
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .filter_map(|pid| process_ticks(&pid))
+        .sum()
+}
+
+impl NodeSample {
+    /// Now, for `pids`.
+    pub fn take(pids: &[u32]) -> Self {
+        Self { nodes: pids.iter().map(|p| process_ticks(&p.to_string())).collect(), database: postgres_ticks() }
+    }
+
+    /// Cores each node and the database used between two samples `window` apart.
+    pub fn cores(before: &Self, after: &Self, window: Duration) -> (Vec<f64>, f64) {
+        let per = ticks_per_sec() * window.as_secs_f64();
+        let nodes = before
+            .nodes
+            .iter()
+            .zip(&after.nodes)
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => b.saturating_sub(*a) as f64 / per,
+                _ => f64::NAN,
+            })
+            .collect();
+        (nodes, after.database.saturating_sub(before.database) as f64 / per)
+    }
+}
+
 /// `utime + stime` of a process, in clock ticks (`/proc/<pid>/stat`, fields 14 and 15).
 fn process_ticks(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -47,11 +87,17 @@ fn ticks_per_sec() -> f64 {
 impl CpuSample {
     /// Now, for the server process `server_pid` (if it is known and local).
     pub fn take(server_pid: Option<u32>) -> Self {
-        Self {
-            server: server_pid.and_then(|p| process_ticks(&p.to_string())),
-            this: process_ticks("self"),
-            machine_busy: machine_busy_ticks(),
-        }
+        Self::take_all(server_pid.as_slice())
+    }
+
+    /// Now, for the server processes `pids` together.
+    pub fn take_all(pids: &[u32]) -> Self {
+        let server = if pids.is_empty() {
+            None
+        } else {
+            pids.iter().map(|p| process_ticks(&p.to_string())).sum::<Option<u64>>()
+        };
+        Self { server, this: process_ticks("self"), machine_busy: machine_busy_ticks() }
     }
 
     /// Cores used between two samples `window` apart: (server, this process, everything else).
@@ -71,11 +117,11 @@ impl CpuSample {
     }
 }
 
-/// Cores used by processes other than this one and `server_pid`, over `over`.
-pub fn others_busy(server_pid: Option<u32>, over: Duration) -> f64 {
-    let before = CpuSample::take(server_pid);
+/// Cores used by processes other than this one and `pids`, over `over`.
+pub fn others_busy(pids: &[u32], over: Duration) -> f64 {
+    let before = CpuSample::take_all(pids);
     let started = std::time::Instant::now();
     std::thread::sleep(over);
-    let after = CpuSample::take(server_pid);
+    let after = CpuSample::take_all(pids);
     CpuSample::cores(&before, &after, started.elapsed()).2
 }

@@ -430,7 +430,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             "[[gateway.servers]]\nname = \"fast\"\nurl = \"{}\"\n[gateway.servers.tools.echo]\ndata_class = \"internal\"\nrisk = \"read\"\n",
             args.upstream
         );
-        let options = crate::server::SpawnOptions { binary: &args.server, data_parent: &args.data_parent, log_filter: "warn", config_extra: &config };
+        let options = crate::server::SpawnOptions { binary: &args.server, data_parent: &args.data_parent, log_filter: "warn", config_extra: &config, env: &[], issuer: None, admin_token: None };
         let spawned = crate::server::Spawned::start(&options)?;
         let target = Target::parse(&spawned.url)?;
         crate::server::wait_healthy(&target, Duration::from_secs(30)).await?;

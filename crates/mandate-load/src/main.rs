@@ -87,6 +87,13 @@ struct Args {
     /// Write the results as JSON to this file too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Start this many nodes of `--server` on the PostgreSQL database `--database-url`, sharing
+    /// their signing keys and issuer; clients are spread over them in turn.
+    #[arg(long, default_value_t = 1, requires = "server")]
+    nodes: usize,
+    /// Put the started node(s) on this PostgreSQL database (it should be empty: a fresh one per run).
+    #[arg(long, requires = "server")]
+    database_url: Option<String>,
 }
 
 /// Limits that keep a run bounded whatever the flags say.
@@ -103,16 +110,16 @@ const MAX_QUIET_WAIT: u64 = 600;
 /// the least disturbed run).
 fn run_clean(
     args: &Args,
-    target: &Target,
+    targets: &[Target],
     org: &server::Org,
     plan: &LevelPlan,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
     repeat: u32,
 ) -> anyhow::Result<LevelResult> {
     let mut best: Option<LevelResult> = None;
     let mut attempts = 0;
     for attempt in 0..=args.retries.min(MAX_RETRIES) {
-        wait_quiet(server_pid, args.quiet_wait.min(MAX_QUIET_WAIT), args.disturbed);
+        wait_quiet(server_pids, args.quiet_wait.min(MAX_QUIET_WAIT), args.disturbed);
         eprintln!(
             "level: {} client(s), run {}, signing {} proofs, then {} s + {} s{}",
             plan.clients,
@@ -122,7 +129,7 @@ fn run_clean(
             args.duration,
             if attempt > 0 { format!(" (attempt {})", attempt + 1) } else { String::new() }
         );
-        let r = run::run_level(target, org, plan, server_pid)
+        let r = run::run_level(targets, org, plan, server_pids)
             .with_context(|| format!("level of {} clients", plan.clients))?;
         eprintln!("  {}", summary(&r));
         attempts += 1;
@@ -152,13 +159,13 @@ fn median_run(mut runs: Vec<LevelResult>) -> LevelResult {
 }
 
 /// Waits until other processes use at most `threshold` cores, for at most `max_secs`.
-fn wait_quiet(server_pid: Option<u32>, max_secs: u64, threshold: f64) {
+fn wait_quiet(server_pids: &[u32], max_secs: u64, threshold: f64) {
     if max_secs == 0 {
         return;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(max_secs);
     loop {
-        let busy = cpu::others_busy(server_pid, Duration::from_secs(1));
+        let busy = cpu::others_busy(server_pids, Duration::from_secs(1));
         if busy <= threshold {
             return;
         }
@@ -196,23 +203,57 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.duration == 0 || args.duration + args.warmup > MAX_SECONDS {
         bail!("--duration and --warmup: at least 1 s measured and at most {MAX_SECONDS} s in all, so that proofs signed before a level are still fresh at its end");
     }
-    let spawned = match &args.server {
-        Some(binary) => {
-            let parent = args.data_parent.clone().unwrap_or_else(std::env::temp_dir);
-            let options =
-                server::SpawnOptions { binary, data_parent: &parent, log_filter: &args.server_log, config_extra: "" };
-            Some(server::Spawned::start(&options)?)
+    if args.nodes == 0 || args.nodes > 8 {
+        bail!("--nodes: 1 to 8");
+    }
+    if args.nodes > 1 && args.database_url.is_none() {
+        bail!("--nodes above 1 share a PostgreSQL database: give --database-url");
+    }
+    let parent = args.data_parent.clone().unwrap_or_else(std::env::temp_dir);
+    // Several nodes share one keys directory and one issuer, as a fleet behind one address does.
+    let shared = tempfile::Builder::new().prefix("mandate-load-fleet-").tempdir_in(
+        std::fs::create_dir_all(&parent).map(|()| parent.clone()).unwrap_or_else(|_| std::env::temp_dir()),
+    )?;
+    let mut env: Vec<(&str, String)> = Vec::new();
+    if let Some(url) = &args.database_url {
+        env.push(("MANDATE_DATABASE_URL", url.clone()));
+        env.push(("MANDATE_KEYS_DIR", shared.path().join("keys").display().to_string()));
+    }
+    let fleet_token = format!("load-fleet-admin-{}-{}", std::process::id(), server::unix_now());
+    let mut spawned = Vec::new();
+    if let Some(binary) = &args.server {
+        for n in 0..args.nodes {
+            let options = server::SpawnOptions {
+                binary,
+                data_parent: &parent,
+                log_filter: &args.server_log,
+                config_extra: "",
+                env: &env,
+                issuer: (args.nodes > 1).then_some("https://mandate.load"),
+                admin_token: (args.nodes > 1).then_some(fleet_token.as_str()),
+            };
+            let node = server::Spawned::start(&options)?;
+            // The first node migrates the database; the others start once it answers.
+            if n == 0 {
+                let first = Target::parse(&node.url)?;
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(server::wait_healthy(&first, Duration::from_secs(30)))?;
+            }
+            spawned.push(node);
         }
-        None => None,
-    };
-    let (url, admin_token) = match (&spawned, &args.url, &args.admin_token) {
-        (Some(s), _, _) => (s.url.clone(), s.admin_token.clone()),
-        (None, Some(u), Some(t)) => (u.clone(), t.clone()),
+    }
+    let (urls, admin_token) = match (spawned.first(), &args.url, &args.admin_token) {
+        (Some(s), _, _) => (spawned.iter().map(|n| n.url.clone()).collect::<Vec<_>>(), s.admin_token.clone()),
+        (None, Some(u), Some(t)) => (vec![u.clone()], t.clone()),
         _ => bail!("give --server, or --url with --admin-token"),
     };
-    let target = Target::parse(&url)?;
-    let server_pid = spawned.as_ref().map(server::Spawned::pid);
-    if let Some(s) = &spawned {
+    let url = urls.join(",");
+    let targets = urls.iter().map(|u| Target::parse(u)).collect::<anyhow::Result<Vec<_>>>()?;
+    let target = targets[0].clone();
+    let server_pids: Vec<u32> = spawned.iter().map(server::Spawned::pid).collect();
+    for s in &spawned {
         eprintln!(
             "server: pid {}, {}, data in {}, log {}",
             s.pid(),
@@ -226,7 +267,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let most_clients = args.clients.iter().copied().max().unwrap_or(1);
     let mandates = if args.shared_mandate { 1 } else { most_clients };
     let org = setup.block_on(async {
-        server::wait_healthy(&target, Duration::from_secs(30)).await?;
+        for t in &targets {
+            server::wait_healthy(t, Duration::from_secs(30)).await?;
+        }
         server::set_up(&target, &admin_token, mandates).await
     })?;
     drop(setup);
@@ -248,7 +291,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         let mut runs = Vec::new();
         for repeat in 0..args.repeats.clamp(1, MAX_REPEATS) {
-            runs.push(run_clean(&args, &target, &org, &plan, server_pid, repeat)?);
+            runs.push(run_clean(&args, &targets, &org, &plan, &server_pids, repeat)?);
         }
         results.push(median_run(runs));
     }
@@ -258,6 +301,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         let doc = serde_json::json!({
             "url": url,
             "started_server": args.server.as_ref().map(|p| p.display().to_string()),
+            "nodes": args.nodes,
+            "database": if args.database_url.is_some() { "postgresql" } else { "sqlite" },
             "server_log": args.server_log,
             "shared_mandate": args.shared_mandate,
             "warmup_secs": args.warmup,
@@ -283,12 +328,14 @@ fn ms(us: u64) -> String {
 
 fn summary(r: &LevelResult) -> String {
     format!(
-        "{:.0} decisions/s, p50 {} ms, p99 {} ms, errors {}, cores: server {:.2}, client {:.2}, other {:.2}{}",
+        "{:.0} decisions/s, p50 {} ms, p99 {} ms, errors {}, cores: server {:.2} (nodes {}), database {:.2}, client {:.2}, other {:.2}{}",
         r.decisions_per_sec,
         ms(r.p50_us),
         ms(r.p99_us),
         r.denied + r.http_errors + r.io_errors,
         r.server_cores,
+        r.node_cores.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(" + "),
+        r.database_cores,
         r.client_cores,
         r.other_cores,
         if r.proofs_exhausted { " (ran out of proofs)" } else { "" }

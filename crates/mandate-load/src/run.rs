@@ -6,7 +6,7 @@
 //! Proofs may be at most 60 s old when they arrive, so a level's proofs are signed right before it
 //! runs, and a level lasts well under that.
 
-use crate::cpu::CpuSample;
+use crate::cpu::{CpuSample, NodeSample};
 use crate::http::{Conn, Target};
 use crate::server::{unix_now, Org, TOOL};
 use anyhow::Context as _;
@@ -65,8 +65,13 @@ pub struct LevelResult {
     pub server_cores: f64,
     /// CPU this load generator used in the window, in cores.
     pub client_cores: f64,
-    /// CPU everything else on the machine used in the window, in cores.
+    /// CPU everything else on the machine used in the window, in cores (the database server's
+    /// processes included).
     pub other_cores: f64,
+    /// CPU of each node started here, in cores (their sum is `server_cores`).
+    pub node_cores: Vec<f64>,
+    /// CPU of every `postgres` process on the machine in the window, in cores (0 on SQLite).
+    pub database_cores: f64,
     /// Seconds spent signing the level's proofs before it ran (not in the window).
     pub signing_secs: f64,
     /// Some client ran out of proofs before the window ended (sign more: `--max-rate`).
@@ -121,8 +126,11 @@ fn sign_pool(org: &Org, token: &str, tag: &str, count: usize) -> anyhow::Result<
     })
 }
 
-/// Runs one level against `target`, with `server_pid` (if known) for CPU accounting.
-pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Option<u32>) -> anyhow::Result<LevelResult> {
+/// Runs one level against `targets` (client `c` calls node `c % targets.len()`), with `server_pids`
+/// (the nodes started here, if any) for CPU accounting.
+pub fn run_level(targets: &[Target], org: &Org, plan: &LevelPlan, server_pids: &[u32]) -> anyhow::Result<LevelResult> {
+    anyhow::ensure!(!targets.is_empty(), "no server to call");
+    let target = &targets[0];
     let mandates = if plan.shared_mandate { 1 } else { plan.clients };
     anyhow::ensure!(org.tokens.len() >= mandates, "{mandates} mandates needed, {} granted", org.tokens.len());
     let signing_started = Instant::now();
@@ -141,10 +149,10 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
 
     // One thread for every client: the load generator never takes more than one of the two cores.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (results, window, cpu_before, cpu_after, flooded) = runtime.block_on(async {
+    let (results, window, (cpu_before, nodes_before), (cpu_after, nodes_after), flooded) = runtime.block_on(async {
         let mut conns = Vec::with_capacity(plan.clients);
-        for _ in 0..plan.clients {
-            conns.push(Conn::connect(target).await?);
+        for c in 0..plan.clients {
+            conns.push(Conn::connect(&targets[c % targets.len()]).await?);
         }
         let start = Instant::now();
         let measure_from = start + plan.warmup;
@@ -153,17 +161,19 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
             .map(|k| tokio::spawn(flooder(target.clone(), k, measure_from, end, plan.request_timeout)))
             .collect();
         let mut tasks = Vec::with_capacity(plan.clients);
-        for (conn, (token, pool)) in conns.into_iter().zip(pools) {
-            let target = target.clone();
+        for (c, (conn, (token, pool))) in conns.into_iter().zip(pools).enumerate() {
+            let target = targets[c % targets.len()].clone();
             let timeout = plan.request_timeout;
             tasks.push(tokio::spawn(client(conn, target, token, pool, measure_from, end, timeout)));
         }
         // CPU is sampled at the window's edges, from this same thread.
         tokio::time::sleep_until(measure_from.into()).await;
-        let cpu_before = CpuSample::take(server_pid);
+        let cpu_before = CpuSample::take_all(server_pids);
+        let nodes_before = NodeSample::take(server_pids);
         let window_started = Instant::now();
         tokio::time::sleep_until(end.into()).await;
-        let cpu_after = CpuSample::take(server_pid);
+        let cpu_after = CpuSample::take_all(server_pids);
+        let nodes_after = NodeSample::take(server_pids);
         let window = window_started.elapsed();
         let mut results = Vec::with_capacity(tasks.len());
         for t in tasks {
@@ -174,7 +184,7 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
             let (sent, limited, dropped) = f.await.context("a flood task failed")?;
             flooded = (flooded.0 + sent, flooded.1 + limited, flooded.2 + dropped);
         }
-        anyhow::Ok((results, window, cpu_before, cpu_after, flooded))
+        anyhow::Ok((results, window, (cpu_before, nodes_before), (cpu_after, nodes_after), flooded))
     })?;
 
     let mut latencies: Vec<u32> = Vec::new();
@@ -200,6 +210,7 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
     };
     let secs = plan.duration.as_secs_f64();
     let (server_cores, client_cores, other_cores) = CpuSample::cores(&cpu_before, &cpu_after, window);
+    let (node_cores, database_cores) = NodeSample::cores(&nodes_before, &nodes_after, window);
     Ok(LevelResult {
         clients: plan.clients,
         mandates,
@@ -216,6 +227,8 @@ pub fn run_level(target: &Target, org: &Org, plan: &LevelPlan, server_pid: Optio
         server_cores,
         client_cores,
         other_cores,
+        node_cores,
+        database_cores,
         signing_secs,
         proofs_exhausted: total.exhausted,
         first_error: total.first_error,

@@ -35,6 +35,12 @@ pub struct SpawnOptions<'a> {
     pub log_filter: &'a str,
     /// More of `mandate.toml` (the gateway's servers, for the gateway benchmark).
     pub config_extra: &'a str,
+    /// More environment (a shared database and keys directory, for several nodes).
+    pub env: &'a [(&'a str, String)],
+    /// `[mandates] issuer` (several nodes behind one name); default: the node's own address.
+    pub issuer: Option<&'a str>,
+    /// The administrator token; default: one made up for this node.
+    pub admin_token: Option<&'a str>,
 }
 
 impl Spawned {
@@ -46,10 +52,13 @@ impl Spawned {
         // makes. Everything else is the server's default, durability included (SQLite WAL,
         // `synchronous = FULL`, an append acknowledged only once on disk).
         let config = data_dir.path().join("mandate.toml");
-        std::fs::write(&config, format!("[mandates]\nmax_calls = 100000000\n{}", options.config_extra))?;
+        let issuer = options.issuer.map(|i| format!("issuer = \"{i}\"\n")).unwrap_or_default();
+        std::fs::write(&config, format!("[mandates]\nmax_calls = 100000000\n{issuer}{}", options.config_extra))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let listen = format!("127.0.0.1:{port}");
-        let admin_token = format!("load-admin-{}-{}", std::process::id(), unix_now());
+        let admin_token = options
+            .admin_token
+            .map_or_else(|| format!("load-admin-{}-{}", std::process::id(), unix_now()), str::to_owned);
         let log = std::fs::File::create(data_dir.path().join("server.log"))?;
         let child = Command::new(options.binary)
             .args(["serve", "--listen", &listen])
@@ -60,6 +69,7 @@ impl Spawned {
             .env_clear()
             .env("MANDATE_ADMIN_TOKEN", &admin_token)
             .env("MANDATE_LOG", options.log_filter)
+            .envs(options.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
