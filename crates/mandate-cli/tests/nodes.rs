@@ -168,6 +168,22 @@ fn three_nodes_on_one_database_answer_alike() {
     eprintln!("revocation reach over {} tries: p50 {p50:?}, p99 {p99:?}", reaches.len());
     assert!(p99 < Duration::from_secs(1), "p99 {p99:?} over {reaches:?}");
 
+    // A key rotated on one node: every node publishes the same JWKS within a second or two (each
+    // reads the shared keys directory every second), and signs with the new key.
+    let jwks = |i: usize| Client::new(fleet.url(i), None).get("/.well-known/jwks.json").1;
+    let before = jwks(0);
+    assert_eq!((jwks(1), jwks(2)), (before.clone(), before.clone()), "one JWKS everywhere");
+    assert_eq!(admin(&fleet, 0).post("/v1/keys/rotate", &json!({})).0, 200);
+    let rotated = Instant::now();
+    loop {
+        let now_published = [jwks(0), jwks(1), jwks(2)];
+        if now_published.iter().all(|j| *j == now_published[0] && *j != before) {
+            break;
+        }
+        assert!(rotated.elapsed() < Duration::from_secs(5), "the rotation did not reach every node: {now_published:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // A grant made on one node, after the resumption seen there.
     std::thread::sleep(Duration::from_millis(300));
     let (token, _) = fleet.grant(2, 1000);
