@@ -29,6 +29,33 @@ pub const POLL: Duration = Duration::from_millis(200);
 /// How often a node forgets the proof ids that expired (any node may; each does it rarely).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// The event kinds whose changes a node reads back (see [`Engine::catch_up`]).
+pub const APPLIED_KINDS: &[&str] = &[
+    "mandate.revoked",
+    "agent.registered",
+    "agent.updated",
+    "agent.suspended",
+    "agent.resumed",
+    "agent.retired",
+    "agent.certified",
+    "human.created",
+    "human.deactivated",
+    "policy.updated",
+    "tool.classified",
+    "tool.definition_pinned",
+    "tool.definition_changed",
+    "tool.definition_approved",
+    "tool.definition_moved",
+    "tool.definition_flagged",
+    "intent.updated",
+    "intent.removed",
+    "drift.reset",
+];
+
+/// After a notification, how long a node waits for more before it reads: commits come in bursts
+/// (every decision batch notifies), and one read after the burst does for all of them.
+const COALESCE: Duration = Duration::from_millis(10);
+
 /// Events read per statement while catching up.
 const PAGE: i64 = 1000;
 
@@ -108,23 +135,38 @@ impl Engine {
         self.feed.check()
     }
 
-    /// Reads and applies every event after the last one applied; how many. The read that finds
-    /// nothing more confirms this node current as of its start.
+    /// Reads and applies every event after the last one applied that changes what this node
+    /// decides with ([`APPLIED_KINDS`]: not decisions, which are most of the ledger); how many. The
+    /// head is read first, so that the read covers everything committed before it began, and
+    /// confirms this node current as of then.
     pub async fn catch_up(&self) -> Result<usize, mandate_store::StoreError> {
         let began = Instant::now();
+        let Some(head) = self.store.head().await? else {
+            self.feed.confirm(began);
+            return Ok(0);
+        };
         let mut applied = 0;
         loop {
             let after = self.feed.applied();
-            let events =
-                self.store.events(&EventFilter { after_seq: Some(after), limit: PAGE, ..Default::default() }).await?;
+            if after >= head.seq {
+                self.feed.confirm(began);
+                return Ok(applied);
+            }
+            let filter = EventFilter {
+                after_seq: Some(after),
+                through_seq: Some(head.seq),
+                kinds: APPLIED_KINDS.iter().map(|k| (*k).to_owned()).collect(),
+                limit: PAGE,
+                ..Default::default()
+            };
+            let events = self.store.events(&filter).await?;
             for e in &events {
                 self.apply(e).await?;
                 self.feed.applied.store(e.seq, Ordering::SeqCst);
                 applied += 1;
             }
             if events.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
-                self.feed.confirm(began);
-                return Ok(applied);
+                self.feed.applied.fetch_max(head.seq, Ordering::SeqCst);
             }
         }
     }
@@ -204,7 +246,9 @@ pub fn spawn(engine: Engine) -> tokio::task::JoinHandle<()> {
                     }
                 }
             }
-            engine.store.changed(POLL).await;
+            if engine.store.changed(POLL).await {
+                tokio::time::sleep(COALESCE).await;
+            }
         }
     })
 }

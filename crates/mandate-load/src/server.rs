@@ -178,6 +178,18 @@ pub async fn set_up(target: &Target, admin_token: &str, mandates: usize) -> anyh
         &json!({"data_class": "internal", "risk": "read", "server_environment": "production"}),
     )
     .await?;
+    // The task's intent category, in `learn`: every call is scored for drift, as in production, but
+    // a load test's volume (thousands of calls a second down one chain, each on a resource of its
+    // own) is not what policy should hold here.
+    call(
+        &mut conn,
+        "PUT",
+        "/v1/intents/load.test",
+        Some(admin_token),
+        &json!({"description": "Load test", "tools": ["load/*"], "data_classes": ["internal"],
+                "max_calls_per_minute": 1000, "max_resources": 1000, "mode": "learn"}),
+    )
+    .await?;
     let mut tokens = Vec::with_capacity(mandates);
     for _ in 0..mandates {
         let grant = json!({

@@ -146,6 +146,10 @@ pub struct EventFilter {
     pub kind: Option<String>,
     /// Only events after this sequence number.
     pub after_seq: Option<i64>,
+    /// Only events up to and including this sequence number.
+    pub through_seq: Option<i64>,
+    /// Only events of these kinds (empty: any kind; with `kind`, both must hold).
+    pub kinds: Vec<String>,
     /// At most this many, oldest first.
     pub limit: i64,
 }

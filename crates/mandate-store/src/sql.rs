@@ -307,6 +307,17 @@ macro_rules! impl_sql_store {
                 if let Some(after) = filter.after_seq {
                     q.push(" AND seq > ").push_bind(after);
                 }
+                if let Some(through) = filter.through_seq {
+                    q.push(" AND seq <= ").push_bind(through);
+                }
+                if !filter.kinds.is_empty() {
+                    q.push(" AND kind IN (");
+                    let mut kinds = q.separated(", ");
+                    for kind in &filter.kinds {
+                        kinds.push_bind(kind.clone());
+                    }
+                    q.push(")");
+                }
                 q.push(" ORDER BY seq LIMIT ").push_bind(filter.limit.clamp(1, 10_000));
                 let rows = q.build().fetch_all(self.reads()).await.map_err(db)?;
                 rows.iter().map(rows::event).collect()

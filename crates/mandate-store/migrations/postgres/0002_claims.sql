@@ -13,6 +13,13 @@ CREATE INDEX proof_replays_expiry ON proof_replays (expires_at);
 -- `mandate_ids` (the chain, root first). Returns `granted`, `replayed`, or `exhausted:<mandate id>`
 -- (the shallowest mandate without room; nothing is counted then, but the proof id stays used).
 -- Rows are locked in id order, so concurrent claims on one chain never deadlock.
+--
+-- The claim's own commit does not wait for its WAL to reach the disk (`synchronous_commit` off
+-- for this transaction only): every other node sees it at once, and the allow it makes possible is
+-- acknowledged only after the decision's event commits durably, which flushes the WAL up to and
+-- past this commit. A crash in between loses both the claim and an allow nobody was given; the
+-- proof id could then be presented again, but to nodes that refused it meanwhile as used (fail
+-- closed). So one fsync per batch of decisions, not one per claim.
 CREATE FUNCTION mandate_claim(replay_key TEXT, replay_expires BIGINT, mandate_ids TEXT[]) RETURNS TEXT
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -20,6 +27,7 @@ DECLARE
     counted INT;
     full_id TEXT;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF replay_key IS NOT NULL THEN
         INSERT INTO proof_replays (key, expires_at) VALUES (replay_key, replay_expires) ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN
@@ -43,3 +51,4 @@ BEGIN
     RETURN 'granted';
 END
 $$;
+
