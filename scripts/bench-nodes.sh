@@ -106,6 +106,10 @@ other two with fresh proofs until refused, timed from the revocation's answer ({
 node within one second"); a node is woken by PostgreSQL's `NOTIFY` at the revocation's commit and
 otherwise reads the ledger every 200 ms, and one that cannot confirm it is current within
 `[store] max_lag_ms` (1 s) refuses instead.
+
+What two cores allow: everything here shares them, so more nodes add processes, connections and
+change-feed reads, not CPU; on separate machines they add their cores, and the database stays the
+shared cost (see `docs/scaling.md` for where its time goes and what comes next).
 """
 write_section("nodes", text)
 print(text)

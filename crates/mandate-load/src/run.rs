@@ -65,8 +65,8 @@ pub struct LevelResult {
     pub server_cores: f64,
     /// CPU this load generator used in the window, in cores.
     pub client_cores: f64,
-    /// CPU everything else on the machine used in the window, in cores (the database server's
-    /// processes included).
+    /// CPU everything else on the machine used in the window, in cores (but the database server's
+    /// processes, when nodes were started here: those are `database_cores`).
     pub other_cores: f64,
     /// CPU of each node started here, in cores (their sum is `server_cores`).
     pub node_cores: Vec<f64>,
@@ -211,6 +211,8 @@ pub fn run_level(targets: &[Target], org: &Org, plan: &LevelPlan, server_pids: &
     let secs = plan.duration.as_secs_f64();
     let (server_cores, client_cores, other_cores) = CpuSample::cores(&cpu_before, &cpu_after, window);
     let (node_cores, database_cores) = NodeSample::cores(&nodes_before, &nodes_after, window);
+    // The database server is part of the system under test, not a disturbance of it.
+    let other_cores = if server_pids.is_empty() { other_cores } else { (other_cores - database_cores).max(0.0) };
     Ok(LevelResult {
         clients: plan.clients,
         mandates,
