@@ -334,7 +334,7 @@ crate::sql::impl_sql_store!(PostgresStore, Postgres, {
     }
 
     async fn release(&self, claim: &crate::Claim) -> Result<(), StoreError> {
-        sqlx::query("UPDATE mandates SET used_calls = used_calls - 1 WHERE id = ANY ($1) AND used_calls > 0")
+        sqlx::query("UPDATE mandate_budgets SET used = used - 1 WHERE id = ANY ($1) AND used > 0")
             .bind(&claim.mandates)
             .execute(&self.pool)
             .await

@@ -1113,9 +1113,16 @@ mod several_nodes {
             let granted = outcomes.iter().filter(|o| **o == ClaimOutcome::Granted).count();
             assert_eq!(granted, 4, "the child's budget, exactly: {outcomes:?}");
             assert!(outcomes.iter().all(|o| *o == ClaimOutcome::Granted || *o == ClaimOutcome::Exhausted("m2".into())));
+            let pool = nodes[0].pool().clone();
             let used = |id: &'static str| {
-                let store = store.clone();
-                async move { store.mandate(id).await.unwrap().unwrap().used_calls }
+                let pool = pool.clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>("SELECT used FROM mandate_budgets WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap()
+                }
             };
             assert_eq!((used("m1").await, used("m2").await), (4, 4), "a refused claim counts nothing");
             // The root's own calls take the rest of its budget, and no more.

@@ -9,6 +9,25 @@ CREATE TABLE proof_replays (
 );
 CREATE INDEX proof_replays_expiry ON proof_replays (expires_at);
 
+-- Each mandate's budget, counted apart from its row: a claim rewrites this narrow row (with room
+-- on its page for the update to stay there), not the mandate's document. Filled by a trigger, so
+-- every mandate has its row from the transaction that stores it.
+CREATE TABLE mandate_budgets (
+    id        TEXT PRIMARY KEY REFERENCES mandates (id),
+    depth     BIGINT NOT NULL,
+    max_calls BIGINT NOT NULL,
+    used      BIGINT NOT NULL DEFAULT 0
+) WITH (fillfactor = 50);
+
+CREATE FUNCTION mandate_budget_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO mandate_budgets (id, depth, max_calls) VALUES (NEW.id, NEW.depth, NEW.max_calls);
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER mandates_budget AFTER INSERT ON mandates FOR EACH ROW EXECUTE FUNCTION mandate_budget_row();
+
 -- Claims a call: the proof id (when given) and one call of the budget of every mandate in
 -- `mandate_ids` (the chain, root first). Returns `granted`, `replayed`, or `exhausted:<mandate id>`
 -- (the shallowest mandate without room; nothing is counted then, but the proof id stays used).
@@ -37,13 +56,13 @@ BEGIN
     IF wanted = 0 THEN
         RETURN 'granted';
     END IF;
-    PERFORM 1 FROM mandates WHERE id = ANY (mandate_ids) ORDER BY id FOR UPDATE;
-    SELECT id INTO full_id FROM mandates
-        WHERE id = ANY (mandate_ids) AND used_calls >= max_calls ORDER BY depth LIMIT 1;
+    PERFORM 1 FROM mandate_budgets WHERE id = ANY (mandate_ids) ORDER BY id FOR UPDATE;
+    SELECT id INTO full_id FROM mandate_budgets
+        WHERE id = ANY (mandate_ids) AND used >= max_calls ORDER BY depth LIMIT 1;
     IF full_id IS NOT NULL THEN
         RETURN 'exhausted:' || full_id;
     END IF;
-    UPDATE mandates SET used_calls = used_calls + 1 WHERE id = ANY (mandate_ids);
+    UPDATE mandate_budgets SET used = used + 1 WHERE id = ANY (mandate_ids);
     GET DIAGNOSTICS counted = ROW_COUNT;
     IF counted < wanted THEN
         RAISE EXCEPTION 'mandate_claim: % of % mandates exist', counted, wanted;
