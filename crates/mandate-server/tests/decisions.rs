@@ -54,7 +54,7 @@ fn org() -> Org {
         ("mail/send", "internal", "egress", "production"),
         ("everything/echo", "public", "read", "production"),
     ] {
-        let (status, body) = admin.send_put(
+        let (status, body) = admin.put(
             &format!("/v1/tools/{tool}"),
             &json!({"data_class": class, "risk": risk, "server_environment": env}),
         );
@@ -63,16 +63,12 @@ fn org() -> Org {
     Org { _dir: dir, server, alice, carol }
 }
 
-trait Put {
-    fn send_put(&self, path: &str, body: &Value) -> (u16, Value);
+trait PutText {
     fn put_text(&self, path: &str, body: &str) -> (u16, Value);
 }
 
-impl Put for Client {
-    fn send_put(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.raw("PUT", path, Some(&body.to_string()));
-        (r.status(), r.into_json().unwrap_or(Value::Null))
-    }
+impl PutText for Client {
+    /// `PUT` of a body that is not JSON (a policy set's Cedar text).
     fn put_text(&self, path: &str, body: &str) -> (u16, Value) {
         let r = self.raw("PUT", path, Some(body));
         (r.status(), r.into_json().unwrap_or(Value::Null))
@@ -267,7 +263,7 @@ fn a_sandbox_agent_never_reaches_a_production_tool() {
     let d = call(&org, m["token"].as_str().unwrap(), 5, "everything/echo", None, json!({}), json!({}));
     assert_eq!((d["decision"].as_str(), codes(&d)), (Some("deny"), one("chain.environment_not_allowed", 1)), "{d}");
     // Moved to a sandbox server, the same call is allowed.
-    org.server.admin().send_put(
+    org.server.admin().put(
         "/v1/tools/everything/echo",
         &json!({"data_class": "public", "risk": "read", "server_environment": "sandbox"}),
     );
