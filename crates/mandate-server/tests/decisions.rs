@@ -54,10 +54,8 @@ fn org() -> Org {
         ("mail/send", "internal", "egress", "production"),
         ("everything/echo", "public", "read", "production"),
     ] {
-        let (status, body) = admin.put(
-            &format!("/v1/tools/{tool}"),
-            &json!({"data_class": class, "risk": risk, "server_environment": env}),
-        );
+        let (status, body) = admin
+            .put(&format!("/v1/tools/{tool}"), &json!({"data_class": class, "risk": risk, "server_environment": env}));
         assert_eq!(status, 200, "{body}");
     }
     Org { _dir: dir, server, alice, carol }
