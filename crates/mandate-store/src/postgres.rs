@@ -150,15 +150,8 @@ impl PostgresStore {
         &self,
         options: &crate::VerifyOptions,
     ) -> Result<crate::VerifyReport, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.map_err(db)?;
-        crate::ledger::walk(&mut ledger::Pages { conn: &mut tx, with_checkpoints: true }, options).await
-    }
-
-    /// Reads every event without checking anything; the baseline of the verification benchmark.
-    pub async fn scan_events(&self) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        crate::ledger::scan(&mut ledger::Pages { conn: &mut tx, with_checkpoints: false }).await
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        verify_in_snapshot(&mut conn, options).await
     }
 
     /// The pool, for the change feed and for tests.
@@ -190,12 +183,20 @@ pub async fn verify_database(url: &str, options: &crate::VerifyOptions) -> Resul
     if !found {
         return Err(StoreError::Database(format!("no Mandate ledger in {}", redacted(url))));
     }
-    let mut tx = conn.begin().await.map_err(db)?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.map_err(db)?;
-    let report = crate::ledger::walk(&mut ledger::Pages { conn: &mut tx, with_checkpoints: true }, options).await;
-    drop(tx);
+    let report = verify_in_snapshot(&mut conn, options).await;
     let _ = conn.close().await;
     report
+}
+
+/// Walks the whole ledger in one read-only repeatable-read transaction on `conn`.
+async fn verify_in_snapshot(
+    conn: &mut PgConnection,
+    options: &crate::VerifyOptions,
+) -> Result<crate::VerifyReport, StoreError> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await.map_err(db)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.map_err(db)?;
+    crate::ledger::walk(&mut ledger::Pages { conn: &mut tx, with_checkpoints: true }, options).await
 }
 
 async fn lock_ledger(conn: &mut PgConnection) -> Result<Head, StoreError> {
@@ -220,11 +221,7 @@ async fn check_schema_version(pool: &PgPool) -> Result<(), StoreError> {
         .fetch_one(pool)
         .await
         .map_err(db)?;
-    let supported = supported_schema_version();
-    match found {
-        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
-        _ => Ok(()),
-    }
+    crate::rows::refuse_newer_schema(found, supported_schema_version())
 }
 
 /// The newest PostgreSQL schema version this build knows.

@@ -349,3 +349,11 @@ pub(crate) fn chains_reached_sql(reach: &Reach) -> (String, &str) {
 pub(crate) fn millis(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
+
+/// Refuses a database whose newest applied migration (`found`) is newer than this build knows.
+pub(crate) fn refuse_newer_schema(found: Option<i64>, supported: i64) -> Result<(), StoreError> {
+    match found {
+        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
+        _ => Ok(()),
+    }
+}

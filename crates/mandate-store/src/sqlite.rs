@@ -143,11 +143,7 @@ async fn check_schema_version(pool: &SqlitePool) -> Result<(), StoreError> {
         .fetch_one(pool)
         .await
         .map_err(db)?;
-    let supported = supported_schema_version();
-    match found {
-        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
-        _ => Ok(()),
-    }
+    crate::rows::refuse_newer_schema(found, supported_schema_version())
 }
 
 pub(crate) async fn append(tx: &mut Transaction<'_, Sqlite>, event: &NewEvent) -> Result<i64, StoreError> {

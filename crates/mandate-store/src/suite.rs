@@ -209,11 +209,11 @@ fn agent(id: &str) -> mandate_core::agent::Agent {
     register(spec(id), time::OffsetDateTime::UNIX_EPOCH).unwrap()
 }
 
-fn event(kind: &str, agent: &str) -> NewEvent {
+pub(crate) fn event(kind: &str, agent: &str) -> NewEvent {
     NewEvent::new(kind, "admin", 1, &json!({})).with_agent(agent)
 }
 
-fn decision(n: usize, agent: &str, chain: &str, mandate: &str, tool: &str, outcome: &str) -> NewEvent {
+pub(crate) fn decision(n: usize, agent: &str, chain: &str, mandate: &str, tool: &str, outcome: &str) -> NewEvent {
     let mut e = NewEvent::new(
         "decision",
         &format!("spiffe://example.org/agent/{agent}"),
@@ -234,7 +234,7 @@ fn ev(kind: &str) -> NewEvent {
     NewEvent::new(kind, "admin", 1, &json!({}))
 }
 
-fn any_key() -> VerifyOptions {
+pub(crate) fn any_key() -> VerifyOptions {
     VerifyOptions { trust: Trust::AnyKey, anchors: vec![] }
 }
 

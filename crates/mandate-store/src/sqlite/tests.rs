@@ -2,18 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::suite::event;
 use crate::Store;
-use mandate_core::event::NewEvent;
-use serde_json::json;
 
 async fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("mandate.db")).await.unwrap();
     (dir, store)
-}
-
-fn event(kind: &str, agent: &str) -> NewEvent {
-    NewEvent::new(kind, "admin", 1, &json!({})).with_agent(agent)
 }
 
 #[tokio::test]

@@ -4,10 +4,10 @@
 
 use super::*;
 use crate::ledger::Ledger;
+use crate::suite::{any_key, decision};
 use crate::Store;
 use mandate_core::event::NewEvent;
-use mandate_core::ledger::{ProblemKind, Trust};
-use serde_json::json;
+use mandate_core::ledger::ProblemKind;
 use std::path::PathBuf;
 
 async fn open() -> (tempfile::TempDir, PathBuf, SqliteStore) {
@@ -15,26 +15,6 @@ async fn open() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let path = dir.path().join("mandate.db");
     let store = SqliteStore::open(&path).await.unwrap();
     (dir, path, store)
-}
-
-fn decision(n: usize, agent: &str, chain: &str, mandate: &str, tool: &str, outcome: &str) -> NewEvent {
-    let mut e = NewEvent::new(
-        "decision",
-        &format!("spiffe://example.org/agent/{agent}"),
-        1_000 + i64::try_from(n).unwrap(),
-        &json!({"n": n, "reasons": [], "data_class": "financial", "root": "user:alice@example.org"}),
-    )
-    .with_agent(agent);
-    e.chain_id = Some(chain.into());
-    e.mandate_id = Some(mandate.into());
-    e.tool = Some(tool.into());
-    e.resource = Some(format!("erp://ledger/{n}"));
-    e.decision = Some(outcome.into());
-    e
-}
-
-fn any_key() -> VerifyOptions {
-    VerifyOptions { trust: Trust::AnyKey, anchors: vec![] }
 }
 
 /// Verifies online (through the open store) and offline (the file, read-only); both must agree.
