@@ -85,7 +85,18 @@ impl Fleet {
         let classified = json!({"data_class": "financial", "risk": "read", "server_environment": "production"});
         assert_eq!(admin.put("/v1/tools/erp/read_ledger", &classified).0, 200);
         let alice_key = alice["api_key"].as_str().unwrap().to_owned();
-        Some(Self { _dir: dir, db: Some(db), nodes, alice_key })
+        let fleet = Self { _dir: dir, db: Some(db), nodes, alice_key };
+        // The set-up, made on node 0, is in force on every node within the feed's bound (the tool's
+        // classification above all): wait for it before anything is measured.
+        let (token, _) = fleet.grant(0, 1000);
+        for i in 0..n {
+            let start = Instant::now();
+            while call(fleet.url(i), &token, "erp://ledger/2026-10/ap", None)["decision"] != "allow" {
+                assert!(start.elapsed() < Duration::from_secs(5), "node {i} never saw the set-up");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Some(fleet)
     }
 
     fn url(&self, i: usize) -> &str {
@@ -147,7 +158,8 @@ fn three_nodes_on_one_database_answer_alike() {
         let on = round % 3;
         let (token, id) = fleet.grant(on, 1000);
         for other in (0..3).filter(|o| *o != on) {
-            assert_eq!(call(fleet.url(other), &token, "erp://ledger/2026-10/ap", None)["decision"], "allow");
+            let d = call(fleet.url(other), &token, "erp://ledger/2026-10/ap", None);
+            assert_eq!(d["decision"], "allow", "node {other}, round {round}: {d}");
         }
         let (status, r) = Client::new(fleet.url(on), Some(&fleet.alice_key))
             .post(&format!("/v1/mandates/{id}/revoke"), &json!({"reason": "done"}));
