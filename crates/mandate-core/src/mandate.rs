@@ -228,8 +228,57 @@ pub struct MandateRecord {
     pub issued_at: i64,
     /// Expires at, Unix seconds.
     pub expires_at: i64,
-    /// The RFC 7638 thumbprint of the holding agent's key (`cnf.jkt`).
+    /// The RFC 7638 thumbprint of the key the mandate is bound to (`cnf.jkt`): the holding agent's
+    /// registered key, or for [`Binding::ClientKey`] the key the client proved at the token
+    /// endpoint; empty for [`Binding::Bearer`].
     pub key_thumbprint: String,
+    /// How the mandate is held (absent in records written before there was a choice: the agent's key).
+    #[serde(default, skip_serializing_if = "Binding::is_agent_key")]
+    pub binding: Binding,
+    /// The OAuth client the human granted it to through the authorization flow (its client id, an
+    /// OAuth Client ID Metadata Document URL); `None` for a grant made over the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The one protected resource (RFC 8707) the mandate may be presented to, such as a gateway
+    /// endpoint `https://mandate.example.org/mcp/erp`; `None`: any front door of this issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// What a mandate is bound to: what a presenter must prove to use it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Binding {
+    /// The holding agent's registered key: every use carries a DPoP proof by it, and replacing the
+    /// agent's key ends the mandate (`chain.key_replaced`).
+    #[default]
+    AgentKey,
+    /// A key the OAuth client proved at the token endpoint (RFC 9449 section 5): every use carries
+    /// a DPoP proof by that key.
+    ClientKey,
+    /// Nothing: a bearer token, granted only where the organisation allows unbound mandates
+    /// (`[oauth] allow_unbound`), marked so in the token and visible to policy as `context.binding`.
+    Bearer,
+}
+
+impl Binding {
+    /// The name in tokens, JSON and policy: `agent_key`, `client_key` or `bearer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AgentKey => "agent_key",
+            Self::ClientKey => "client_key",
+            Self::Bearer => "bearer",
+        }
+    }
+
+    /// Whether every use must carry a proof of possession.
+    pub fn is_key_bound(self) -> bool {
+        !matches!(self, Self::Bearer)
+    }
+
+    fn is_agent_key(&self) -> bool {
+        matches!(self, Self::AgentKey)
+    }
 }
 
 /// Where a mandate is verified: the issuer, audience and trust domain written into its token.
@@ -254,7 +303,6 @@ impl MandateRecord {
             "nbf": self.issued_at,
             "exp": self.expires_at,
             "jti": self.id,
-            "cnf": {"jkt": self.key_thumbprint},
             "authorization_details": self.scope,
             "mandate": {
                 "id": self.id,
@@ -265,8 +313,19 @@ impl MandateRecord {
                 "intent": self.intent,
                 "budget": {"max_calls": self.max_calls},
                 "max_depth": self.max_depth,
+                "binding": self.binding.as_str(),
             },
         });
+        if self.binding.is_key_bound() {
+            claims["cnf"] = json!({"jkt": self.key_thumbprint});
+        }
+        if let Some(client_id) = &self.client_id {
+            claims["client_id"] = json!(client_id);
+        }
+        // RFC 8707: a mandate for one resource names it beside the issuer's own audience.
+        if let Some(resource) = &self.resource {
+            claims["aud"] = json!([ctx.audience, resource]);
+        }
         // RFC 8693 section 4.1: the current actor outermost, earlier actors nested inside. The
         // delegators are the agents before this one in the chain, newest first.
         let delegators = &self.chain_agents[..self.chain_agents.len().saturating_sub(1)];
@@ -451,6 +510,9 @@ pub fn plan_grant(
         issued_at: new.now,
         expires_at: new.now + i64::from(ttl),
         key_thumbprint: agent.public_key_jwk.thumbprint(),
+        binding: Binding::AgentKey,
+        client_id: None,
+        resource: None,
     })
 }
 
@@ -642,6 +704,10 @@ pub fn plan_delegation(
         issued_at: new.now,
         expires_at,
         key_thumbprint: child.public_key_jwk.thumbprint(),
+        binding: Binding::AgentKey,
+        client_id: None,
+        // A sub-agent acts at the same resource as its parent.
+        resource: parent.resource.clone(),
     })
 }
 

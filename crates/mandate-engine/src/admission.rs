@@ -68,7 +68,7 @@ impl Engine {
     ) -> Result<i64, Error> {
         let record = &verified.stored.record;
         if let Some(map) = detail.as_object_mut() {
-            map.insert("replay".to_owned(), serde_json::json!([verified.replay_key]));
+            map.insert("replay".to_owned(), serde_json::json!(verified.replay_key.as_slice()));
         }
         let actor = self.settings.trust_domain.agent_spiffe_id(&record.agent);
         let mut event = NewEvent::new(kind, &actor, millis(self.clock.now()), &detail);

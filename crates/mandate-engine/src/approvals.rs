@@ -16,6 +16,22 @@ use mandate_store::ApprovalRecord;
 impl Engine {
     /// Approves (`approve = true`) or denies a pending approval as `caller`.
     pub async fn answer_approval(&self, caller: &Caller, id: &str, approve: bool) -> Result<ApprovalRecord, Error> {
+        self.answer_approval_with(caller, id, approve, None).await
+    }
+
+    /// [`Engine::answer_approval`] with the approver's comment, recorded in the ledger event (at
+    /// most 1000 characters).
+    pub async fn answer_approval_with(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<ApprovalRecord, Error> {
+        let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+        if comment.is_some_and(|c| c.chars().count() > 1000) {
+            return Err(Error::new(crate::error::ErrorKind::Invalid, "request.invalid_body", "a comment is at most 1000 characters"));
+        }
         let Caller::Human(approver) = caller else {
             return Err(Error::forbidden(
                 "approvals are answered by humans: authenticate with your own key, not the administrator token",
@@ -91,7 +107,7 @@ impl Engine {
             return Err(Error::new(crate::error::ErrorKind::Forbidden, "approval.not_permitted", why));
         }
         let (to, kind) = if approve { ("approved", "approval.approved") } else { ("denied", "approval.denied") };
-        let detail = serde_json::json!({"approval_id": id, "by": caller.principal(), "policies": decision.matched});
+        let detail = serde_json::json!({"approval_id": id, "by": caller.principal(), "policies": decision.matched, "comment": comment});
         let mut event = NewEvent::new(kind, &caller.principal(), now_ms, &detail).with_agent(&approval.agent);
         event.chain_id = Some(approval.chain_id.clone());
         event.mandate_id = Some(approval.mandate_id.clone());

@@ -140,6 +140,9 @@ mod tests {
             issued_at: 0,
             expires_at,
             key_thumbprint: String::new(),
+            binding: Default::default(),
+            client_id: None,
+            resource: None,
         }
     }
 

@@ -46,6 +46,12 @@ pub struct ArgumentRetention {
 }
 
 impl ArgumentRetention {
+    /// The arguments with every member named in `redact` replaced, whether or not values are kept
+    /// in the ledger: what an approver is shown of a held call.
+    pub fn redacted(&self, arguments: &serde_json::Value) -> serde_json::Value {
+        Self { keep: true, redact: self.redact.clone() }.kept(arguments).unwrap_or(serde_json::Value::Null)
+    }
+
     /// The value to keep, if any.
     pub fn kept(&self, arguments: &serde_json::Value) -> Option<serde_json::Value> {
         fn scrub(v: &serde_json::Value, redact: &[String]) -> serde_json::Value {
@@ -89,6 +95,10 @@ pub struct MandateSettings {
     pub replay_cache_capacity: usize,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub clock_skew_secs: u32,
+    /// Whether a client that cannot prove a key at the token endpoint may get an unbound (bearer)
+    /// mandate through the authorization flow, and whether such mandates are honoured
+    /// (`[oauth] allow_unbound`; default no).
+    pub allow_unbound: bool,
 }
 
 impl MandateSettings {

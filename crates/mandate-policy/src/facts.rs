@@ -134,6 +134,14 @@ pub struct CallRequest {
     /// The names of the risk signals raised so far.
     #[serde(default)]
     pub signals: Vec<String>,
+    /// What the calling mandate is bound to: `agent_key`, `client_key` (a key an OAuth client
+    /// proved at the token endpoint) or `bearer` (no key).
+    #[serde(default = "agent_key")]
+    pub binding: String,
+}
+
+fn agent_key() -> String {
+    "agent_key".to_owned()
 }
 
 /// May `approver` approve the held call of `agent`? Cedar action `approve`.
@@ -238,6 +246,7 @@ impl CallRequest {
             ("signals", strings(&self.signals)),
             ("agent_environment", string(&self.agent.environment)),
             ("tool_environment", string(&self.tool.server_environment)),
+            ("binding", string(&self.binding)),
         ])?;
         Ok(Built {
             principal: Names::uid(&names.agent, &self.agent.id),

@@ -77,23 +77,33 @@ impl FromRequestParts<AppState> for Caller {
                     "the Authorization header must be `Bearer <credential>`",
                 )
             })?;
-        if looks_like_jwt(bearer) {
-            return Ok(Caller::Human(id_token_human(state, bearer).await?));
-        }
-        match state.store.credential(&hash_api_key(bearer)).await.map_err(ApiError::from)? {
-            Some(CredentialOwner::Admin) => Ok(Caller::Admin),
-            Some(CredentialOwner::Human(h)) => Ok(Caller::Human(h)),
-            None => Err(ApiError::unauthorized(
-                "auth.invalid_credentials",
-                "the API key is unknown, replaced, or belongs to a deactivated human",
-            )
-            .into()),
-        }
+        Ok(caller_of(state, bearer).await?)
+    }
+}
+
+/// The caller a bearer credential stands for: an OIDC ID token (a JWT) or an API key. The console
+/// resolves a signed-in session's credential through this same function on every request.
+pub(crate) async fn caller_of(state: &AppState, bearer: &str) -> Result<Caller, ApiError> {
+    if looks_like_jwt(bearer) {
+        return Ok(Caller::Human(id_token_human(state, bearer).await?));
+    }
+    caller_of_key_hash(state, &hash_api_key(bearer)).await
+}
+
+/// The caller an API key stands for, by the key's hash (what a console session keeps).
+pub(crate) async fn caller_of_key_hash(state: &AppState, hash: &str) -> Result<Caller, ApiError> {
+    match state.store.credential(hash).await.map_err(ApiError::from)? {
+        Some(CredentialOwner::Admin) => Ok(Caller::Admin),
+        Some(CredentialOwner::Human(h)) => Ok(Caller::Human(h)),
+        None => Err(ApiError::unauthorized(
+            "auth.invalid_credentials",
+            "the API key is unknown, replaced, or belongs to a deactivated human",
+        )),
     }
 }
 
 /// The human an OIDC ID token stands for, or why it is refused (401 with the `oidc.*` code).
-async fn id_token_human(state: &AppState, token: &str) -> Result<Human, ApiError> {
+pub(crate) async fn id_token_human(state: &AppState, token: &str) -> Result<Human, ApiError> {
     let Some(oidc) = &state.oidc else {
         return Err(ApiError::unauthorized(
             "auth.oidc_not_configured",

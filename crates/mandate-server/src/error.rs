@@ -74,6 +74,14 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+    /// What a person is told (for a fault inside, a sentence that hides the detail).
+    pub fn detail(&self) -> &str {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            "a fault inside the server (see its log)"
+        } else {
+            &self.detail
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod web;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -196,6 +197,7 @@ pub fn app_with(state: AppState, gateway: Option<&mandate_gateway::Gateway>) -> 
     let max_body = state.settings.max_body_bytes;
     let mut router: Router = router
         .route("/openapi.json", axum::routing::get(routes::system::openapi_handler(doc)))
+        .merge(web::router())
         .with_state(state.clone());
     if let Some(gateway) = gateway {
         router = router.merge(gateway.router());
@@ -248,6 +250,8 @@ pub struct ServerConfig {
     /// How long a node on a shared database may go without confirming it has every other node's
     /// changes before it refuses to decide (`[store] max_lag_ms`).
     pub database_max_lag: std::time::Duration,
+    /// The console's and the authorization flow's settings (`[console]`, `[oauth]`).
+    pub web: web::WebSettings,
 }
 
 /// The store a node runs on.
@@ -314,9 +318,13 @@ pub enum StartError {
         /// The failure.
         source: std::io::Error,
     },
-    /// Serving failed.
+    /// The MCP gateway could not start.
     #[error("the MCP gateway: {0}")]
     Gateway(String),
+    /// The console's or the authorization flow's settings are unusable.
+    #[error("{0}")]
+    Web(String),
+    /// Serving failed.
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -393,10 +401,12 @@ impl Server {
         let keys_dir = config.keys_dir.clone().unwrap_or_else(|| dir.join("signing-keys"));
         let keys = mandate_engine::keys::KeyRing::open(&keys_dir, settings.mandates.limits.max_ttl_secs, now)
             .map_err(|e| StartError::Keys(e.to_string()))?;
-        let state = match &store {
+        let mut state = match &store {
             Backend::Sqlite(s) => AppState::new(Arc::new(s.clone()), clock, settings, Arc::new(keys)),
             Backend::Postgres(s) => AppState::new(Arc::new(s.clone()), clock, settings, Arc::new(keys)),
         };
+        let servers = config.gateway.servers.iter().map(|s| s.name.clone()).collect();
+        state.web = Arc::new(web::Web::new(config.web.clone()).map_err(StartError::Web)?.with_servers(servers));
         // Where the ledger is shared, where it stands before this node loads its state: whatever
         // another node commits while it loads is read again by the change feed, not missed.
         let head = state.store.head().await.map_err(|source| StartError::Store { at: at.clone(), source })?;

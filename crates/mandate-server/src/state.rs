@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub struct AppState {
     /// The engine.
     pub engine: Engine,
+    /// The console's sessions and the authorization flow's state.
+    pub web: Arc<crate::web::Web>,
 }
 
 impl AppState {
@@ -23,7 +25,7 @@ impl AppState {
         settings: Settings,
         keys: Arc<KeyRing>,
     ) -> Self {
-        Self { engine: Engine::new(store, clock, settings, keys) }
+        Self { engine: Engine::new(store, clock, settings, keys), web: Arc::new(crate::web::Web::default()) }
     }
 }
 

@@ -67,6 +67,7 @@ pub fn settings() -> Settings {
             max_pending_approvals: 20,
             replay_cache_capacity: 100_000,
             clock_skew_secs: 30,
+            allow_unbound: false,
         },
         oidc: None,
         refusals: mandate_engine::refusals::RefusalSettings {

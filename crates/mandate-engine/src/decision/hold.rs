@@ -65,6 +65,9 @@ impl Engine {
                     "risk": ctx.risk.to_json(),
                     "root": record.root, "category": record.intent.category, "purpose": record.intent.purpose,
                     "data_class": ctx.data_class, "action": ctx.action.map(Action::as_str), "depth": record.depth,
+                    "chain_agents": record.chain_agents,
+                    // What the approver is shown of the call, with the configured redactions applied.
+                    "arguments": self.settings.arguments.redacted(call.arguments.value()),
                 }),
             };
             let detail = serde_json::json!({"approval_id": approval.id, "reasons": hold_reasons, "expires_ms": approval.expires_ms});

@@ -65,15 +65,21 @@ impl Engine {
         };
         let record = verified.stored.record.clone();
         ctx.record = Some(record.clone());
-        ctx.replay_key = Some(verified.replay_key.clone());
+        ctx.replay_key = verified.replay_key.clone();
         ctx.step("token", "pass", || {
             format!(
                 "mandate `{}` (hop {}) of chain `{}`, signed by key `{}`",
                 record.id, record.depth, record.chain_id, verified.stored.kid
             )
         });
-        ctx.step("proof", "pass", || {
-            format!("signed by the key of `cnf.jkt` `{}`, jti `{}`", record.key_thumbprint, verified.proof.jti())
+        ctx.step("proof", "pass", || match &verified.proof {
+            Some(proof) => format!(
+                "signed by the key of `cnf.jkt` `{}` ({}), jti `{}`",
+                record.key_thumbprint,
+                record.binding.as_str(),
+                proof.jti()
+            ),
+            None => "none: an unbound (bearer) mandate, accepted where the organisation allows it".to_owned(),
         });
         ctx.step("revocation", "pass", || {
             format!("none of {} mandate(s) of the lineage is revoked", record.lineage.len() + 1)
@@ -254,6 +260,7 @@ impl Engine {
             weekday: t.weekday().number_from_monday(),
             risk_score,
             signals,
+            binding: record.binding.as_str().to_owned(),
         };
         let Some((version, policies)) = self.policy.current() else {
             ctx.reason("policy.not_loaded", "no policy set is active", None);

@@ -196,7 +196,15 @@ impl Engine {
         let parent = verified.stored;
         context.agent = Some(parent.record.agent.to_string());
         context.chain = Some(parent.record.chain_id.clone());
-        context.replay.push(verified.replay_key.clone());
+        context.replay.extend(verified.replay_key.clone());
+        // A bearer mandate proves nobody's key, so nobody may be trusted to narrow it.
+        if !parent.record.binding.is_key_bound() {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "delegation.unbound_parent",
+                "subject_token: an unbound (bearer) mandate cannot be delegated; only a key-bound mandate can",
+            ));
+        }
 
         // What the parent asks for is read once the parent is known, so that a malformed request from
         // a verified agent is recorded against its chain.

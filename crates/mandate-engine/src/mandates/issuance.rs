@@ -7,7 +7,7 @@ use crate::engine::Engine;
 use crate::error::{Error, ErrorKind};
 use mandate_core::agent::Agent;
 use mandate_core::event::NewEvent;
-use mandate_core::mandate::{plan_grant, GrantRequest, NewId};
+use mandate_core::mandate::{plan_grant, Binding, GrantRequest, NewId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -44,12 +44,77 @@ fn grant_problem(code: &'static str, detail: String) -> Error {
     Error::new(kind, code, detail)
 }
 
+/// Who holds a mandate a human granted through the OAuth authorization flow: an MCP client acting
+/// as the agent, known by its client id, for one protected resource, bound to the key it proved at
+/// the token endpoint or (where allowed) to nothing.
+#[derive(Debug, Clone)]
+pub struct ClientHolder {
+    /// The client's id (its Client ID Metadata Document URL).
+    pub client_id: String,
+    /// The protected resource (RFC 8707) the mandate is for.
+    pub resource: String,
+    /// [`Binding::ClientKey`] or [`Binding::Bearer`].
+    pub binding: Binding,
+    /// The RFC 7638 thumbprint of the key the client proved; empty for a bearer mandate.
+    pub key_thumbprint: String,
+    /// The replay key of the proof it proved the key with, recorded so that a restart remembers it.
+    pub replay: Option<String>,
+}
+
 impl Engine {
     /// A human grants an agent a mandate.
     pub async fn grant(&self, caller: &Caller, request: GrantRequest) -> Result<Granted, Error> {
+        self.grant_held_by(caller, request, None).await
+    }
+
+    /// A human grants a mandate for `request.agent` to an OAuth client (the token endpoint of the
+    /// authorization code flow): the same trust decision as [`Engine::grant`], bound as `holder` says.
+    pub async fn grant_to_client(
+        &self,
+        caller: &Caller,
+        request: GrantRequest,
+        holder: ClientHolder,
+    ) -> Result<Granted, Error> {
+        if holder.binding == Binding::AgentKey {
+            return Err(grant_problem("grant.invalid_binding", "a client's mandate is bound to its own key or to none".into()));
+        }
+        if holder.binding == Binding::Bearer && !self.settings.mandates.allow_unbound {
+            return Err(grant_problem(
+                "grant.unbound_not_allowed",
+                "this organisation grants only key-bound mandates: prove a key at the token endpoint with a DPoP proof (RFC 9449 section 5)".into(),
+            ));
+        }
+        self.grant_held_by(caller, request, Some(holder)).await
+    }
+
+    /// Everything [`Engine::grant`] checks (the human, the agent, the scope, the limits, policy)
+    /// without signing or storing anything: what a consent page asks before it offers "grant".
+    pub async fn check_grant(&self, caller: &Caller, request: &GrantRequest) -> Result<(), Error> {
+        let Caller::Human(human) = caller else {
+            return Err(grant_problem("grant.not_a_human", "mandates are granted by humans".into()));
+        };
+        let agent = self
+            .store
+            .agent(&request.agent)
+            .await?
+            .ok_or_else(|| grant_problem("grant.agent_unknown", format!("no agent `{}`", request.agent)))?;
+        plan_grant(request, &agent, &human.principal, &self.settings.mandates.limits, NewId {
+            id: String::new(),
+            now: self.now_secs(),
+        })
+        .map_err(|e| grant_problem(e.code(), e.to_string()))?;
+        self.grant_permitted(human, &agent, request).map(|_| ())
+    }
+
+    async fn grant_held_by(
+        &self,
+        caller: &Caller,
+        request: GrantRequest,
+        holder: Option<ClientHolder>,
+    ) -> Result<Granted, Error> {
         let actor = caller.principal();
         let agent_id = request.agent.to_string();
-        match self.try_grant(caller, &request).await {
+        match self.try_grant(caller, &request, holder).await {
             Ok(granted) => Ok(granted),
             Err(e) => {
                 if e.is_client_fault() {
@@ -69,7 +134,12 @@ impl Engine {
         }
     }
 
-    async fn try_grant(&self, caller: &Caller, request: &GrantRequest) -> Result<Granted, Error> {
+    async fn try_grant(
+        &self,
+        caller: &Caller,
+        request: &GrantRequest,
+        holder: Option<ClientHolder>,
+    ) -> Result<Granted, Error> {
         // Not on state that may be behind another node's suspension or revocation.
         self.current()
             .map_err(|b| Error::new(crate::error::ErrorKind::Unavailable, "server.node_behind", b.message))?;
@@ -85,7 +155,7 @@ impl Engine {
             .await?
             .ok_or_else(|| grant_problem("grant.agent_unknown", format!("no agent `{}`", request.agent)))?;
         let now = self.now_secs();
-        let record = plan_grant(
+        let mut record = plan_grant(
             request,
             &agent,
             &human.principal,
@@ -93,13 +163,26 @@ impl Engine {
             NewId { id: new_mandate_id(), now },
         )
         .map_err(|e| grant_problem(e.code(), e.to_string()))?;
+        let replay = holder.as_ref().and_then(|h| h.replay.clone());
+        if let Some(holder) = holder {
+            record.binding = holder.binding;
+            record.key_thumbprint = holder.key_thumbprint;
+            record.client_id = Some(holder.client_id);
+            record.resource = Some(holder.resource);
+        }
         let policies = self.grant_permitted(human, &agent, request)?;
         let (kid, token) = self.sign(&record)?;
-        let detail = serde_json::json!({
+        let mut detail = serde_json::json!({
             "policies": policies,
             "purpose": record.intent.purpose, "category": record.intent.category, "scope": record.scope,
             "expires_at": record.expires_at, "max_calls": record.max_calls, "max_depth": record.max_depth, "kid": kid,
+            "binding": record.binding.as_str(),
         });
+        if let Some(client_id) = &record.client_id {
+            detail["client_id"] = serde_json::json!(client_id);
+            detail["resource"] = serde_json::json!(record.resource);
+            detail["replay"] = serde_json::json!(replay.as_slice());
+        }
         let mut event = NewEvent::new("mandate.granted", &caller.principal(), millis(self.clock.now()), &detail)
             .with_agent(agent.id.as_str());
         event.chain_id = Some(record.chain_id.clone());

@@ -15,7 +15,7 @@ pub mod verification;
 pub mod views;
 
 pub use exchange::{OAuthError, TokenExchangeForm, TokenResponse};
-pub use issuance::Granted;
+pub use issuance::{ClientHolder, Granted};
 pub use views::{chain_tree, human_root, MandateView};
 
 use crate::clock::millis;

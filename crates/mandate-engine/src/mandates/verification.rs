@@ -20,7 +20,7 @@ use mandate_core::jose::{
     check_audience, check_issuer, check_time, verify_proof, Htu, Limits, ProofExpectations, RawToken, TimeRules,
     VerifiedProof,
 };
-use mandate_core::mandate::{MandateRecord, MANDATE_TYP};
+use mandate_core::mandate::{Binding, MandateRecord, MANDATE_TYP};
 use mandate_store::StoredMandate;
 
 /// A presented mandate that passed every check of [`Engine::verify_presented`].
@@ -32,11 +32,11 @@ pub struct VerifiedPresentation {
     pub chain: Vec<MandateRecord>,
     /// The agents of the chain, in order: the holder last.
     pub agents: Vec<Agent>,
-    /// The verified proof.
-    pub proof: VerifiedProof,
+    /// The verified proof; `None` for a bearer mandate ([`Binding::Bearer`]), which carries none.
+    pub proof: Option<VerifiedProof>,
     /// The replay cache's key for the proof, now used up: what the request's event records so that
-    /// a restart remembers it.
-    pub replay_key: String,
+    /// a restart remembers it (`None` with no proof).
+    pub replay_key: Option<String>,
 }
 
 /// Why a presentation was refused: the step that failed, its reasons, and the mandate, when the
@@ -91,25 +91,67 @@ impl Engine {
         let record = &stored.record;
         let refuse = |step, code: &str, message: String, hop| Refusal::new(step, code, message, hop, Some(record));
 
+        // A mandate granted for one protected resource (RFC 8707) is honoured only there: the front
+        // door's URL ends with the path the resource names under this issuer.
+        if let Some(resource) = &record.resource {
+            let path = resource.strip_prefix(m.issuer.trim_end_matches('/')).unwrap_or(resource);
+            if path.is_empty() || !presented.binding.htu.ends_with(path) {
+                return Err(refuse(
+                    "token",
+                    "token.wrong_resource",
+                    format!("this mandate was granted for `{resource}` only (RFC 8707), not for `{}`", presented.binding.htu),
+                    Some(record.depth),
+                ));
+            }
+        }
+
         // Proof of possession by the key the mandate is bound to. The agent's registered key, when
-        // in memory, spares decompressing the proof's key again.
-        let htu = Htu::parse(presented.binding.htu)
-            .map_err(|e| refuse("proof", e.code(), e.to_string(), Some(record.depth)))?;
-        let known_key = self.remembered_agent_key(&record.agent);
-        let proof = verify_proof(
-            presented.proof,
-            &ProofExpectations {
-                htm: presented.binding.htm,
-                htu: &htu,
-                access_token: Some(presented.token),
-                expected_jkt: &record.key_thumbprint,
-                now,
-                max_age_secs: m.proof_max_age_secs,
-                skew_secs: m.clock_skew_secs,
-                known_key: known_key.as_ref(),
-            },
-        )
-        .map_err(|e| refuse("proof", e.code(), e.to_string(), Some(record.depth)))?;
+        // in memory, spares decompressing the proof's key again. A bearer mandate carries no proof,
+        // and is honoured only while the organisation allows unbound mandates.
+        let proof = match record.binding {
+            Binding::Bearer => {
+                if !m.allow_unbound {
+                    return Err(refuse(
+                        "proof",
+                        "mandate.unbound_not_allowed",
+                        "this mandate is not bound to a key, and this organisation no longer accepts unbound mandates (`[oauth] allow_unbound`)".into(),
+                        Some(record.depth),
+                    ));
+                }
+                if !presented.proof.is_empty() {
+                    return Err(refuse(
+                        "proof",
+                        "proof.not_bound",
+                        "this mandate is a bearer token bound to no key; send it as `Authorization: Bearer` without a DPoP proof".into(),
+                        Some(record.depth),
+                    ));
+                }
+                None
+            }
+            Binding::AgentKey | Binding::ClientKey => {
+                let htu = Htu::parse(presented.binding.htu)
+                    .map_err(|e| refuse("proof", e.code(), e.to_string(), Some(record.depth)))?;
+                let known_key = match record.binding {
+                    Binding::AgentKey => self.remembered_agent_key(&record.agent),
+                    _ => None,
+                };
+                let proof = verify_proof(
+                    presented.proof,
+                    &ProofExpectations {
+                        htm: presented.binding.htm,
+                        htu: &htu,
+                        access_token: Some(presented.token),
+                        expected_jkt: &record.key_thumbprint,
+                        now,
+                        max_age_secs: m.proof_max_age_secs,
+                        skew_secs: m.clock_skew_secs,
+                        known_key: known_key.as_ref(),
+                    },
+                )
+                .map_err(|e| refuse("proof", e.code(), e.to_string(), Some(record.depth)))?;
+                Some(proof)
+            }
+        };
 
         // Revocation: this mandate or any ancestor, in memory (where every revocation is put before
         // it is committed) and as stored (this mandate when just read, every ancestor always).
@@ -171,7 +213,10 @@ impl Engine {
                             hop,
                         });
                     }
-                    if i + 1 == record.chain_agents.len() && a.public_key_jwk.thumbprint() != record.key_thumbprint {
+                    if i + 1 == record.chain_agents.len()
+                        && record.binding == Binding::AgentKey
+                        && a.public_key_jwk.thumbprint() != record.key_thumbprint
+                    {
                         reasons.push(Reason {
                             code: "chain.key_replaced".into(),
                             message: format!("agent `{id}`'s key was replaced after this mandate was issued"),
@@ -197,12 +242,47 @@ impl Engine {
 
         // The proof's id is remembered only now, once the mandate and its chain are known to be live:
         // a revoked or suspended agent cannot fill the replay cache and lock everyone else out.
-        let replay_key = format!("dpop:{}:{}", proof.jkt(), proof.jti());
-        let replayed = self.replay.lock().unwrap_or_else(|p| p.into_inner()).check_and_insert(&replay_key, now);
-        if let Err(e) = replayed {
-            return Err(refuse("proof", e.code(), e.to_string(), Some(record.depth)));
+        let replay_key = proof.as_ref().map(|p| format!("dpop:{}:{}", p.jkt(), p.jti()));
+        if let Some(key) = &replay_key {
+            let replayed = self.replay.lock().unwrap_or_else(|p| p.into_inner()).check_and_insert(key, now);
+            if let Err(e) = replayed {
+                return Err(refuse("proof", e.code(), e.to_string(), Some(record.depth)));
+            }
         }
         Ok(VerifiedPresentation { stored, chain, agents, proof, replay_key })
+    }
+
+    /// Verifies the DPoP proof a client sends to the token endpoint to get a key-bound mandate (RFC
+    /// 9449 section 5): no access token yet, so the key is the proof's own; bound to `POST` at
+    /// `htu`, fresh, and used once. Returns the key's RFC 7638 thumbprint and the replay key.
+    pub fn verify_client_proof(&self, proof: &str, htu: &str) -> Result<(String, String), (String, String)> {
+        let now = self.now_secs();
+        let m = &self.settings.mandates;
+        let fail = |code: &str, msg: String| (code.to_owned(), msg);
+        let htu = Htu::parse(htu).map_err(|e| fail(e.code(), e.to_string()))?;
+        let jkt = mandate_core::jose::claimed_thumbprint(proof)
+            .ok_or_else(|| fail("proof.malformed", "the DPoP proof is not a JWS with an Ed25519 `jwk` header".into()))?;
+        let verified = verify_proof(
+            proof,
+            &ProofExpectations {
+                htm: "POST",
+                htu: &htu,
+                access_token: None,
+                expected_jkt: &jkt,
+                now,
+                max_age_secs: m.proof_max_age_secs,
+                skew_secs: m.clock_skew_secs,
+                known_key: None,
+            },
+        )
+        .map_err(|e| fail(e.code(), e.to_string()))?;
+        let replay_key = format!("dpop:{}:{}", verified.jkt(), verified.jti());
+        self.replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check_and_insert(&replay_key, now)
+            .map_err(|e| fail(e.code(), e.to_string()))?;
+        Ok((jkt, replay_key))
     }
 
     /// Verifies a mandate token and returns its stored record. Checks the signature (a published

@@ -227,28 +227,49 @@ pub async fn approvals(
     Ok(ApiJson(ApprovalList { approvals: list }))
 }
 
+/// The optional body of an approval's answer.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// Why, for the record (at most 1000 characters).
+    pub comment: Option<String>,
+}
+
+fn answer_comment(body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let r: AnswerRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request("request.invalid_body", e.to_string()))?;
+    Ok(r.comment)
+}
+
 /// Approve a held call: the agent may then make that exact call once.
-#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "decisions", params(("id" = String, Path, description = "approval id")),
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "decisions", request_body(content = Option<AnswerRequest>), params(("id" = String, Path, description = "approval id")),
     responses((status = 200, body = ApprovalRecord), (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)), security(("bearer" = [])))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiBytes(body): ApiBytes,
 ) -> Result<ApiJson<ApprovalRecord>, ApiError> {
-    Ok(ApiJson(state.answer_approval(&caller, &id, true).await?))
+    let comment = answer_comment(&body)?;
+    Ok(ApiJson(state.answer_approval_with(&caller, &id, true, comment.as_deref()).await?))
 }
 
 /// Deny a held call.
-#[utoipa::path(post, path = "/v1/approvals/{id}/deny", tag = "decisions", params(("id" = String, Path, description = "approval id")),
+#[utoipa::path(post, path = "/v1/approvals/{id}/deny", tag = "decisions", request_body(content = Option<AnswerRequest>), params(("id" = String, Path, description = "approval id")),
     responses((status = 200, body = ApprovalRecord), (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)), security(("bearer" = [])))]
 pub async fn deny(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiBytes(body): ApiBytes,
 ) -> Result<ApiJson<ApprovalRecord>, ApiError> {
-    Ok(ApiJson(state.answer_approval(&caller, &id, false).await?))
+    let comment = answer_comment(&body)?;
+    Ok(ApiJson(state.answer_approval_with(&caller, &id, false, comment.as_deref()).await?))
 }
 
 /// The active policy set.

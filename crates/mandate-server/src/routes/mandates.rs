@@ -198,6 +198,22 @@ pub async fn token(
     if let Err(wait) = state.refusals.admit(source, mandate_engine::clock::millis(state.clock.now())) {
         return crate::error::rate_limited_tarpit(&state.refusals, source, wait).await;
     }
+    // The authorization code grant (MCP's authorization flow) is the web front door's.
+    if let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
+        if pairs.iter().any(|(k, v)| k == "grant_type" && v == "authorization_code") {
+            let mut params = std::collections::HashMap::new();
+            for (k, v) in pairs {
+                if params.insert(k.clone(), v).is_some() {
+                    return oauth_error(OAuthError {
+                        error: "invalid_request".into(),
+                        error_description: format!("`{k}` is given more than once"),
+                        code: "oauth.invalid_request".into(),
+                    });
+                }
+            }
+            return crate::web::oauth::exchange_code(&state, &headers, &params).await;
+        }
+    }
     let form: TokenExchangeForm = match serde_urlencoded_form(&body) {
         Ok(f) => f,
         Err(e) => return oauth_error(e),
@@ -245,12 +261,17 @@ pub async fn metadata(State(state): State<AppState>) -> axum::Json<serde_json::V
         "issuer": m.issuer,
         "token_endpoint": m.token_endpoint(),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
+        "grant_types_supported": ["authorization_code", "urn:ietf:params:oauth:grant-type:token-exchange"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "client_id_metadata_document_supported": true,
+        "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": ["none"],
         "authorization_details_types_supported": [mandate_core::mandate::DETAIL_TYPE],
         "dpop_signing_alg_values_supported": ["EdDSA"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
-        "response_types_supported": [],
         "mandate_endpoint": format!("{issuer}/v1/mandates"),
         "authorize_endpoint": format!("{issuer}/v1/authorize"),
     }))

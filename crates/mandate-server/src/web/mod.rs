@@ -1,0 +1,143 @@
+//! What a browser sees: the web console at `/console` and MCP's authorization flow at
+//! `/oauth/authorize` (the consent page). Both are a third front door onto the same engine, and
+//! neither decides or authorizes anything itself: every console page calls the HTTP API's own
+//! handler with the signed-in human as the caller and renders its answer, so that a page shows and
+//! does exactly what that human's credential may over the API; the consent page grants through the
+//! engine's grant, the same trust decision as `POST /v1/mandates`.
+//!
+//! State kept here, in this node's memory and bounded: console sessions (a random cookie naming the
+//! credential the human signed in with, resolved again on every request, so that a deactivated
+//! human or a replaced key is signed out at once), authorization requests waiting for consent, and
+//! authorization codes (single use, 60 s). See ARCHITECTURE.md for what that means behind a load
+//! balancer.
+
+pub mod client_metadata;
+pub mod console;
+pub mod html;
+pub mod oauth;
+pub mod session;
+
+use crate::state::AppState;
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use rand_core::{OsRng, RngCore};
+use std::path::PathBuf;
+
+/// The console's and the authorization flow's settings (`[console]`, `[oauth]`).
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// How long a console session lasts, in seconds (`[console] session_ttl_seconds`, 8 hours).
+    pub session_ttl_secs: i64,
+    /// How long an authorization code may wait for the token endpoint (`[oauth] code_ttl_seconds`, 60).
+    pub code_ttl_secs: i64,
+    /// Extra trust anchors (PEM) for fetching client metadata documents over HTTPS
+    /// (`[oauth] client_metadata_ca_file`), for clients published on an internal CA.
+    pub client_metadata_ca_file: Option<PathBuf>,
+    /// Fetch client metadata documents from loopback and private addresses
+    /// (`[oauth] danger_allow_private_client_hosts`): off, so that a client id cannot make Mandate
+    /// reach into its own network (SSRF). Tests on one machine turn it on.
+    pub allow_private_client_hosts: bool,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 8 * 3600,
+            code_ttl_secs: 60,
+            client_metadata_ca_file: None,
+            allow_private_client_hosts: false,
+        }
+    }
+}
+
+/// The web front door's state: sessions, authorization requests and codes, the metadata fetcher.
+pub struct Web {
+    /// Its settings.
+    pub settings: WebSettings,
+    pub(crate) sessions: session::Sessions,
+    pub(crate) flows: oauth::Flows,
+    pub(crate) clients: client_metadata::Fetcher,
+    /// The gateway's servers: what a `resource` indicator may name.
+    pub(crate) servers: Vec<String>,
+}
+
+impl Web {
+    /// A web front door with `settings`.
+    pub fn new(settings: WebSettings) -> Result<Self, String> {
+        let clients = client_metadata::Fetcher::new(&settings)?;
+        Ok(Self {
+            settings,
+            sessions: session::Sessions::default(),
+            flows: oauth::Flows::default(),
+            clients,
+            servers: Vec::new(),
+        })
+    }
+
+    /// The same, for a gateway serving `servers`.
+    pub fn with_servers(mut self, servers: Vec<String>) -> Self {
+        self.servers = servers;
+        self
+    }
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        let settings = WebSettings::default();
+        let clients = client_metadata::Fetcher::without_extra_roots(&settings);
+        Self {
+            settings,
+            sessions: session::Sessions::default(),
+            flows: oauth::Flows::default(),
+            clients,
+            servers: Vec::new(),
+        }
+    }
+}
+
+/// The console's and the authorization endpoint's routes.
+pub fn router() -> Router<AppState> {
+    use console as c;
+    Router::new()
+        .route("/console", get(c::home))
+        .route("/console/", get(c::home))
+        .route("/console/assets/console.css", get(html::stylesheet))
+        .route("/console/assets/console.js", get(html::script))
+        .route("/console/login", get(session::login_page).post(session::login))
+        .route("/console/logout", post(session::logout))
+        .route("/console/approvals", get(c::approvals))
+        .route("/console/approvals/count", get(c::approvals_count))
+        .route("/console/approvals/{id}/{answer}", post(c::answer_approval))
+        .route("/console/chains", get(c::chains))
+        .route("/console/chains/{id}", get(c::chain))
+        .route("/console/mandates/{id}/revoke", post(c::revoke_mandate))
+        .route("/console/incident", get(c::incident))
+        .route("/console/kill", post(c::kill))
+        .route("/console/registry", get(c::registry))
+        .route("/console/agents/{id}", get(c::agent))
+        .route("/console/agents/{id}/{action}", post(c::agent_action))
+        .route("/console/register", get(c::register_page).post(c::register))
+        .route("/console/tools/{server}/{tool}", get(c::tool))
+        .route("/console/tools/{server}/{tool}/approve", post(c::approve_tool))
+        .route("/oauth/authorize", get(oauth::authorize).post(oauth::consent))
+}
+
+/// A random secret, 256 bits, base64url.
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of a secret: what is kept in place of it.
+pub(crate) fn digest(secret: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (digest(a), digest(b));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
