@@ -60,6 +60,36 @@ pub struct FileConfig {
     /// The intent taxonomy and drift scoring.
     #[serde(default)]
     pub intents: IntentsSection,
+    /// MCP's authorization flow (the consent page and the authorization code grant).
+    #[serde(default)]
+    pub oauth: OAuthSection,
+    /// The web console.
+    #[serde(default)]
+    pub console: ConsoleSection,
+}
+
+/// `[oauth]`: MCP's authorization flow.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSection {
+    /// Grant a client that proves no key at the token endpoint an unbound (bearer) mandate, marked
+    /// so and visible to policy as `context.binding == "bearer"`, and honour such mandates (default false).
+    pub allow_unbound: Option<bool>,
+    /// How long an authorization code may wait for the token endpoint, in seconds (default 60).
+    pub code_ttl_seconds: Option<i64>,
+    /// Extra trust anchors (a PEM file) for fetching client metadata documents over HTTPS.
+    pub client_metadata_ca_file: Option<PathBuf>,
+    /// Fetch client metadata documents from loopback and private addresses (default false: a
+    /// client id could otherwise make Mandate reach into its own network).
+    pub danger_allow_private_client_hosts: Option<bool>,
+}
+
+/// `[console]`: the web console.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// How long a console session lasts, in seconds (default 28800, 8 hours).
+    pub session_ttl_seconds: Option<i64>,
 }
 
 /// `[intents]`: drift scoring, the organisation's own domains, and intent categories.
@@ -336,7 +366,7 @@ pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<
 
 /// The sections of `mandate.toml` whose settings also read from `MANDATE_<SECTION>_<KEY>`.
 const ENV_SECTIONS: &[&str] =
-    &["server", "review", "mandates", "ledger", "gateway", "oidc", "keys", "intents", "store"];
+    &["server", "review", "mandates", "ledger", "gateway", "oidc", "keys", "intents", "store", "oauth", "console"];
 
 /// `MANDATE_*` variables that are not settings of a section: flags' own variables (read by the
 /// command line), the CLI's, and the log filter.
@@ -494,7 +524,9 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         mandate_server::validate_admin_token(token).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let issuer_from_listener = file.mandates.issuer.is_none();
-    let mandates = resolve_mandates(file.mandates, listen)?;
+    let mut mandates = resolve_mandates(file.mandates, listen)?;
+    mandates.allow_unbound = file.oauth.allow_unbound.unwrap_or(false);
+    let web = resolve_web(&file.oauth, &file.console)?;
     let oidc = file.oidc.map(resolve_oidc).transpose()?;
     let mut gateway = resolve_gateway(&file.gateway, &|name| std::env::var(name).ok())?;
     if o.demo && !gateway.servers.iter().any(|s| s.name == "erp") {
@@ -531,8 +563,31 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
         database_url,
         database_max_connections,
         database_max_lag: std::time::Duration::from_millis(max_lag_ms),
+        web,
     };
     Ok((config, log_format))
+}
+
+fn resolve_web(oauth: &OAuthSection, console: &ConsoleSection) -> anyhow::Result<mandate_server::web::WebSettings> {
+    let code_ttl_secs = oauth.code_ttl_seconds.unwrap_or(60);
+    if !(10..=600).contains(&code_ttl_secs) {
+        bail!("oauth.code_ttl_seconds: {code_ttl_secs} must be between 10 and 600");
+    }
+    let session_ttl_secs = console.session_ttl_seconds.unwrap_or(8 * 3600);
+    if !(300..=7 * 86_400).contains(&session_ttl_secs) {
+        bail!("console.session_ttl_seconds: {session_ttl_secs} must be between 300 and 604800");
+    }
+    if let Some(path) = &oauth.client_metadata_ca_file {
+        if !path.is_file() {
+            bail!("oauth.client_metadata_ca_file: `{}` is not a readable file", path.display());
+        }
+    }
+    Ok(mandate_server::web::WebSettings {
+        session_ttl_secs,
+        code_ttl_secs,
+        client_metadata_ca_file: oauth.client_metadata_ca_file.clone(),
+        allow_private_client_hosts: oauth.danger_allow_private_client_hosts.unwrap_or(false),
+    })
 }
 
 /// Checks that `url` is a PostgreSQL URL, naming what is wrong without echoing a password.
@@ -799,6 +854,7 @@ fn resolve_mandates(m: MandatesSection, listen: SocketAddr) -> anyhow::Result<Ma
         },
         proof_max_age_secs,
         clock_skew_secs,
+        allow_unbound: false,
         approval_ttl_secs,
         max_pending_approvals,
         replay_cache_capacity,

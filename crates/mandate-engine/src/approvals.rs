@@ -30,7 +30,11 @@ impl Engine {
     ) -> Result<ApprovalRecord, Error> {
         let comment = comment.map(str::trim).filter(|c| !c.is_empty());
         if comment.is_some_and(|c| c.chars().count() > 1000) {
-            return Err(Error::new(crate::error::ErrorKind::Invalid, "request.invalid_body", "a comment is at most 1000 characters"));
+            return Err(Error::new(
+                crate::error::ErrorKind::Invalid,
+                "request.invalid_body",
+                "a comment is at most 1000 characters",
+            ));
         }
         let Caller::Human(approver) = caller else {
             return Err(Error::forbidden(

@@ -144,6 +144,7 @@ impl Org {
             database_url: None,
             database_max_connections: 16,
             database_max_lag: std::time::Duration::from_secs(1),
+            web: Default::default(),
             ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,
         };
         let server = Server::start(config, clock.clone()).await.map_err(|e| anyhow!("starting the server: {e}"))?;

@@ -104,7 +104,7 @@ pub async fn resource_metadata(State(gw): State<Gateway>, Path(server): Path<Str
         "authorization_servers": [issuer],
         "bearer_methods_supported": ["header"],
         "dpop_signing_alg_values_supported": ["EdDSA"],
-        "dpop_bound_access_tokens_required": true,
+        "dpop_bound_access_tokens_required": !gw.inner.engine.settings.mandates.allow_unbound,
         "resource_name": format!("Mandate gateway: {server}"),
     });
     json_response(StatusCode::OK, doc.to_string())
@@ -429,16 +429,22 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     let Some(value) = value.to_str().ok() else {
         return Credentials::Missing("token.malformed", "the Authorization header is not text".into());
     };
-    let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => token.trim(),
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => {
-            return Credentials::Missing(
-                "token.not_dpop_bound",
-                "mandates are DPoP-bound: use `Authorization: DPoP <mandate>` with a `DPoP` proof".into(),
-            )
-        }
+    // `Bearer` carries an unbound mandate (granted through the authorization flow where the
+    // organisation allows it), with no proof; whether the mandate is unbound, and unbound mandates
+    // allowed, is the engine's to check. A key-bound mandate needs a proof, and a proof goes with
+    // `DPoP` only (RFC 9449 section 7.1).
+    let (token, bearer) = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => (token.trim(), false),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => (token.trim(), true),
         _ => return Credentials::Missing("token.malformed", "the Authorization header is not `DPoP <mandate>`".into()),
     };
+    if bearer && headers.contains_key("dpop") {
+        return Credentials::Missing(
+            "token.not_dpop_bound",
+            "a DPoP-bound mandate is sent as `Authorization: DPoP <mandate>` with its `DPoP` proof, not as `Bearer`"
+                .into(),
+        );
+    }
     let mut proofs = headers.get_all("dpop").iter();
     let proof = match (proofs.next(), proofs.next()) {
         (Some(p), None) => p.to_str().unwrap_or(""),
@@ -499,10 +505,13 @@ impl Request<'_> {
         let error = if code.starts_with("proof.") { "invalid_dpop_proof" } else { "invalid_token" };
         let description =
             message.replace(['"', '\\'], "'").chars().filter(|c| !c.is_control()).take(300).collect::<String>();
-        let www = format!(
+        let mut www = format!(
             r#"DPoP algs="EdDSA", resource_metadata="{}", error="{error}", error_description="{description}""#,
             self.gw.resource_metadata_url(self.name)
         );
+        if self.gw.inner.engine.settings.mandates.allow_unbound {
+            www.push_str(&format!(r#", Bearer resource_metadata="{}""#, self.gw.resource_metadata_url(self.name)));
+        }
         let mut r = rpc_error(status, self.id(), -32001, message, Some(json!({"code": code, "reasons": reasons})));
         if status == StatusCode::UNAUTHORIZED {
             if let Ok(v) = HeaderValue::from_str(&www) {
@@ -541,7 +550,9 @@ impl Request<'_> {
             }
         };
         if let Revision::Legacy { session: Some((_, session)), .. } = &self.revision {
-            if mandate_core::jose::claimed_thumbprint(proof).as_deref() != Some(session.key_thumbprint.as_str()) {
+            // A session opened with an unbound mandate has no key (an empty thumbprint), and is used
+            // with no proof.
+            if mandate_core::jose::claimed_thumbprint(proof).unwrap_or_default() != session.key_thumbprint {
                 return Err(rpc_error(
                     StatusCode::NOT_FOUND,
                     self.id(),

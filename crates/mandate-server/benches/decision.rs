@@ -131,6 +131,7 @@ fn fixture_in(base: &std::path::Path) -> Fixture {
         database_url: None,
         database_max_connections: 16,
         database_max_lag: std::time::Duration::from_secs(1),
+        web: Default::default(),
         ledger: mandate_engine::ledger::LedgerSettings::DEFAULT,
     };
     let (server, state, token) = runtime.block_on(async {
@@ -287,6 +288,7 @@ fn cedar_request(risk: &Value) -> CallRequest {
             .as_array()
             .map(|s| s.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default(),
+        binding: "agent_key".into(),
     }
 }
 

@@ -149,6 +149,7 @@ impl TestServer {
             database_url: database.clone(),
             database_max_connections: 16,
             database_max_lag: std::time::Duration::from_secs(1),
+            web: Default::default(),
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -322,6 +323,21 @@ pub fn agent_spec(id: &str, owner: &str, overrides: Value) -> Value {
 /// Signs a DPoP proof with `agent_key(seed)` for `htm` `htu`, bound to `access_token`.
 pub fn proof(seed: u8, htm: &str, htu: &str, access_token: &str, iat: i64, jti: &str) -> String {
     let claims = mandate_core::jose::ProofClaims { jti, htm, htu, iat, access_token: Some(access_token) };
+    mandate_core::jose::sign_proof(&claims, &agent_key(seed)).unwrap()
+}
+
+/// The claims of a JWT, read without verifying it (for tests that look inside a mandate).
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWS compact token");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// A DPoP proof with no access token (`ath`), as a client sends to the token endpoint to get a
+/// key-bound token (RFC 9449 section 5), signed by `agent_key(seed)`.
+pub fn client_proof(seed: u8, htu: &str, iat: i64, jti: &str) -> String {
+    let claims = mandate_core::jose::ProofClaims { jti, htm: "POST", htu, iat, access_token: None };
     mandate_core::jose::sign_proof(&claims, &agent_key(seed)).unwrap()
 }
 

@@ -76,7 +76,10 @@ impl Engine {
         holder: ClientHolder,
     ) -> Result<Granted, Error> {
         if holder.binding == Binding::AgentKey {
-            return Err(grant_problem("grant.invalid_binding", "a client's mandate is bound to its own key or to none".into()));
+            return Err(grant_problem(
+                "grant.invalid_binding",
+                "a client's mandate is bound to its own key or to none".into(),
+            ));
         }
         if holder.binding == Binding::Bearer && !self.settings.mandates.allow_unbound {
             return Err(grant_problem(
@@ -98,10 +101,13 @@ impl Engine {
             .agent(&request.agent)
             .await?
             .ok_or_else(|| grant_problem("grant.agent_unknown", format!("no agent `{}`", request.agent)))?;
-        plan_grant(request, &agent, &human.principal, &self.settings.mandates.limits, NewId {
-            id: String::new(),
-            now: self.now_secs(),
-        })
+        plan_grant(
+            request,
+            &agent,
+            &human.principal,
+            &self.settings.mandates.limits,
+            NewId { id: String::new(), now: self.now_secs() },
+        )
         .map_err(|e| grant_problem(e.code(), e.to_string()))?;
         self.grant_permitted(human, &agent, request).map(|_| ())
     }

@@ -99,7 +99,10 @@ impl Engine {
                 return Err(refuse(
                     "token",
                     "token.wrong_resource",
-                    format!("this mandate was granted for `{resource}` only (RFC 8707), not for `{}`", presented.binding.htu),
+                    format!(
+                        "this mandate was granted for `{resource}` only (RFC 8707), not for `{}`",
+                        presented.binding.htu
+                    ),
                     Some(record.depth),
                 ));
             }
@@ -260,8 +263,9 @@ impl Engine {
         let m = &self.settings.mandates;
         let fail = |code: &str, msg: String| (code.to_owned(), msg);
         let htu = Htu::parse(htu).map_err(|e| fail(e.code(), e.to_string()))?;
-        let jkt = mandate_core::jose::claimed_thumbprint(proof)
-            .ok_or_else(|| fail("proof.malformed", "the DPoP proof is not a JWS with an Ed25519 `jwk` header".into()))?;
+        let jkt = mandate_core::jose::claimed_thumbprint(proof).ok_or_else(|| {
+            fail("proof.malformed", "the DPoP proof is not a JWS with an Ed25519 `jwk` header".into())
+        })?;
         let verified = verify_proof(
             proof,
             &ProofExpectations {

@@ -114,6 +114,7 @@ fn call_by(agent: AgentFacts, tool: ToolFacts) -> CallRequest {
         weekday: 2,
         risk_score: 0,
         signals: Vec::new(),
+        binding: "agent_key".to_owned(),
     }
 }
 

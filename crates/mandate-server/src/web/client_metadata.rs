@@ -59,9 +59,11 @@ impl Fetcher {
     pub fn new(settings: &WebSettings) -> Result<Self, String> {
         let mut fetcher = Self::without_extra_roots(settings);
         if let Some(path) = &settings.client_metadata_ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("oauth.client_metadata_ca_file `{}`: {e}", path.display()))?;
-            fetcher.roots = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("oauth.client_metadata_ca_file `{}`: not PEM certificates: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| format!("oauth.client_metadata_ca_file `{}`: {e}", path.display()))?;
+            fetcher.roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!("oauth.client_metadata_ca_file `{}`: not PEM certificates: {e}", path.display())
+            })?;
             if fetcher.roots.is_empty() {
                 return Err(format!("oauth.client_metadata_ca_file `{}` holds no certificate", path.display()));
             }
@@ -71,7 +73,11 @@ impl Fetcher {
 
     /// A fetcher trusting the public web's roots only.
     pub fn without_extra_roots(settings: &WebSettings) -> Self {
-        Self { roots: Vec::new(), allow_private: settings.allow_private_client_hosts, cache: Mutex::new(HashMap::new()) }
+        Self {
+            roots: Vec::new(),
+            allow_private: settings.allow_private_client_hosts,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The verified metadata of `client_id`, from the cache or fetched now.
@@ -97,11 +103,19 @@ impl Fetcher {
     async fn fetch(&self, client_id: &str, url: &url::Url) -> Result<ClientMetadata, ClientError> {
         let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
-        let unreachable = |e: String| refuse("client.metadata_unreachable", format!("the client's metadata document at `{client_id}` could not be fetched: {e}"));
-        let lookup = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((host.trim_matches(['[', ']']), port)))
-            .await
-            .map_err(|_| unreachable("its host did not resolve within 5 s".into()))?
-            .map_err(|e| unreachable(format!("its host does not resolve: {e}")))?;
+        let unreachable = |e: String| {
+            refuse(
+                "client.metadata_unreachable",
+                format!("the client's metadata document at `{client_id}` could not be fetched: {e}"),
+            )
+        };
+        let lookup = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::lookup_host((host.trim_matches(['[', ']']), port)),
+        )
+        .await
+        .map_err(|_| unreachable("its host did not resolve within 5 s".into()))?
+        .map_err(|e| unreachable(format!("its host does not resolve: {e}")))?;
         let addrs: Vec<SocketAddr> = lookup.collect();
         let Some(first) = addrs.first().copied() else { return Err(unreachable("its host has no address".into())) };
         if !self.allow_private {
@@ -134,7 +148,10 @@ impl Fetcher {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(error_chain(&e)))? {
             if body.len() + chunk.len() > MAX_BYTES {
-                return Err(refuse("client.metadata_invalid", format!("the client's metadata document is over {MAX_BYTES} bytes")));
+                return Err(refuse(
+                    "client.metadata_invalid",
+                    format!("the client's metadata document is over {MAX_BYTES} bytes"),
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -160,7 +177,8 @@ pub(crate) fn check_client_id(client_id: &str) -> Result<url::Url, ClientError> 
     if client_id.len() > 2048 {
         return Err(bad("is too long"));
     }
-    let url = url::Url::parse(client_id).map_err(|_| bad("is not a URL: clients are identified by the URL of their metadata document"))?;
+    let url = url::Url::parse(client_id)
+        .map_err(|_| bad("is not a URL: clients are identified by the URL of their metadata document"))?;
     if url.scheme() != "https" {
         return Err(bad("is not an https URL"));
     }
@@ -215,8 +233,14 @@ pub(crate) fn parse_document(client_id: &str, body: &[u8]) -> Result<ClientMetad
             return Err(invalid(format!("lists `{r}`, which is not an absolute URL without a fragment")));
         }
     }
-    let short = |k: &str| obj.get(k).and_then(Value::as_str).map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect());
-    Ok(ClientMetadata { client_id: client_id.to_owned(), client_name: short("client_name"), client_uri: short("client_uri"), redirect_uris })
+    let short =
+        |k: &str| obj.get(k).and_then(Value::as_str).map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect());
+    Ok(ClientMetadata {
+        client_id: client_id.to_owned(),
+        client_name: short("client_name"),
+        client_uri: short("client_uri"),
+        redirect_uris,
+    })
 }
 
 /// Whether an address is on the public internet: not loopback, private, link-local, shared
@@ -285,13 +309,25 @@ mod tests {
         assert_eq!(m.redirect_uris, ["http://127.0.0.1:3000/cb"]);
         assert_eq!(m.client_name.as_deref(), Some("Example"));
         for (doc, why) in [
-            (serde_json::json!({"client_id": "https://other.example.com/m.json", "redirect_uris": ["https://c.example.com/cb"]}), "names another id"),
+            (
+                serde_json::json!({"client_id": "https://other.example.com/m.json", "redirect_uris": ["https://c.example.com/cb"]}),
+                "names another id",
+            ),
             (serde_json::json!({"client_id": id, "redirect_uris": []}), "no redirect"),
             (serde_json::json!({"client_id": id, "redirect_uris": ["https://c.example.com/cb#x"]}), "a fragment"),
             (serde_json::json!({"client_id": id, "redirect_uris": ["/cb"]}), "relative"),
-            (serde_json::json!({"client_id": id, "client_secret": "s", "redirect_uris": ["https://c.example.com/cb"]}), "a secret"),
-            (serde_json::json!({"client_id": id, "token_endpoint_auth_method": "client_secret_basic", "redirect_uris": ["https://c.example.com/cb"]}), "a secret method"),
-            (serde_json::json!({"client_id": id, "grant_types": ["client_credentials"], "redirect_uris": ["https://c.example.com/cb"]}), "no code grant"),
+            (
+                serde_json::json!({"client_id": id, "client_secret": "s", "redirect_uris": ["https://c.example.com/cb"]}),
+                "a secret",
+            ),
+            (
+                serde_json::json!({"client_id": id, "token_endpoint_auth_method": "client_secret_basic", "redirect_uris": ["https://c.example.com/cb"]}),
+                "a secret method",
+            ),
+            (
+                serde_json::json!({"client_id": id, "grant_types": ["client_credentials"], "redirect_uris": ["https://c.example.com/cb"]}),
+                "no code grant",
+            ),
             (serde_json::json!(["not", "an", "object"]), "not an object"),
         ] {
             let e = parse_document(id, doc.to_string().as_bytes()).unwrap_err();
@@ -301,7 +337,20 @@ mod tests {
 
     #[test]
     fn loopback_private_and_mapped_addresses_are_not_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {

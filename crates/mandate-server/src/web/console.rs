@@ -27,9 +27,7 @@ fn value<T: Serialize>(r: Result<ApiJson<T>, ApiError>) -> Result<Value, ApiErro
 
 /// An API query type built from plain fields (its fields are the handler's own, private to it).
 fn query<T: DeserializeOwned>(v: Value) -> Result<ApiQuery<T>, ApiError> {
-    serde_json::from_value(v)
-        .map(ApiQuery)
-        .map_err(|e| ApiError::bad_request("request.invalid_query", e.to_string()))
+    serde_json::from_value(v).map(ApiQuery).map_err(|e| ApiError::bad_request("request.invalid_query", e.to_string()))
 }
 
 /// A JSON body for an API handler that reads one.
@@ -79,7 +77,12 @@ fn notice(n: &Notice) -> Markup {
 // Approvals
 
 /// `GET /console/approvals`: the queue, newest first, with what held each call.
-pub async fn approvals(State(state): State<AppState>, uri: Uri, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
+pub async fn approvals(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(n): Query<Notice>,
+) -> Response {
     let who = signed_or_login!(state, headers, uri);
     let list = match query(json!({})) {
         Ok(q) => value(decisions::approvals(State(state.clone()), who.caller.clone(), q).await),
@@ -107,8 +110,7 @@ pub async fn approvals(State(state): State<AppState>, uri: Uri, headers: HeaderM
 fn approval_card(who: &Signed, a: &Value) -> Markup {
     let d = &a["detail"];
     let id = text(&a["id"]);
-    let chain_agents: Vec<String> =
-        d["chain_agents"].as_array().into_iter().flatten().map(text).collect();
+    let chain_agents: Vec<String> = d["chain_agents"].as_array().into_iter().flatten().map(text).collect();
     html! {
         section.card.approval data-approval-id=(id) {
             h3 { code { (text(&a["tool"])) } " by " strong { (text(&a["agent"])) } }
@@ -258,7 +260,8 @@ pub async fn chain(
     let who = signed_or_login!(state, headers, uri);
     if id == "open" {
         let target = q.id.unwrap_or_default();
-        let target: String = target.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+        let target: String =
+            target.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
         return Redirect::to(&format!("/console/chains/{target}")).into_response();
     }
     let tree = match value(mandates::chain(State(state.clone()), who.caller.clone(), Path(id.clone())).await) {
@@ -452,7 +455,9 @@ pub async fn revoke_mandate(
     let reason = form.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "revoked from the console".into());
     let b = body(json!({ "reason": reason }));
     match mandates::revoke(State(state.clone()), who.caller.clone(), Path(id.clone()), b.0).await {
-        Ok(ApiJson(r)) => back(form.back.as_deref(), "/console/chains", &format!("Revoked {} mandate(s).", r.revoked.len())),
+        Ok(ApiJson(r)) => {
+            back(form.back.as_deref(), "/console/chains", &format!("Revoked {} mandate(s).", r.revoked.len()))
+        }
         Err(e) => api_refusal(&who, "Revoke", &e),
     }
 }
@@ -471,7 +476,12 @@ pub struct IncidentQuery {
 
 /// `GET /console/incident`: the blast radius of an agent, a human or a chain, the kill switch one
 /// confirmation away, and the story in time order.
-pub async fn incident(State(state): State<AppState>, uri: Uri, headers: HeaderMap, Query(q): Query<IncidentQuery>) -> Response {
+pub async fn incident(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<IncidentQuery>,
+) -> Response {
     let who = signed_or_login!(state, headers, uri);
     let target = match (&q.agent, &q.human, &q.chain) {
         (Some(a), None, None) if !a.is_empty() => Some(("agent", a.clone())),
@@ -490,14 +500,19 @@ pub async fn incident(State(state): State<AppState>, uri: Uri, headers: HeaderMa
     };
     let Some((kind, id)) = target else {
         // The picker sends `kind` and `id`; turn them into the page's own query.
-        let raw: HashMap<String, String> = uri.query().and_then(|s| serde_urlencoded::from_str(s).ok()).unwrap_or_default();
+        let raw: HashMap<String, String> =
+            uri.query().and_then(|s| serde_urlencoded::from_str(s).ok()).unwrap_or_default();
         if let (Some(kind), Some(id)) = (raw.get("kind"), raw.get("id")) {
             if ["agent", "human", "chain"].contains(&kind.as_str()) && !id.trim().is_empty() {
                 let q = serde_urlencoded::to_string([(kind.as_str(), id.trim())]).unwrap_or_default();
                 return Redirect::to(&format!("/console/incident?{q}")).into_response();
             }
         }
-        return page(&who, "Incident", html! { p.hint { "Whose authority do you need to see, and perhaps cut off?" } (picker) });
+        return page(
+            &who,
+            "Incident",
+            html! { p.hint { "Whose authority do you need to see, and perhaps cut off?" } (picker) },
+        );
     };
     let radius = match query(json!({ kind: id })) {
         Ok(q) => value(audit::blast_radius(State(state.clone()), who.caller.clone(), q).await),
@@ -519,7 +534,10 @@ pub async fn incident(State(state): State<AppState>, uri: Uri, headers: HeaderMa
     let events: Vec<Value> = story.and_then(|s| s["events"].as_array().cloned()).unwrap_or_default();
     let (switch, question) = match kind {
         "agent" => ("Suspend agent", format!("Suspend agent {id}? Every mandate it holds is refused at once.")),
-        "human" => ("Revoke everything they granted", format!("Revoke every mandate {id} granted, and all delegations below them?")),
+        "human" => (
+            "Revoke everything they granted",
+            format!("Revoke every mandate {id} granted, and all delegations below them?"),
+        ),
         _ => ("Revoke the whole chain", format!("Revoke chain {id} and every mandate in it?")),
     };
     let touched = |v: &Value| -> Markup {
@@ -595,7 +613,13 @@ pub async fn kill(State(state): State<AppState>, headers: HeaderMap, Form(form):
         "chain" => mandates::revoke_chain(s, c, Path(id.clone()), body(json!({ "reason": reason })).0)
             .await
             .map(|ApiJson(r)| format!("Revoked {} mandate(s) of chain {id}.", r.revoked.len())),
-        _ => return html::refusal(StatusCode::BAD_REQUEST, "request.invalid_body", "the kill switch takes an agent, a human or a chain"),
+        _ => {
+            return html::refusal(
+                StatusCode::BAD_REQUEST,
+                "request.invalid_body",
+                "the kill switch takes an agent, a human or a chain",
+            )
+        }
     };
     match done {
         Ok(message) => {
@@ -612,7 +636,12 @@ pub async fn kill(State(state): State<AppState>, headers: HeaderMap, Form(form):
 /// `GET /console/registry`: agents, the review queue, discovered clients, the tool catalogue's
 /// pins, drift alerts and the ledger's verification. Each part shows what the human may read; a
 /// part they may not is said so, not hidden silently.
-pub async fn registry(State(state): State<AppState>, uri: Uri, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
+pub async fn registry(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(n): Query<Notice>,
+) -> Response {
     let who = signed_or_login!(state, headers, uri);
     let s = || State(state.clone());
     let c = || who.caller.clone();
@@ -632,7 +661,8 @@ pub async fn registry(State(state): State<AppState>, uri: Uri, headers: HeaderMa
         Err(e) => Err(e),
     };
     let intents = value(crate::routes::intents::list(s(), c()).await);
-    let refused = |e: &ApiError| html! { p.muted.refused { "Not for you: " (e.detail()) " (" code { (e.code()) } ")" } };
+    let refused =
+        |e: &ApiError| html! { p.muted.refused { "Not for you: " (e.detail()) " (" code { (e.code()) } ")" } };
     page(
         &who,
         "Registry",
@@ -740,7 +770,13 @@ fn lifecycle_forms(who: &Signed, agent: &str, state: &str) -> Markup {
 }
 
 /// `GET /console/agents/{id}`: one agent and its history.
-pub async fn agent(State(state): State<AppState>, uri: Uri, headers: HeaderMap, Path(id): Path<String>, Query(n): Query<Notice>) -> Response {
+pub async fn agent(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(n): Query<Notice>,
+) -> Response {
     let who = signed_or_login!(state, headers, uri);
     let view = match value(agents::show(State(state.clone()), who.caller.clone(), Path(id.clone())).await) {
         Ok(v) => v,
@@ -807,7 +843,12 @@ pub struct RegisterQuery {
 }
 
 /// `GET /console/register`: register an agent, prefilled from a discovered client.
-pub async fn register_page(State(state): State<AppState>, uri: Uri, headers: HeaderMap, Query(q): Query<RegisterQuery>) -> Response {
+pub async fn register_page(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<RegisterQuery>,
+) -> Response {
     let who = signed_or_login!(state, headers, uri);
     let seen = match (&q.client, value(gateway::discovered(State(state.clone()), who.caller.clone()).await)) {
         (Some(id), Ok(d)) => d["clients"].as_array().into_iter().flatten().find(|c| text(&c["id"]) == *id).cloned(),
@@ -870,10 +911,17 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, Form(fo
         Ok(s) => s,
         Err(r) => return r,
     };
-    let list = |s: &str| -> Vec<String> { s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect() };
+    let list =
+        |s: &str| -> Vec<String> { s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect() };
     let jwk: Value = match serde_json::from_str(&form.public_key_jwk) {
         Ok(v) => v,
-        Err(e) => return api_refusal(&who, "Register an agent", &ApiError::bad_request("request.invalid_body", format!("the public key is not JSON: {e}"))),
+        Err(e) => {
+            return api_refusal(
+                &who,
+                "Register an agent",
+                &ApiError::bad_request("request.invalid_body", format!("the public key is not JSON: {e}")),
+            )
+        }
     };
     let spec = json!({
         "id": form.id.trim(), "name": form.name.trim(), "owner": form.owner.trim(), "purpose": form.purpose.trim(),
@@ -883,7 +931,13 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, Form(fo
     });
     let spec = match serde_json::from_value::<mandate_core::agent::AgentSpec>(spec) {
         Ok(s) => s,
-        Err(e) => return api_refusal(&who, "Register an agent", &ApiError::bad_request("request.invalid_body", e.to_string())),
+        Err(e) => {
+            return api_refusal(
+                &who,
+                "Register an agent",
+                &ApiError::bad_request("request.invalid_body", e.to_string()),
+            )
+        }
     };
     match state.register_agent(&who.caller, spec, state.clock.now()).await {
         Ok(v) => back(Some(&format!("/console/agents/{}", v.id)), "/console/registry", "Registered."),
@@ -892,13 +946,22 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, Form(fo
 }
 
 /// `GET /console/tools/{server}/{tool}`: a tool's pinned definition beside a changed one.
-pub async fn tool(State(state): State<AppState>, uri: Uri, headers: HeaderMap, Path((server, tool)): Path<(String, String)>, Query(n): Query<Notice>) -> Response {
+pub async fn tool(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((server, tool)): Path<(String, String)>,
+    Query(n): Query<Notice>,
+) -> Response {
     let who = signed_or_login!(state, headers, uri);
-    let diff = match value(gateway::diff(State(state.clone()), who.caller.clone(), Path((server.clone(), tool.clone()))).await) {
+    let diff = match value(
+        gateway::diff(State(state.clone()), who.caller.clone(), Path((server.clone(), tool.clone()))).await,
+    ) {
         Ok(v) => v,
         Err(e) => return api_refusal(&who, "Tool definition", &e),
     };
-    let parsed = |v: &Value| -> Value { v.as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_else(|| v.clone()) };
+    let parsed =
+        |v: &Value| -> Value { v.as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_else(|| v.clone()) };
     let pending = !diff["pending_sha256"].is_null();
     page(
         &who,
@@ -945,7 +1008,9 @@ pub async fn approve_tool(
     };
     let b = axum::body::Bytes::from(json!({ "sha256": form.sha256 }).to_string());
     match gateway::approve(State(state.clone()), who.caller.clone(), Path((server.clone(), tool.clone())), b).await {
-        Ok(_) => back(Some(&format!("/console/tools/{server}/{tool}")), "/console/registry", "The new definition is pinned."),
+        Ok(_) => {
+            back(Some(&format!("/console/tools/{server}/{tool}")), "/console/registry", "The new definition is pinned.")
+        }
         Err(e) => api_refusal(&who, "Tool definition", &e),
     }
 }

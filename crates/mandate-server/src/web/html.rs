@@ -21,10 +21,7 @@ pub async fn stylesheet() -> Response {
 
 /// `GET /console/assets/console.js`.
 pub async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
-        JS,
-    )
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")], JS)
         .into_response()
 }
 

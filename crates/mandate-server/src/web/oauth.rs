@@ -97,7 +97,12 @@ fn stop(code: &str, message: &str) -> Response {
 
 /// An OAuth error sent back to the client's redirect URI (RFC 6749 section 4.1.2.1), with `state`
 /// and `iss` (RFC 9207).
-fn back_to_client(state: &AppState, redirect_uri: &str, client_state: Option<&str>, params: &[(&str, &str)]) -> Response {
+fn back_to_client(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
         return stop("oauth.invalid_redirect_uri", "the redirect URI is not a URL");
     };
@@ -119,7 +124,8 @@ fn back_to_client(state: &AppState, redirect_uri: &str, client_state: Option<&st
 
 /// The query's parameters, each at most once (RFC 6749 section 3.1).
 fn single_params(raw: &str) -> Result<HashMap<String, String>, String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).map_err(|e| format!("the query is malformed: {e}"))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw).map_err(|e| format!("the query is malformed: {e}"))?;
     let mut map = HashMap::new();
     for (k, v) in pairs {
         if map.insert(k.clone(), v).is_some() {
@@ -161,23 +167,40 @@ async fn check_request(state: &AppState, params: &HashMap<String, String>) -> Re
     }
     let client_state = get("state").map(str::to_owned);
     let to_client = |error: &str, description: &str| {
-        back_to_client(state, redirect_uri, client_state.as_deref(), &[("error", error), ("error_description", description)])
+        back_to_client(
+            state,
+            redirect_uri,
+            client_state.as_deref(),
+            &[("error", error), ("error_description", description)],
+        )
     };
     if get("response_type") != Some("code") {
-        return Err(to_client("unsupported_response_type", "only the authorization code flow (`response_type=code`) is supported"));
+        return Err(to_client(
+            "unsupported_response_type",
+            "only the authorization code flow (`response_type=code`) is supported",
+        ));
     }
     if get("code_challenge_method") != Some("S256") {
-        return Err(to_client("invalid_request", "PKCE with `code_challenge_method=S256` is required (`plain` is refused)"));
+        return Err(to_client(
+            "invalid_request",
+            "PKCE with `code_challenge_method=S256` is required (`plain` is refused)",
+        ));
     }
     let challenge = get("code_challenge").unwrap_or_default();
     if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(to_client("invalid_request", "`code_challenge` must be the base64url SHA-256 of the verifier (43 characters)"));
+        return Err(to_client(
+            "invalid_request",
+            "`code_challenge` must be the base64url SHA-256 of the verifier (43 characters)",
+        ));
     }
     let Some(resource) = get("resource") else {
         return Err(to_client("invalid_target", "name the gateway endpoint the token is for in `resource` (RFC 8707)"));
     };
     let Some(server) = gateway_server(state, resource) else {
-        return Err(to_client("invalid_target", "the `resource` is not a gateway endpoint of this server (`<issuer>/mcp/<server>`)"));
+        return Err(to_client(
+            "invalid_target",
+            "the `resource` is not a gateway endpoint of this server (`<issuer>/mcp/<server>`)",
+        ));
     };
     Ok(Asked {
         client,
@@ -206,9 +229,16 @@ pub async fn authorize(State(state): State<AppState>, uri: Uri, headers: HeaderM
     {
         let mut pending = state.web.flows.pending.lock().unwrap_or_else(|p| p.into_inner());
         if !bounded(&mut pending, now, |p| p.expires_ms) {
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, "server.busy", "too many authorizations are waiting; try again shortly");
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.busy",
+                "too many authorizations are waiting; try again shortly",
+            );
         }
-        pending.insert(id.clone(), Pending { asked: asked.clone(), session_csrf: who.csrf.clone(), expires_ms: now + CONSENT_MS });
+        pending.insert(
+            id.clone(),
+            Pending { asked: asked.clone(), session_csrf: who.csrf.clone(), expires_ms: now + CONSENT_MS },
+        );
     }
     consent_page(&state, &who, &id, &asked, None).await
 }
@@ -233,7 +263,8 @@ async fn consent_page(state: &AppState, who: &Signed, request: &str, asked: &Ask
     };
     let tools = server_tools(state, &asked.server);
     let categories = state.intents();
-    let host = url::Url::parse(&asked.client.client_id).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let host =
+        url::Url::parse(&asked.client.client_id).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let name = asked.client.client_name.clone().unwrap_or_else(|| "An unnamed client".to_owned());
     let max_ttl = state.settings.mandates.limits.max_ttl_secs;
     let unbound = state.settings.mandates.allow_unbound;
@@ -322,13 +353,11 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, body: ax
     };
     let tools: Vec<String> = pairs.iter().filter(|(k, _)| k == "tool").map(|(_, v)| v.clone()).collect();
     let others: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "tool").collect();
-    let Form(form): Form<ConsentForm> = match serde_urlencoded::to_string(&others)
-        .ok()
-        .and_then(|s| serde_urlencoded::from_str(&s).ok())
-    {
-        Some(f) => Form(f),
-        None => return stop("oauth.invalid_request", "the consent form is incomplete"),
-    };
+    let Form(form): Form<ConsentForm> =
+        match serde_urlencoded::to_string(&others).ok().and_then(|s| serde_urlencoded::from_str(&s).ok()) {
+            Some(f) => Form(f),
+            None => return stop("oauth.invalid_request", "the consent form is incomplete"),
+        };
     let who = match signed_form(&state, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -336,7 +365,10 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, body: ax
     let now = millis(state.clock.now());
     let pending = state.web.flows.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&form.request);
     let Some(pending) = pending.filter(|p| p.expires_ms > now && super::same_secret(&p.session_csrf, &who.csrf)) else {
-        return stop("oauth.request_expired", "this consent page has expired or was answered already; start again from the client");
+        return stop(
+            "oauth.request_expired",
+            "this consent page has expired or was answered already; start again from the client",
+        );
     };
     let asked = pending.asked;
     let Caller::Human(human) = who.caller.clone() else {
@@ -352,10 +384,18 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, body: ax
         }
     };
     if form.decision != "allow" {
-        if let Err(e) = record("oauth.consent_refused", json!({"client_id": asked.client.client_id, "resource": asked.resource})).await {
+        if let Err(e) =
+            record("oauth.consent_refused", json!({"client_id": asked.client.client_id, "resource": asked.resource}))
+                .await
+        {
             return refusal(StatusCode::SERVICE_UNAVAILABLE, "server.store_unavailable", &e.to_string());
         }
-        return back_to_client(&state, &asked.redirect_uri, asked.state.as_deref(), &[("error", "access_denied"), ("error_description", "the human refused")]);
+        return back_to_client(
+            &state,
+            &asked.redirect_uri,
+            asked.state.as_deref(),
+            &[("error", "access_denied"), ("error_description", "the human refused")],
+        );
     }
     let grant = match consent_grant(&state, &asked, &form, &tools) {
         Ok(g) => g,
@@ -369,11 +409,20 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, body: ax
     {
         let mut codes = state.web.flows.codes.lock().unwrap_or_else(|p| p.into_inner());
         if !bounded(&mut codes, now, |c| c.expires_ms) {
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, "server.busy", "too many authorizations are waiting; try again shortly");
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.busy",
+                "too many authorizations are waiting; try again shortly",
+            );
         }
         codes.insert(
             digest(&code),
-            Code { asked: asked.clone(), human, grant: grant.clone(), expires_ms: now + state.web.settings.code_ttl_secs * 1000 },
+            Code {
+                asked: asked.clone(),
+                human,
+                grant: grant.clone(),
+                expires_ms: now + state.web.settings.code_ttl_secs * 1000,
+            },
         );
     }
     let detail = json!({
@@ -400,7 +449,12 @@ async fn retry(state: &AppState, who: &Signed, asked: Asked, now: i64, message: 
 
 /// The grant the human chose: tools of this server only, with their catalogued data classes and
 /// risks as the scope's classes and actions.
-fn consent_grant(state: &AppState, asked: &Asked, form: &ConsentForm, tools: &[String]) -> Result<GrantRequest, String> {
+fn consent_grant(
+    state: &AppState,
+    asked: &Asked,
+    form: &ConsentForm,
+    tools: &[String],
+) -> Result<GrantRequest, String> {
     if tools.is_empty() {
         return Err("choose at least one tool".into());
     }
@@ -450,11 +504,18 @@ pub(crate) async fn exchange_code(state: &AppState, headers: &HeaderMap, params:
             // A code presented twice: whoever holds it is not only the client. What it bought goes.
             if let Some(id) = spent.mandate_id {
                 let revoked = state
-                    .revoke(&Caller::Admin, mandate_store::MandateSelector::Subtree(id.clone()), "authorization code replayed".into())
+                    .revoke(
+                        &Caller::Admin,
+                        mandate_store::MandateSelector::Subtree(id.clone()),
+                        "authorization code replayed".into(),
+                    )
                     .await;
                 tracing::warn!(mandate_id = %id, revoked = ?revoked.as_ref().map(Vec::len), "an authorization code was replayed; its mandate is revoked");
             }
-            return bad("oauth.code_replayed", "this authorization code was used already; the mandate issued from it is revoked");
+            return bad(
+                "oauth.code_replayed",
+                "this authorization code was used already; the mandate issued from it is revoked",
+            );
         }
         return bad("oauth.code_unknown", "the authorization code is unknown or expired");
     };
@@ -498,7 +559,12 @@ async fn redeem(
     }
     if let Some(resource) = params.get("resource") {
         if resource != &code.asked.resource {
-            return token_error(StatusCode::BAD_REQUEST, "invalid_target", "oauth.resource_mismatch", "`resource` is not the one the human granted");
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_target",
+                "oauth.resource_mismatch",
+                "`resource` is not the one the human granted",
+            );
         }
     }
     // A key proved now (RFC 9449 section 5), or none.
@@ -508,10 +574,22 @@ async fn redeem(
         [proof] => match state.verify_client_proof(proof, &state.settings.mandates.token_endpoint()) {
             Ok((jkt, replay)) => (Binding::ClientKey, jkt, Some(replay)),
             Err((code, message)) => {
-                return token_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", &code, &format!("DPoP proof: {message}"))
+                return token_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_dpop_proof",
+                    &code,
+                    &format!("DPoP proof: {message}"),
+                )
             }
         },
-        _ => return token_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", "proof.multiple_headers", "exactly one DPoP header is accepted"),
+        _ => {
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_dpop_proof",
+                "proof.multiple_headers",
+                "exactly one DPoP header is accepted",
+            )
+        }
     };
     if binding == Binding::Bearer && !state.settings.mandates.allow_unbound {
         return token_error(
@@ -528,7 +606,14 @@ async fn redeem(
         }
         Ok(Some(h)) => h,
         Ok(None) => code.human.clone(),
-        Err(e) => return token_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "server.store_unavailable", &e.to_string()),
+        Err(e) => {
+            return token_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "server.store_unavailable",
+                &e.to_string(),
+            )
+        }
     };
     let holder = ClientHolder {
         client_id: code.asked.client.client_id.clone(),
@@ -553,7 +638,12 @@ async fn redeem(
                 .into_response()
         }
         Err(e) if e.is_client_fault() => bad(e.code(), &e.to_string()),
-        Err(e) => token_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", e.code(), "the grant could not be recorded; try again"),
+        Err(e) => token_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            e.code(),
+            "the grant could not be recorded; try again",
+        ),
     }
 }
 

@@ -237,7 +237,12 @@ pub async fn login(
         Credential::KeyHash(mandate_store::hash_api_key(credential))
     };
     let Some(cookie) = state.web.sessions.create(kept, now, state.web.settings.session_ttl_secs) else {
-        return html::login(&state, &next, Some("too many open sessions; try again later"), StatusCode::SERVICE_UNAVAILABLE);
+        return html::login(
+            &state,
+            &next,
+            Some("too many open sessions; try again later"),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
     };
     tracing::info!(principal = %caller.principal(), "signed in to the console");
     let secure = if state.settings.mandates.issuer.starts_with("https://") { "; Secure" } else { "" };

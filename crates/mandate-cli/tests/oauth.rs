@@ -1,0 +1,569 @@
+//! MCP's authorization flow and the console's session checks, against a real `mandate serve` with
+//! the demo ERP behind its gateway, and the client's metadata document served over real HTTPS by
+//! `openssl s_server` (a certificate from a throwaway CA that the server is told to trust). Every
+//! check of the flow is tried from the wrong side: a code replayed or used by another client, a
+//! PKCE verifier that does not match, a redirect URI off by one character, a `plain` challenge, a
+//! consent or an approval without the session's CSRF token or from another origin, pages without a
+//! session or without the role.
+
+use mandate_test::process::Serve;
+use mandate_test::Client;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mandate");
+const ADMIN: &str = "oauth-test-admin-token-0123456789abc";
+const AGENT_SEED: u8 = 9;
+const CLIENT_SEED: u8 = 21;
+/// A PKCE verifier and its S256 challenge, BASE64URL(SHA-256(verifier)).
+const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9qz1jD8o5w8k4S1gZIr5YXJ7o";
+const CHALLENGE: &str = "pxMagdcDT5Ux0Cz93WCc3FerQ4pUkTWucbM0StGkXCw";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, a certificate for 127.0.0.1 signed by it, and `openssl s_server -WWW` serving `dir`.
+fn https_files(dir: &Path) -> (Proc, u16) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Mandate test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-WWW",
+            "-quiet",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "leaf.pem",
+            "-key",
+            "leaf.key",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Proc(child), port)
+}
+
+/// An HTTP agent that does not follow redirects, so that each answer is seen as sent.
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().redirects(0).build()
+}
+
+fn send(req: ureq::Request, form: Option<&[(&str, &str)]>) -> (u16, String, ureq::Response) {
+    let result = match form {
+        Some(f) => req.send_form(f),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = resp.status();
+    let location = resp.header("location").unwrap_or_default().to_owned();
+    (status, location, resp)
+}
+
+/// The value of `<input ... name="NAME" value="...">` in a page (maud writes attributes in order).
+fn input(page: &str, name: &str) -> String {
+    let at = page.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no `{name}` in {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    let url = url::Url::parse(location).unwrap();
+    url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+struct Flow {
+    _dir: tempfile::TempDir,
+    _https: Proc,
+    serve: Serve,
+    cookie: String,
+    client_id: String,
+}
+
+impl Flow {
+    fn start(extra_config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (https, port) = https_files(dir.path());
+        let client_id = format!("https://127.0.0.1:{port}/client.json");
+        let doc = json!({"client_id": client_id, "client_name": "Stock MCP client", "redirect_uris": [REDIRECT],
+                         "grant_types": ["authorization_code"], "token_endpoint_auth_method": "none"});
+        std::fs::write(dir.path().join("client.json"), doc.to_string()).unwrap();
+        let config = format!(
+            "[[gateway.servers]]\nname = \"erp\"\ncommand = [\"{BIN}\", \"demo-mcp-server\"]\n\
+             [gateway.servers.tools.read_ledger]\ndata_class = \"financial\"\nrisk = \"read\"\nresource = \"erp://ledger/{{period}}/{{account}}\"\n\
+             [gateway.servers.tools.post_journal]\ndata_class = \"financial\"\nrisk = \"write\"\nresource = \"erp://ledger/{{period}}/{{account}}\"\n\
+             [oauth]\nclient_metadata_ca_file = \"{}\"\ndanger_allow_private_client_hosts = true\n{extra_config}",
+            dir.path().join("ca.pem").display()
+        );
+        std::fs::write(dir.path().join("mandate.toml"), config).unwrap();
+        let serve = Serve::start(BIN, dir.path(), &[], Some(ADMIN));
+        let admin = Client::new(&serve.url, Some(ADMIN));
+        let (s, h) = admin.post("/v1/humans", &json!({"id": "alice@example.org", "groups": ["finance"]}));
+        assert_eq!(s, 201, "{h}");
+        let alice_key = h["api_key"].as_str().unwrap().to_owned();
+        let spec = mandate_test::agent_spec(
+            "desk-agent",
+            "user:alice@example.org",
+            json!({"public_key_jwk": mandate_test::agent_jwk(AGENT_SEED),
+                   "boundary": {"tools": ["erp/*"], "data_classes": ["financial"], "may_delegate_to": [], "max_depth": 0}}),
+        );
+        let (s, a) = admin.post("/v1/agents", &spec);
+        assert_eq!(s, 201, "{a}");
+        let cookie = sign_in(&serve.url, &alice_key);
+        Flow { _dir: dir, _https: https, serve, cookie, client_id }
+    }
+
+    fn resource(&self) -> String {
+        format!("{}/mcp/erp", self.serve.url)
+    }
+
+    fn authorize_url(&self, overrides: &[(&str, &str)]) -> String {
+        let resource = self.resource();
+        let mut params = vec![
+            ("response_type", "code"),
+            ("client_id", self.client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("state", "st-42"),
+            ("resource", resource.as_str()),
+        ];
+        for (k, v) in overrides {
+            params.retain(|(p, _)| p != k);
+            if !v.is_empty() {
+                params.push((k, v));
+            }
+        }
+        format!("{}/oauth/authorize?{}", self.serve.url, serde_urlencoded::to_string(&params).unwrap())
+    }
+
+    /// The consent page, then "Grant": the code sent back to the client.
+    fn consent(&self, tools: &[&str]) -> String {
+        let (s, _, resp) = send(agent().get(&self.authorize_url(&[])).set("Cookie", &self.cookie), None);
+        assert_eq!(s, 200);
+        let page = resp.into_string().unwrap();
+        assert!(
+            page.contains("Stock MCP client") && page.contains(&self.client_id),
+            "the consent page names the client"
+        );
+        let (csrf, request) = (input(&page, "csrf"), input(&page, "request"));
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
+            ("request", request.as_str()),
+            ("agent", "desk-agent"),
+            ("purpose", "Close October"),
+            ("category", "finance.close"),
+            ("ttl_seconds", "900"),
+            ("max_calls", "5"),
+            ("decision", "allow"),
+        ];
+        for t in tools {
+            form.push(("tool", t));
+        }
+        let origin = self.serve.url.clone();
+        let (s, location, _) = send(
+            agent()
+                .post(&format!("{}/oauth/authorize", self.serve.url))
+                .set("Cookie", &self.cookie)
+                .set("Origin", &origin),
+            Some(&form),
+        );
+        assert_eq!(s, 303, "granting redirects to the client: {location}");
+        assert!(location.starts_with(REDIRECT), "{location}");
+        let q = query_of(&location);
+        assert_eq!(q.get("state").map(String::as_str), Some("st-42"), "state comes back");
+        assert_eq!(q.get("iss").map(String::as_str), Some(self.serve.url.as_str()), "iss comes back (RFC 9207)");
+        q["code"].clone()
+    }
+
+    fn token(&self, code: &str, client_id: &str, verifier: &str, dpop: Option<&str>) -> (u16, Value) {
+        mandate_test::post_form(
+            &format!("{}/oauth/token", self.serve.url),
+            dpop,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("client_id", client_id),
+                ("code_verifier", verifier),
+                ("resource", &self.resource()),
+            ],
+        )
+    }
+
+    fn client_proof(&self, jti: &str) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        mandate_test::client_proof(CLIENT_SEED, &format!("{}/oauth/token", self.serve.url), now, jti)
+    }
+
+    /// A `tools/call` at the gateway, protocol 2026-07-28.
+    fn call(&self, token: &str, proof: Option<&str>, tool: &str, args: Value) -> (u16, Value) {
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}})
+                .to_string();
+        let mut req = agent()
+            .post(&self.resource())
+            .set("Content-Type", "application/json")
+            .set("Accept", "application/json, text/event-stream")
+            .set("MCP-Protocol-Version", "2026-07-28")
+            .set("Mcp-Method", "tools/call")
+            .set("Mcp-Name", tool);
+        req = match proof {
+            Some(p) => req.set("Authorization", &format!("DPoP {token}")).set("DPoP", p),
+            None => req.set("Authorization", &format!("Bearer {token}")),
+        };
+        let resp = match req.send_string(&body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        (resp.status(), resp.into_json().unwrap_or(Value::Null))
+    }
+
+    fn gateway_proof(&self, token: &str, jti: &str) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        mandate_test::proof(CLIENT_SEED, "POST", &self.resource(), token, now, jti)
+    }
+
+    /// Waits until the gateway has listed and pinned the ERP's tools.
+    fn wait_for_tools(&self) {
+        let admin = Client::new(&self.serve.url, Some(ADMIN));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, pins) = admin.get("/v1/tools/pins");
+            if pins["pins"].as_array().is_some_and(|p| p.len() >= 4) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the ERP's tools were pinned: {pins}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn sign_in(base: &str, key: &str) -> String {
+    let (s, location, resp) = send(
+        agent().post(&format!("{base}/console/login")).set("Origin", base),
+        Some(&[("credential", key), ("next", "/console/approvals")]),
+    );
+    assert_eq!((s, location.as_str()), (303, "/console/approvals"), "signed in");
+    let set = resp.header("set-cookie").unwrap().to_owned();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn a_human_grants_a_client_a_key_bound_mandate_for_one_gateway_server_and_every_check_of_the_flow_holds() {
+    let flow = Flow::start("");
+    flow.wait_for_tools();
+
+    // Metadata: the authorization code grant, PKCE S256 only, client id metadata documents.
+    let (s, meta) = Client::new(&flow.serve.url, None).get("/.well-known/oauth-authorization-server");
+    assert_eq!(s, 200);
+    assert_eq!(meta["authorization_endpoint"], format!("{}/oauth/authorize", flow.serve.url));
+    assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+    assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+
+    // Not signed in: the authorization endpoint sends the browser to sign in first, and back.
+    let (s, location, _) = send(agent().get(&flow.authorize_url(&[])), None);
+    assert_eq!(s, 303);
+    assert!(location.starts_with("/console/login?next=%2Foauth%2Fauthorize"), "{location}");
+
+    // A redirect URI off by one character: an error page, never a redirect to it.
+    let off = format!("{REDIRECT}x");
+    let (s, location, resp) =
+        send(agent().get(&flow.authorize_url(&[("redirect_uri", &off)])).set("Cookie", &flow.cookie), None);
+    assert_eq!((s, location.as_str()), (400, ""), "no redirect to an unlisted URI");
+    assert!(resp.into_string().unwrap().contains("oauth.invalid_redirect_uri"));
+    // A client id that is not its document's own URL, or not https: refused before anything else.
+    let (s, _, resp) = send(
+        agent()
+            .get(&flow.authorize_url(&[("client_id", "http://127.0.0.1:9/client.json")]))
+            .set("Cookie", &flow.cookie),
+        None,
+    );
+    assert_eq!(s, 400);
+    assert!(resp.into_string().unwrap().contains("client.invalid_id"));
+    // PKCE `plain`, or none: back to the client with `invalid_request`.
+    for overrides in
+        [vec![("code_challenge_method", "plain")], vec![("code_challenge", ""), ("code_challenge_method", "")]]
+    {
+        let (s, location, _) = send(agent().get(&flow.authorize_url(&overrides)).set("Cookie", &flow.cookie), None);
+        assert_eq!(s, 303);
+        let q = query_of(&location);
+        assert_eq!(q["error"], "invalid_request", "{location}");
+        assert_eq!(q["state"], "st-42");
+    }
+    // A resource that is not a gateway endpoint of this server.
+    let (_, location, _) = send(
+        agent()
+            .get(&flow.authorize_url(&[("resource", "https://elsewhere.example/mcp/erp")]))
+            .set("Cookie", &flow.cookie),
+        None,
+    );
+    assert_eq!(query_of(&location)["error"], "invalid_target", "{location}");
+
+    // The consent form without the session's CSRF token, or from another origin: nothing happens.
+    let (_, _, resp) = send(agent().get(&flow.authorize_url(&[])).set("Cookie", &flow.cookie), None);
+    let page = resp.into_string().unwrap();
+    let request = input(&page, "request");
+    let base_form = [
+        ("request", request.as_str()),
+        ("agent", "desk-agent"),
+        ("purpose", "x"),
+        ("category", "finance.close"),
+        ("tool", "erp/read_ledger"),
+        ("decision", "allow"),
+    ];
+    let (s, location, _) = send(
+        agent().post(&format!("{}/oauth/authorize", flow.serve.url)).set("Cookie", &flow.cookie),
+        Some(&base_form),
+    );
+    assert_eq!((s, location.as_str()), (403, ""), "no CSRF token");
+    let csrf = input(&page, "csrf");
+    let mut with_csrf = base_form.to_vec();
+    with_csrf.push(("csrf", &csrf));
+    let (s, _, _) = send(
+        agent()
+            .post(&format!("{}/oauth/authorize", flow.serve.url))
+            .set("Cookie", &flow.cookie)
+            .set("Origin", "https://evil.example"),
+        Some(&with_csrf),
+    );
+    assert_eq!(s, 403, "another origin");
+
+    // Granted: a code; at the token endpoint with a DPoP proof, a key-bound mandate for the ERP only.
+    let code = flow.consent(&["erp/read_ledger"]);
+    let (s, t) = flow.token(&code, &flow.client_id, VERIFIER, Some(&flow.client_proof("tok-1")));
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["token_type"], "DPoP");
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    let claims = mandate_test::claims_of(&token);
+    assert_eq!(claims["mandate"]["binding"], "client_key");
+    assert_eq!(claims["client_id"], flow.client_id);
+    assert_eq!(claims["aud"], json!([flow.serve.url, flow.resource()]));
+    assert!(claims["cnf"]["jkt"].is_string());
+
+    // It works at the gateway, with the client's key, for the tool the human chose.
+    let args = json!({"period": "2026-10", "account": "ap"});
+    let (s, v) = flow.call(&token, Some(&flow.gateway_proof(&token, "gw-1")), "read_ledger", args.clone());
+    assert_eq!(s, 200, "{v}");
+    assert_ne!(v["result"]["isError"], true, "allowed: {v}");
+    // Not for a tool the human did not choose.
+    let (_, v) = flow.call(&token, Some(&flow.gateway_proof(&token, "gw-2")), "post_journal", args.clone());
+    assert!(v["error"]["code"] == -32602 || v["result"]["isError"] == true, "refused: {v}");
+    // Not without its key (as a bearer token), and not at another front door.
+    let (s, v) = flow.call(&token, None, "read_ledger", args.clone());
+    assert_eq!((s, v["error"]["data"]["code"].as_str()), (401, Some("proof.missing")), "{v}");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let authorize = format!("{}/v1/authorize", flow.serve.url);
+    let proof = mandate_test::proof(CLIENT_SEED, "POST", &authorize, &token, now, "api-1");
+    let (_, d) = Client::new(&flow.serve.url, None).post(
+        "/v1/authorize",
+        &json!({"token": token, "proof": proof, "tool": "erp/read_ledger", "arguments": args, "resource": "erp://ledger/2026-10/ap"}),
+    );
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(d["reasons"][0]["code"], "token.wrong_resource", "{d}");
+
+    // The same code again: refused, and the mandate it bought is revoked.
+    let (s, e) = flow.token(&code, &flow.client_id, VERIFIER, Some(&flow.client_proof("tok-2")));
+    assert_eq!((s, e["code"].as_str()), (400, Some("oauth.code_replayed")), "{e}");
+    let (s, v) = flow.call(&token, Some(&flow.gateway_proof(&token, "gw-3")), "read_ledger", args);
+    assert_eq!(s, 401, "revoked after the replay: {v}");
+    assert_eq!(v["error"]["data"]["code"], "mandate.revoked", "{v}");
+
+    // A code used by another client, or with a wrong verifier: refused, and used up all the same.
+    let code = flow.consent(&["erp/read_ledger"]);
+    let (s, e) = flow.token(&code, "https://127.0.0.1:1/other.json", VERIFIER, Some(&flow.client_proof("tok-3")));
+    assert_eq!((s, e["code"].as_str()), (400, Some("oauth.client_mismatch")), "{e}");
+    let (s, e) = flow.token(&code, &flow.client_id, VERIFIER, Some(&flow.client_proof("tok-4")));
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("oauth.code_replayed")),
+        "a code is used up by its first presentation: {e}"
+    );
+    let code = flow.consent(&["erp/read_ledger"]);
+    let wrong = "dBjftJeZ4CVP-mJ92K9qz1jD8o5w8k4S1gZIr5YXJ7x";
+    let (s, e) = flow.token(&code, &flow.client_id, wrong, Some(&flow.client_proof("tok-5")));
+    assert_eq!((s, e["code"].as_str()), (400, Some("oauth.pkce_mismatch")), "{e}");
+
+    // Without a proof at the token endpoint, this organisation grants nothing (no unbound mandates).
+    let code = flow.consent(&["erp/read_ledger"]);
+    let (s, e) = flow.token(&code, &flow.client_id, VERIFIER, None);
+    assert_eq!((s, e["code"].as_str()), (400, Some("grant.unbound_not_allowed")), "{e}");
+
+    // Every consent and grant is in the ledger, with the client.
+    let admin = Client::new(&flow.serve.url, Some(ADMIN));
+    let (_, consents) = admin.get("/v1/audit?kind=oauth.consent_given");
+    assert_eq!(consents["events"].as_array().unwrap().len(), 4, "four consents given");
+    let (_, granted) = admin.get("/v1/audit?kind=mandate.granted");
+    let detail: Value = serde_json::from_str(granted["events"][0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["client_id"], flow.client_id);
+    assert_eq!(detail["binding"], "client_key");
+}
+
+#[test]
+fn where_the_organisation_allows_it_a_client_without_a_key_gets_a_bearer_mandate_that_policy_sees() {
+    // Policy keeps bearer mandates to reads: a write would be refused by `context.binding`.
+    let flow = Flow::start("allow_unbound = true\n");
+    flow.wait_for_tools();
+    let code = flow.consent(&["erp/read_ledger"]);
+    let (s, t) = flow.token(&code, &flow.client_id, VERIFIER, None);
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["token_type"], "Bearer");
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    let claims = mandate_test::claims_of(&token);
+    assert_eq!(claims["mandate"]["binding"], "bearer");
+    assert!(claims.get("cnf").is_none(), "no key: {claims}");
+    let args = json!({"period": "2026-10", "account": "ap"});
+    let (s, v) = flow.call(&token, None, "read_ledger", args.clone());
+    assert_eq!(s, 200, "{v}");
+    assert_ne!(v["result"]["isError"], true, "allowed as a bearer token: {v}");
+    // A bearer mandate with a proof beside it is refused, and it cannot be delegated.
+    let (s, v) = flow.call(&token, Some(&flow.gateway_proof(&token, "b-1")), "read_ledger", args);
+    assert_eq!(s, 401, "{v}");
+    // The decision names its binding for policy: the decision event records the mandate, the
+    // mandate its binding.
+    let admin = Client::new(&flow.serve.url, Some(ADMIN));
+    let (_, granted) = admin.get("/v1/audit?kind=mandate.granted");
+    let detail: Value = serde_json::from_str(granted["events"][0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["binding"], "bearer");
+}
+
+#[test]
+fn console_pages_need_a_session_forms_need_its_token_and_each_part_needs_its_role() {
+    let flow = Flow::start("");
+    let base = flow.serve.url.clone();
+    // No session: the sign-in page, for every page.
+    for page in ["/console/approvals", "/console/registry", "/console/chains", "/console/incident"] {
+        let (s, location, _) = send(agent().get(&format!("{base}{page}")), None);
+        assert_eq!(s, 303, "{page}");
+        assert!(location.starts_with("/console/login?next="), "{page}: {location}");
+    }
+    let (s, _, resp) = send(agent().get(&format!("{base}/console/approvals/count")), None);
+    assert_eq!(s, 401);
+    drop(resp);
+    // A wrong key does not sign in.
+    let (s, _, _) = send(agent().post(&format!("{base}/console/login")), Some(&[("credential", "mnd_wrong")]));
+    assert_eq!(s, 401);
+    // Alice (no role) sees her approvals, but the tool catalogue's pins and the ledger are not hers.
+    let (s, _, resp) = send(agent().get(&format!("{base}/console/registry")).set("Cookie", &flow.cookie), None);
+    assert_eq!(s, 200);
+    let page = resp.into_string().unwrap();
+    assert!(page.contains("Not for you"), "parts she may not read say so");
+    let (s, _, _) =
+        send(agent().get(&format!("{base}/console/tools/erp/read_ledger")).set("Cookie", &flow.cookie), None);
+    assert_eq!(s, 403, "the diff of a tool definition is for admins");
+    let (s, _, _) =
+        send(agent().get(&format!("{base}/console/incident?agent=desk-agent")).set("Cookie", &flow.cookie), None);
+    assert_eq!(s, 403, "a blast radius is for auditors and admins");
+    // The kill switch without the session's token does nothing.
+    let (s, _, _) = send(
+        agent().post(&format!("{base}/console/kill")).set("Cookie", &flow.cookie),
+        Some(&[("kind", "agent"), ("id", "desk-agent"), ("csrf", "forged")]),
+    );
+    assert_eq!(s, 403);
+    let (_, a) = Client::new(&base, Some(ADMIN)).get("/v1/agents/desk-agent");
+    assert_eq!(a["state"], "active", "not suspended");
+    // Signing out ends the session.
+    let (_, _, resp) = send(agent().get(&format!("{base}/console/approvals")).set("Cookie", &flow.cookie), None);
+    let csrf = input(&resp.into_string().unwrap(), "csrf");
+    let (s, _, _) = send(
+        agent().post(&format!("{base}/console/logout")).set("Cookie", &flow.cookie).set("Origin", &base),
+        Some(&[("csrf", &csrf)]),
+    );
+    assert_eq!(s, 303);
+    let (s, _, _) = send(agent().get(&format!("{base}/console/approvals")).set("Cookie", &flow.cookie), None);
+    assert_eq!(s, 303, "signed out");
+}
