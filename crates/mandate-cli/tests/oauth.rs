@@ -5,6 +5,7 @@
 //! PKCE verifier that does not match, a redirect URI off by one character, a `plain` challenge, a
 //! consent or an approval without the session's CSRF token or from another origin, pages without a
 //! session or without the role.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mandate_test::process::Serve;
 use mandate_test::Client;

@@ -279,6 +279,7 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

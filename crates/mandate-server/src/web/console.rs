@@ -564,7 +564,7 @@ pub async fn incident(
             div.diff {
                 section.card { h3 { "Agents reached" }
                     ul { @for a in radius["agents"].as_array().into_iter().flatten() {
-                        li { a href={ "/console/incident?agent=" (text(&a["agent"])) } { (text(&a["agent"])) } " " span.muted { (text(&a)) } } } } }
+                        li { a href={ "/console/incident?agent=" (text(&a["agent"])) } { (text(&a["agent"])) } " " span.muted { (text(a)) } } } } }
                 section.card { h3 { "Live authority" }
                     ul { @for m in radius["live_mandates"].as_array().into_iter().flatten() {
                         li { code { (text(&m["mandate_id"])) } " " (text(&m["agent"])) " " a href={ "/console/chains/" (text(&m["chain_id"])) } { "chain" } } } } }

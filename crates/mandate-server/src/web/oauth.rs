@@ -648,6 +648,7 @@ async fn redeem(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -281,6 +281,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
