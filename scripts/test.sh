@@ -28,6 +28,14 @@ step "MCP SDKs and reference servers for the gateway's interoperability tests (i
 # The official Python SDK (PyPI) and TypeScript SDK and server-everything (npm), pinned, under target/interop.
 ./scripts/interop-setup.sh
 
+step "openssl for the authorization flow's tests (Debian's openssl, idempotent)"
+# The OAuth tests serve a client's metadata document over real HTTPS with `openssl s_server`, from a
+# certificate they make with `openssl req`.
+if ! command -v openssl >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl
+fi
+openssl version
+
 step "PostgreSQL for the tests (scripts/postgres.sh; Debian's postgresql, idempotent)"
 # A cluster of the suite's own (/tmp/mandate-pg, 127.0.0.1:55432), never the system one, removed
 # when this script exits, however it exits (with every database the tests created in it). Each test creates a database of its own there;

@@ -1016,7 +1016,7 @@ mod tests {
     fn bad_files_name_the_file_line_and_field() {
         assert_eq!(
             err("trust_domain = \"example.org\"\nlisen = \"x\"\n"),
-            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `store`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`, `ledger`, `keys`, `intents`"
+            "mandate.toml:2:1: unknown field `lisen`, expected one of `trust_domain`, `listen`, `data_dir`, `database_url`, `store`, `log_format`, `server`, `review`, `mandates`, `gateway`, `oidc`, `ledger`, `keys`, `intents`, `oauth`, `console`"
         );
         let e = err("[review]\nstale_after_days = \"soon\"\n");
         assert!(e.starts_with("mandate.toml:2:20: invalid type: string \"soon\""), "{e}");
