@@ -28,6 +28,14 @@ step "MCP SDKs and reference servers for the gateway's interoperability tests (i
 # The official Python SDK (PyPI) and TypeScript SDK and server-everything (npm), pinned, under target/interop.
 ./scripts/interop-setup.sh
 
+step "Chromium for the console's browser tests (Debian's chromium, idempotent; playwright-core drives it)"
+# playwright-core comes from npm with the MCP SDKs below (tests/interop/mcp/package.json); it downloads
+# no browser of its own: the tests point it at /usr/bin/chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+fi
+chromium --headless --no-sandbox --disable-gpu --version 2>/dev/null || dpkg-query -W chromium
+
 step "openssl for the authorization flow's tests (Debian's openssl, idempotent)"
 # The OAuth tests serve a client's metadata document over real HTTPS with `openssl s_server`, from a
 # certificate they make with `openssl req`.

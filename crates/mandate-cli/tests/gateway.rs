@@ -594,13 +594,13 @@ fn attacks_on_the_gateway_are_refused_and_shadow_clients_are_discovered() {
     assert!(python_sdk["key_thumbprint"].is_null(), "it sent no proof: {python_sdk}");
     assert_eq!(python_sdk["last_reason"], "token.missing", "{python_sdk}");
 
-    // A key-bound mandate sent as a bearer token is not accepted without its proof.
+    // A key-bound mandate sent as a bearer token, its proof header beside it: refused as such.
     let (s, v, _) = org.post(
         "everything",
         &body,
         &org.modern_headers("tools/call", Some("echo"), "", &format!("Bearer {}", org.token)),
     );
-    assert_eq!((s, v["error"]["data"]["code"].as_str()), (401, Some("proof.missing")), "{v}");
+    assert_eq!((s, v["error"]["data"]["code"].as_str()), (401, Some("token.not_dpop_bound")), "{v}");
 
     // A proof is used once; a proof for another server's URL does not pass here.
     let proof = org.proof_for("everything", "jti-once");

@@ -170,6 +170,7 @@ struct Flow {
     serve: Serve,
     cookie: String,
     client_id: String,
+    alice_key: String,
 }
 
 impl Flow {
@@ -202,7 +203,7 @@ impl Flow {
         let (s, a) = admin.post("/v1/agents", &spec);
         assert_eq!(s, 201, "{a}");
         let cookie = sign_in(&serve.url, &alice_key);
-        Flow { _dir: dir, _https: https, serve, cookie, client_id }
+        Flow { _dir: dir, _https: https, serve, cookie, client_id, alice_key }
     }
 
     fn resource(&self) -> String {
@@ -567,4 +568,86 @@ fn console_pages_need_a_session_forms_need_its_token_and_each_part_needs_its_rol
     assert_eq!(s, 303);
     let (s, _, _) = send(agent().get(&format!("{base}/console/approvals")).set("Cookie", &flow.cookie), None);
     assert_eq!(s, 303, "signed out");
+}
+
+/// `target/interop/node`, where `scripts/interop-setup.sh` installed playwright-core.
+fn interop_node() -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let node = root.join("target/interop/node");
+    assert!(node.join("node_modules/playwright-core").is_dir(), "run scripts/interop-setup.sh (the test command does)");
+    node
+}
+
+#[test]
+fn in_a_real_browser_an_approver_sees_a_held_call_with_its_signals_and_approves_it_and_the_call_is_allowed_once() {
+    let flow = Flow::start("[ledger]\nredact_arguments = [\"password\"]\n");
+    let base = flow.serve.url.clone();
+    let admin = Client::new(&base, Some(ADMIN));
+    let (s, h) =
+        admin.post("/v1/humans", &json!({"id": "bob@example.org", "groups": ["finance"], "roles": ["approver"]}));
+    assert_eq!(s, 201, "{h}");
+    let bob = h["api_key"].as_str().unwrap().to_owned();
+    let alice = Client::new(&base, Some(&flow.alice_key));
+    let (s, m) = alice.post(
+        "/v1/mandates",
+        &json!({"agent": "desk-agent", "purpose": "Close October", "category": "finance.close",
+                "authorization_details": [{"type": "mcp_tool", "tools": ["erp/post_journal"], "data_classes": ["financial"], "actions": ["write"]}],
+                "ttl_seconds": 900, "max_calls": 10}),
+    );
+    assert_eq!(s, 201, "a mandate for the held call: {m}");
+    let token = m["token"].as_str().unwrap().to_owned();
+    let authorize = format!("{base}/v1/authorize");
+    let call = |jti: &str, approval: Option<&str>| -> Value {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let proof = mandate_test::proof(AGENT_SEED, "POST", &authorize, &token, now, jti);
+        let (s, d) = Client::new(&base, None).post(
+            "/v1/authorize",
+            &json!({"token": token, "proof": proof, "tool": "erp/post_journal",
+                    "arguments": {"period": "2026-10", "account": "ap", "amount": 1250, "password": "hunter2"},
+                    "resource": "erp://ledger/2026-10/ap", "approval_id": approval}),
+        );
+        assert_eq!(s, 200, "{d}");
+        d
+    };
+    let held = call("held-1", None);
+    assert_eq!(held["decision"], "approval_required", "a financial write is held: {held}");
+    let approval = held["approval_id"].as_str().unwrap().to_owned();
+
+    let shots = flow._dir.path().join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let node = interop_node();
+    let spec = json!({"url": base, "key": bob, "approval_id": approval, "shots": shots, "chain": m["chain_id"]});
+    let out = Command::new("node")
+        .arg(node.join("console_e2e.mjs"))
+        .arg(spec.to_string())
+        .current_dir(&node)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the browser run: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(seen["login_url"].as_str().unwrap().contains("/console/login?next="), "{seen}");
+    let card = seen["card"].as_str().unwrap();
+    assert!(card.contains("erp/post_journal") && card.contains("desk-agent"), "the call: {card}");
+    assert!(card.contains("[redacted]") && !card.contains("hunter2"), "arguments redacted: {card}");
+    let why = card.split("Why it was held").nth(1).unwrap_or_default();
+    assert!(!why.trim_start().starts_with('—') && why.len() > 20, "why it was held: {card}");
+    assert_eq!(seen["badge"], "1", "{seen}");
+    assert!(seen["notice"].as_str().unwrap().contains("approved"), "{seen}");
+    assert_eq!(seen["hops"], 1, "the chain's picture: {seen}");
+    if let Ok(dir) = std::env::var("MANDATE_SCREENSHOTS") {
+        for f in ["approvals.png", "chain.png"] {
+            let _ = std::fs::copy(shots.join(f), Path::new(&dir).join(f));
+        }
+    }
+
+    // The approved call, once; the same call again is held anew.
+    let d = call("after-1", Some(&approval));
+    assert_eq!(d["decision"], "allow", "{d}");
+    let d = call("after-2", Some(&approval));
+    assert_ne!(d["decision"], "allow", "an approval is used once: {d}");
+    // The approver's comment is in the ledger.
+    let (_, approved) = admin.get("/v1/audit?kind=approval.approved");
+    let detail: Value = serde_json::from_str(approved["events"][0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["comment"], "checked with the controller");
+    assert_eq!(detail["by"], "user:bob@example.org");
 }

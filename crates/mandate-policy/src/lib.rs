@@ -60,7 +60,7 @@
 //!     agent, chain: vec![], root, tool,
 //!     category: "finance.close".into(), purpose: "Post the October accruals".into(), depth: 0,
 //!     action: "write".into(), resource_uri: Some("erp://journal/2026-10".into()),
-//!     hour: 10, weekday: 2, risk_score: 0, signals: vec![],
+//!     hour: 10, weekday: 2, risk_score: 0, signals: vec![], binding: "agent_key".into(),
 //! };
 //! let decision = policies.decide_call(&call);
 //! assert_eq!(decision.outcome, Outcome::Hold);

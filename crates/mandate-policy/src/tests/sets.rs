@@ -77,7 +77,7 @@ fn refused_sets_name_the_policy_and_the_line() {
         (
             "unknown context field",
             format!("@id(\"a\")\npermit (principal, {CALL}, resource)\nwhen {{ context.nonexistent }};"),
-            &["line 3, column 8: policy `a`: attribute `nonexistent` in context for Mandate::Action::\"call\" not found (help: did you mean `action`?)"],
+            &["line 3, column 8: policy `a`: attribute `nonexistent` in context for Mandate::Action::\"call\" not found (help: did you mean `binding`?)"],
         ),
         (
             "string compared with a long",

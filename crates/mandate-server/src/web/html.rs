@@ -38,7 +38,9 @@ pub(crate) fn page_response(status: StatusCode, markup: Markup) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: with no referrer at all a browser sends `Origin: null` on the
+    // page's own forms, and the origin check could not tell them from a forged one.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r
 }
@@ -176,16 +178,17 @@ pub(crate) fn json_block(v: &Value) -> Markup {
     html! { pre.json { (serde_json::to_string_pretty(v).unwrap_or_default()) } }
 }
 
-/// Reason codes and their messages.
+/// Reason codes and their messages (or reasons as plain sentences, as a held call's are).
 pub(crate) fn reasons(v: &Value) -> Markup {
     html! {
         ul.reasons {
             @for r in v.as_array().into_iter().flatten() {
+                @if let Some(plain) = r.as_str() { li { (plain) } } @else {
                 li {
                     code.reason { (text(&r["code"])) }
                     @if let Some(hop) = r["hop"].as_u64() { " " span.hop { "hop " (hop) } }
                     " " (text(&r["message"]))
-                }
+                } }
             }
         }
     }
