@@ -283,41 +283,41 @@ pub async fn chain(
         &who,
         &format!("Chain {id}"),
         html! {
-            @if let Some(n) = &q.notice { p.ok #notice role="status" { (n) } }
-            p { "Granted by " strong { (text(&tree["root"])) } " for " em { (text(&tree["intent"]["purpose"])) } }
-            (chain_picture(&nodes, &counts))
-            h2 { "Hops" }
-            table #hops {
-                tr { th { "Hop" } th { "Agent" } th { "Mandate" } th { "Scope" } th { "Budget" } th { "Calls" } th { "State" } th {} }
-                @for n in &nodes {
-                    @let m = &n.mandate;
-                    @let (allow, deny, held) = counts.get(&text(&m["id"])).copied().unwrap_or_default();
-                    tr data-mandate=(text(&m["id"])) {
-                        td { (text(&m["depth"])) }
-                        td { a href={ "/console/agents/" (text(&m["agent"])) } { (text(&m["agent"])) } }
-                        td { code { (text(&m["id"])) } }
-                        td { (scope_text(&m["authorization_details"])) }
-                        td { (text(&m["used_calls"])) " / " (text(&m["max_calls"])) }
-                        td { span.decision-allow { (allow) " allowed" } ", " span.decision-deny { (deny) " denied" } ", " span.decision-approval_required { (held) " held" } }
-                        td { span class={ "state-" (text(&m["state"])) } { (text(&m["state"])) } }
-                        td {
-                            @if text(&m["state"]) == "active" {
-                                form.inline method="post" action={ "/console/mandates/" (text(&m["id"])) "/revoke" }
-                                    data-confirm={ "Revoke " (text(&m["id"])) " and every mandate below it?" } {
-                                    (csrf(&who))
-                                    input type="hidden" name="back" value={ "/console/chains/" (id) };
-                                    input type="text" name="reason" placeholder="Reason (recorded)" maxlength="1000";
-                                    button.danger type="submit" { "Revoke branch" }
+                    @if let Some(n) = &q.notice { p.ok #notice role="status" { (n) } }
+                    p { "Granted by " strong { (text(&tree["root"])) } " for " em { (text(&tree["intent"]["purpose"])) } }
+                    (chain_picture(&nodes, story.is_some().then_some(&counts)))
+                    h2 { "Hops" }
+                    table #hops {
+                        tr { th { "Hop" } th { "Agent" } th { "Mandate" } th { "Scope" } th { "Budget" } th { "Calls" } th { "State" } th {} }
+                        @for n in &nodes {
+                            @let m = &n.mandate;
+                            @let (allow, deny, held) = counts.get(&text(&m["id"])).copied().unwrap_or_default();
+                            tr data-mandate=(text(&m["id"])) {
+                                td { (text(&m["depth"])) }
+                                td { a href={ "/console/agents/" (text(&m["agent"])) } { (text(&m["agent"])) } }
+                                td { code { (text(&m["id"])) } }
+                                td { (scope_text(&m["authorization_details"])) }
+                                td { (text(&m["used_calls"])) " / " (text(&m["max_calls"])) }
+        @if story.is_some() { td { span.decision-allow { (allow) " allowed" } ", " span.decision-deny { (deny) " denied" } ", " span.decision-approval_required { (held) " held" } } } @else { td.muted { "for auditors" } }
+                                td { span class={ "state-" (text(&m["state"])) } { (text(&m["state"])) } }
+                                td {
+                                    @if text(&m["state"]) == "active" {
+                                        form.inline method="post" action={ "/console/mandates/" (text(&m["id"])) "/revoke" }
+                                            data-confirm={ "Revoke " (text(&m["id"])) " and every mandate below it?" } {
+                                            (csrf(&who))
+                                            input type="hidden" name="back" value={ "/console/chains/" (id) };
+                                            input type="text" name="reason" placeholder="Reason (recorded)" maxlength="1000";
+                                            button.danger type="submit" { "Revoke branch" }
+                                        }
+                                    }
                                 }
                             }
                         }
                     }
-                }
-            }
-            h2 { "Story" }
-            @if story.is_none() { p.muted { "The story of a chain is for auditors and administrators." } }
-            (event_table(&events))
-        },
+                    h2 { "Story" }
+                    @if story.is_none() { p.muted { "The story of a chain is for auditors and administrators." } }
+                    (event_table(&events))
+                },
     )
 }
 
@@ -362,7 +362,7 @@ fn layout_tree(m: &Value, depth: usize, row: &mut usize, parent: Option<usize>, 
     }
 }
 
-fn chain_picture(nodes: &[Node], counts: &HashMap<String, (u64, u64, u64)>) -> Markup {
+fn chain_picture(nodes: &[Node], counts: Option<&HashMap<String, (u64, u64, u64)>>) -> Markup {
     const W: usize = 250;
     const H: usize = 74;
     const GAP_X: usize = 40;
@@ -386,14 +386,17 @@ fn chain_picture(nodes: &[Node], counts: &HashMap<String, (u64, u64, u64)>) -> M
                 @let (x, y) = pos(n);
                 @let m = &n.mandate;
                 @let state = text(&m["state"]);
-                @let (allow, deny, held) = counts.get(&text(&m["id"])).copied().unwrap_or_default();
+                @let calls = match counts {
+                    Some(c) => { let (a, d, h) = c.get(&text(&m["id"])).copied().unwrap_or_default(); format!("{a} allowed · {d} denied · {h} held") }
+                    None => "calls: for auditors".to_owned(),
+                };
                 g.hop data-mandate=(text(&m["id"])) data-state=(state) {
                     rect class={ @if n.parent.is_none() { "root " } @if state != "active" { "revoked" } }
                         x=(x) y=(y) width=(W) height=(H) {}
                     text.title x=(x + 8) y=(y + 17) { (text(&m["agent"])) " · hop " (text(&m["depth"])) " · " (state) }
                     text x=(x + 8) y=(y + 34) { (truncate(&scope_text(&m["authorization_details"]), 38)) }
                     text x=(x + 8) y=(y + 50) { "budget " (text(&m["used_calls"])) "/" (text(&m["max_calls"])) }
-                    text x=(x + 8) y=(y + 66) { (allow) " allowed · " (deny) " denied · " (held) " held" }
+                    text x=(x + 8) y=(y + 66) { (calls) }
                 }
             }
         }
