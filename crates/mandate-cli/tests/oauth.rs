@@ -579,7 +579,7 @@ fn interop_node() -> std::path::PathBuf {
 }
 
 #[test]
-fn in_a_real_browser_an_approver_sees_a_held_call_with_its_signals_and_approves_it_and_the_call_is_allowed_once() {
+fn in_a_real_browser_an_approver_approves_a_held_call_and_a_responder_revokes_its_branch_from_the_chain_picture() {
     let flow = Flow::start("[ledger]\nredact_arguments = [\"password\"]\n");
     let base = flow.serve.url.clone();
     let admin = Client::new(&base, Some(ADMIN));
@@ -616,15 +616,18 @@ fn in_a_real_browser_an_approver_sees_a_held_call_with_its_signals_and_approves_
     let shots = flow._dir.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
     let node = interop_node();
-    let spec = json!({"url": base, "key": bob, "approval_id": approval, "shots": shots, "chain": m["chain_id"]});
-    let out = Command::new("node")
-        .arg(node.join("console_e2e.mjs"))
-        .arg(spec.to_string())
-        .current_dir(&node)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the browser run: {}", String::from_utf8_lossy(&out.stderr));
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let browse = |spec: Value| -> Value {
+        let out = Command::new("node")
+            .arg(node.join("console_e2e.mjs"))
+            .arg(spec.to_string())
+            .current_dir(&node)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the browser run: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let seen =
+        browse(json!({"url": base, "key": bob, "approval_id": approval, "shots": shots, "chain": m["chain_id"]}));
     assert!(seen["login_url"].as_str().unwrap().contains("/console/login?next="), "{seen}");
     let card = seen["card"].as_str().unwrap();
     assert!(card.contains("erp/post_journal") && card.contains("desk-agent"), "the call: {card}");
@@ -640,11 +643,23 @@ fn in_a_real_browser_an_approver_sees_a_held_call_with_its_signals_and_approves_
         }
     }
 
-    // The approved call, once; the same call again is held anew.
+    // The approved call, once; the same call again is not let through on that approval.
     let d = call("after-1", Some(&approval));
     assert_eq!(d["decision"], "allow", "{d}");
     let d = call("after-2", Some(&approval));
     assert_ne!(d["decision"], "allow", "an approval is used once: {d}");
+
+    // The responder's revocation from the picture: the branch shows revoked, and the next call down
+    // it is denied.
+    let seen =
+        browse(json!({"url": base, "chain": m["chain_id"], "revoker_key": flow.alice_key, "revoke": m["mandate_id"]}));
+    assert!(seen["revoke_notice"].as_str().unwrap().contains("Revoked 1 mandate"), "{seen}");
+    assert_eq!(seen["revoked_state"], "revoked", "{seen}");
+    let d = call("after-3", None);
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert_eq!(d["reasons"][0]["code"], "mandate.revoked", "{d}");
+    let (_, revoked) = admin.get("/v1/audit?kind=mandate.revoked");
+    assert_eq!(revoked["events"][0]["actor"], "user:alice@example.org", "{revoked}");
     // The approver's comment is in the ledger.
     let (_, approved) = admin.get("/v1/audit?kind=approval.approved");
     let detail: Value = serde_json::from_str(approved["events"][0]["detail"].as_str().unwrap()).unwrap();

@@ -1,6 +1,7 @@
 // The console in a real browser: Debian's Chromium driven by playwright-core (npm). An approver
 // signs in, finds the held call with its signals and redacted arguments, and approves it with a
-// comment; the page is captured for the README. Prints what it saw as one JSON line.
+// comment; the page is captured for the README. With `revoker_key` and `revoke`, the human who granted
+// the chain signs in, opens its picture and revokes that branch. Prints what it saw as one JSON line.
 //
 // node console_e2e.mjs '{"url": "...", "key": "...", "approval_id": "apr_...", "shots": "dir"}'
 import { chromium } from "playwright-core";
@@ -14,6 +15,7 @@ const browser = await chromium.launch({
 });
 const out = {};
 try {
+  if (spec.approval_id) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("dialog", (d) => d.accept());
   // Not signed in: the console sends the browser to sign in, and back.
@@ -42,6 +44,25 @@ try {
     await page.locator("#chain-picture").waitFor();
     out.hops = await page.locator("#chain-picture g.hop").count();
     if (spec.shots) await page.screenshot({ path: `${spec.shots}/chain.png`, fullPage: true });
+  }
+  }
+  // A responder (the human who granted the chain) revokes a branch from the chain's picture.
+  if (spec.revoker_key && spec.revoke) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const responder = await context.newPage();
+    responder.on("dialog", (d) => d.accept());
+    await responder.goto(`${spec.url}/console/chains/${spec.chain}`);
+    await responder.fill("#credential", spec.revoker_key);
+    await Promise.all([
+      responder.waitForURL((u) => u.pathname === `/console/chains/${spec.chain}`, { timeout: 15000 }),
+      responder.click("form.signin button[type=submit]"),
+    ]);
+    const row = responder.locator(`tr[data-mandate="${spec.revoke}"]`);
+    await row.locator("input[name=reason]").fill("incident 4711");
+    await row.locator("button").click();
+    await responder.locator("#notice").waitFor();
+    out.revoke_notice = await responder.locator("#notice").innerText();
+    out.revoked_state = await responder.locator(`g.hop[data-mandate="${spec.revoke}"]`).getAttribute("data-state");
   }
 } finally {
   await browser.close();
