@@ -201,17 +201,14 @@ pub async fn token(
     // The authorization code grant (MCP's authorization flow) is the web front door's.
     if let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
         if pairs.iter().any(|(k, v)| k == "grant_type" && v == "authorization_code") {
-            let mut params = std::collections::HashMap::new();
-            for (k, v) in pairs {
-                if params.insert(k.clone(), v).is_some() {
-                    return oauth_error(OAuthError {
-                        error: "invalid_request".into(),
-                        error_description: format!("`{k}` is given more than once"),
-                        code: "oauth.invalid_request".into(),
-                    });
-                }
-            }
-            return crate::web::oauth::exchange_code(&state, &headers, &params).await;
+            return match crate::web::oauth::single(pairs) {
+                Ok(params) => crate::web::oauth::exchange_code(&state, &headers, &params).await,
+                Err(e) => oauth_error(OAuthError {
+                    error: "invalid_request".into(),
+                    error_description: e,
+                    code: "oauth.invalid_request".into(),
+                }),
+            };
         }
     }
     let form: TokenExchangeForm = match serde_urlencoded_form(&body) {

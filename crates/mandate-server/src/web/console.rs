@@ -45,6 +45,16 @@ macro_rules! signed_or_login {
     };
 }
 
+/// Who sent this form, checked (session, CSRF token, origin), or the refusal page.
+macro_rules! signed_form_or_refuse {
+    ($state:expr, $headers:expr, $csrf:expr) => {
+        match signed_form(&$state, &$headers, &$csrf).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        }
+    };
+}
+
 /// A page of the console, inside its frame.
 fn page(signed: &Signed, title: &str, body: Markup) -> Response {
     page_response(StatusCode::OK, layout(signed, title, body))
@@ -184,10 +194,7 @@ pub async fn answer_approval(
     Path((id, answer)): Path<(String, String)>,
     Form(form): Form<ActForm>,
 ) -> Response {
-    let who = match signed_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let who = signed_form_or_refuse!(state, headers, form.csrf);
     let b = body(json!({"comment": form.comment.filter(|c| !c.trim().is_empty())}));
     let r = match answer.as_str() {
         "approve" => decisions::approve(State(state.clone()), who.caller.clone(), Path(id.clone()), b).await,
@@ -451,10 +458,7 @@ pub async fn revoke_mandate(
     Path(id): Path<String>,
     Form(form): Form<ActForm>,
 ) -> Response {
-    let who = match signed_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let who = signed_form_or_refuse!(state, headers, form.csrf);
     let reason = form.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "revoked from the console".into());
     let b = body(json!({ "reason": reason }));
     match mandates::revoke(State(state.clone()), who.caller.clone(), Path(id.clone()), b.0).await {
@@ -598,10 +602,7 @@ pub struct KillForm {
 
 /// `POST /console/kill`: suspend an agent, revoke everything a human granted, or revoke a chain.
 pub async fn kill(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<KillForm>) -> Response {
-    let who = match signed_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let who = signed_form_or_refuse!(state, headers, form.csrf);
     let reason = form.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "kill switch in the console".into());
     let s = State(state.clone());
     let c = who.caller.clone();
@@ -816,10 +817,7 @@ pub async fn agent_action(
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<ActForm>,
 ) -> Response {
-    let who = match signed_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let who = signed_form_or_refuse!(state, headers, form.csrf);
     let b = body(json!({ "reason": form.reason.filter(|r| !r.trim().is_empty()) }));
     let (s, c, p) = (State(state.clone()), who.caller.clone(), Path(id.clone()));
     let r = match action.as_str() {
@@ -910,10 +908,7 @@ pub struct RegisterForm {
 
 /// `POST /console/register`: the engine's registration, as `POST /v1/agents`.
 pub async fn register(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<RegisterForm>) -> Response {
-    let who = match signed_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let who = signed_form_or_refuse!(state, headers, form.csrf);
     let list =
         |s: &str| -> Vec<String> { s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect() };
     let jwk: Value = match serde_json::from_str(&form.public_key_jwk) {
@@ -1005,10 +1000,7 @@ pub async fn approve_tool(
     Path((server, tool)): Path<(String, String)>,
     Form(form): Form<ApproveToolForm>,
 ) -> Response {
-    let who = match signed_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let who = signed_form_or_refuse!(state, headers, form.csrf);
     let b = axum::body::Bytes::from(json!({ "sha256": form.sha256 }).to_string());
     match gateway::approve(State(state.clone()), who.caller.clone(), Path((server.clone(), tool.clone())), b).await {
         Ok(_) => {

@@ -45,18 +45,25 @@ pub(crate) fn page_response(status: StatusCode, markup: Markup) -> Response {
     r
 }
 
+/// Every page's `<head>`: its title, the stylesheet and the script, all from this server.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Mandate" }
+            link rel="stylesheet" href="/console/assets/console.css";
+            script src="/console/assets/console.js" defer {}
+        }
+    }
+}
+
 /// The frame of every signed-in page: navigation, who is signed in, sign-out.
 pub(crate) fn layout(signed: &Signed, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Mandate" }
-                link rel="stylesheet" href="/console/assets/console.css";
-                script src="/console/assets/console.js" defer {}
-            }
+            (head(title))
             body {
                 header.top {
                     a.brand href="/console/approvals" { "Mandate" }
@@ -85,13 +92,7 @@ pub(crate) fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Mandate" }
-                link rel="stylesheet" href="/console/assets/console.css";
-                script src="/console/assets/console.js" defer {}
-            }
+            (head(title))
             body.bare { main { h1 { (title) } (body) } }
         }
     }

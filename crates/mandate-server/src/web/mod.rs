@@ -66,13 +66,17 @@ impl Web {
     /// A web front door with `settings`.
     pub fn new(settings: WebSettings) -> Result<Self, String> {
         let clients = client_metadata::Fetcher::new(&settings)?;
-        Ok(Self {
+        Ok(Self::with_fetcher(settings, clients))
+    }
+
+    fn with_fetcher(settings: WebSettings, clients: client_metadata::Fetcher) -> Self {
+        Self {
             settings,
             sessions: session::Sessions::default(),
             flows: oauth::Flows::default(),
             clients,
             servers: Vec::new(),
-        })
+        }
     }
 
     /// The same, for a gateway serving `servers`.
@@ -86,13 +90,7 @@ impl Default for Web {
     fn default() -> Self {
         let settings = WebSettings::default();
         let clients = client_metadata::Fetcher::without_extra_roots(&settings);
-        Self {
-            settings,
-            sessions: session::Sessions::default(),
-            flows: oauth::Flows::default(),
-            clients,
-            servers: Vec::new(),
-        }
+        Self::with_fetcher(settings, clients)
     }
 }
 

@@ -23,7 +23,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use base64::Engine as _;
 use mandate_core::event::NewEvent;
 use mandate_core::human::Human;
@@ -126,6 +125,11 @@ fn back_to_client(
 fn single_params(raw: &str) -> Result<HashMap<String, String>, String> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(raw).map_err(|e| format!("the query is malformed: {e}"))?;
+    single(pairs)
+}
+
+/// Parameters, each at most once (RFC 6749 section 3.1, for requests to both endpoints).
+pub(crate) fn single(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, String> {
     let mut map = HashMap::new();
     for (k, v) in pairs {
         if map.insert(k.clone(), v).is_some() {
@@ -224,23 +228,28 @@ pub async fn authorize(State(state): State<AppState>, uri: Uri, headers: HeaderM
         Err(r) => return r,
     };
     let Some(who) = signed(&state, &headers).await else { return session::to_login(&uri) };
-    let now = millis(state.clock.now());
+    show_consent(&state, &who, asked, millis(state.clock.now()), None).await
+}
+
+/// Opens a consent request for this session (bounded, like the codes) and shows its page, with what
+/// was wrong the last time, if anything.
+async fn show_consent(state: &AppState, who: &Signed, asked: Asked, now: i64, error: Option<&str>) -> Response {
     let id = random_token();
     {
         let mut pending = state.web.flows.pending.lock().unwrap_or_else(|p| p.into_inner());
         if !bounded(&mut pending, now, |p| p.expires_ms) {
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server.busy",
-                "too many authorizations are waiting; try again shortly",
-            );
+            return busy();
         }
         pending.insert(
             id.clone(),
             Pending { asked: asked.clone(), session_csrf: who.csrf.clone(), expires_ms: now + CONSENT_MS },
         );
     }
-    consent_page(&state, &who, &id, &asked, None).await
+    consent_page(state, who, &id, &asked, error).await
+}
+
+fn busy() -> Response {
+    refusal(StatusCode::SERVICE_UNAVAILABLE, "server.busy", "too many authorizations are waiting; try again shortly")
 }
 
 /// The consent page: the client, the gateway server, its tools, and what the human chooses.
@@ -351,13 +360,11 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, body: ax
         Ok(p) => p,
         Err(e) => return stop("oauth.invalid_request", &format!("the form is malformed: {e}")),
     };
-    let tools: Vec<String> = pairs.iter().filter(|(k, _)| k == "tool").map(|(_, v)| v.clone()).collect();
-    let others: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "tool").collect();
-    let Form(form): Form<ConsentForm> =
-        match serde_urlencoded::to_string(&others).ok().and_then(|s| serde_urlencoded::from_str(&s).ok()) {
-            Some(f) => Form(f),
-            None => return stop("oauth.invalid_request", "the consent form is incomplete"),
-        };
+    let tools: Vec<String> = pairs.into_iter().filter(|(k, _)| k == "tool").map(|(_, v)| v).collect();
+    // The other fields, each once; the repeated `tool` is no field of the form, and is ignored here.
+    let Ok(form) = serde_urlencoded::from_bytes::<ConsentForm>(&body) else {
+        return stop("oauth.invalid_request", "the consent form is incomplete");
+    };
     let who = match signed_form(&state, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -399,21 +406,17 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, body: ax
     }
     let grant = match consent_grant(&state, &asked, &form, &tools) {
         Ok(g) => g,
-        Err(message) => return retry(&state, &who, asked, now, &message).await,
+        Err(message) => return show_consent(&state, &who, asked, now, Some(&message)).await,
     };
     if let Err(e) = state.check_grant(&who.caller, &grant).await {
         let message = format!("{e} ({})", e.code());
-        return retry(&state, &who, asked, now, &message).await;
+        return show_consent(&state, &who, asked, now, Some(&message)).await;
     }
     let code = random_token();
     {
         let mut codes = state.web.flows.codes.lock().unwrap_or_else(|p| p.into_inner());
         if !bounded(&mut codes, now, |c| c.expires_ms) {
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server.busy",
-                "too many authorizations are waiting; try again shortly",
-            );
+            return busy();
         }
         codes.insert(
             digest(&code),
@@ -435,16 +438,6 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, body: ax
         return refusal(StatusCode::SERVICE_UNAVAILABLE, "server.store_unavailable", &e.to_string());
     }
     back_to_client(&state, &asked.redirect_uri, asked.state.as_deref(), &[("code", &code)])
-}
-
-/// The consent page again, with what was wrong, under a new request id.
-async fn retry(state: &AppState, who: &Signed, asked: Asked, now: i64, message: &str) -> Response {
-    let id = random_token();
-    state.web.flows.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(
-        id.clone(),
-        Pending { asked: asked.clone(), session_csrf: who.csrf.clone(), expires_ms: now + CONSENT_MS },
-    );
-    consent_page(state, who, &id, &asked, Some(message)).await
 }
 
 /// The grant the human chose: tools of this server only, with their catalogued data classes and
@@ -651,6 +644,14 @@ async fn redeem(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_consent_form_reads_with_its_repeated_tools_and_refuses_a_repeated_field() {
+        let body = "csrf=c&request=r&tool=erp%2Fa&decision=allow&tool=erp%2Fb&agent=x";
+        let form = serde_urlencoded::from_str::<ConsentForm>(body).unwrap();
+        assert_eq!((form.request.as_str(), form.decision.as_str(), form.agent.as_str()), ("r", "allow", "x"));
+        assert!(serde_urlencoded::from_str::<ConsentForm>("request=r&decision=allow&decision=deny").is_err());
+    }
 
     #[test]
     fn a_parameter_given_twice_is_refused() {
