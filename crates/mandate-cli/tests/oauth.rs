@@ -666,3 +666,107 @@ fn in_a_real_browser_an_approver_approves_a_held_call_and_a_responder_revokes_it
     assert_eq!(detail["comment"], "checked with the controller");
     assert_eq!(detail["by"], "user:bob@example.org");
 }
+
+/// Runs `oauth_client.mjs` (the official TypeScript SDK's OAuth client, and Chromium for the human).
+fn stock_client(flow: &Flow, dpop_seed: Option<&str>, shots: Option<&Path>) -> Value {
+    let node = interop_node();
+    let spec = json!({
+        "url": flow.resource(), "client_id": flow.client_id, "redirect": REDIRECT, "human_key": flow.alice_key,
+        "agent": "desk-agent", "category": "finance.close", "purpose": "Close October with a stock client",
+        "calls": [{"call": "read_ledger", "arguments": {"period": "2026-10", "account": "ap"}},
+                  {"call": "post_journal", "arguments": {"period": "2026-10", "account": "ap", "amount": 10}}],
+        "dpop_seed": dpop_seed, "shots": shots,
+    });
+    let out = Command::new("node")
+        .arg(node.join("oauth_client.mjs"))
+        .arg(spec.to_string())
+        .current_dir(&node)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the SDK client's run: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn a_stock_typescript_sdk_client_is_sent_to_the_consent_page_gets_a_mandate_and_calls_through_the_gateway() {
+    let flow = Flow::start("allow_unbound = true\n");
+    flow.wait_for_tools();
+    let shots = flow._dir.path().join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let admin = Client::new(&flow.serve.url, Some(ADMIN));
+    for (seed, binding, token_type) in [
+        (None, "bearer", "Bearer"),
+        (
+            Some({
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([CLIENT_SEED; 32])
+            }),
+            "client_key",
+            "DPoP",
+        ),
+    ] {
+        let seen = stock_client(&flow, seed.as_deref(), Some(&shots));
+        // Refused without a token, it found Mandate from the gateway's metadata and used its CIMD URL.
+        assert_eq!(seen["first_error"], "unauthorized", "{seen}");
+        let asked = url::Url::parse(seen["authorization_url"].as_str().unwrap()).unwrap();
+        assert_eq!(asked.path(), "/oauth/authorize", "{seen}");
+        let q: std::collections::HashMap<_, _> = asked.query_pairs().into_owned().collect();
+        assert_eq!(q["client_id"], flow.client_id);
+        assert_eq!(q["resource"], flow.resource(), "RFC 8707 resource from the protected resource metadata");
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert!(seen["login_url"].as_str().unwrap().contains("/console/login?next="), "signed in first: {seen}");
+        assert!(
+            seen["consent"].as_str().unwrap().contains("Stock MCP client"),
+            "the consent page names the client: {seen}"
+        );
+        assert_eq!(
+            seen["offered_tools"],
+            json!([{"tool": "erp/post_journal", "checked": false}, {"tool": "erp/read_ledger", "checked": true}]),
+            "{seen}"
+        );
+        assert_eq!(seen["state_matches"], true, "{seen}");
+        assert_eq!(seen["callback"]["iss"], flow.serve.url, "{seen}");
+        // The mandate: bound to the client's key when it proved one, a marked bearer token otherwise.
+        assert_eq!(seen["token_type"], token_type, "{seen}");
+        let claims = mandate_test::claims_of(seen["access_token"].as_str().unwrap());
+        assert_eq!(claims["mandate"]["binding"], binding, "{claims}");
+        assert_eq!(claims["client_id"], flow.client_id);
+        // Through the gateway: the list is what the human granted, the granted call returns the
+        // upstream's result, the other never reaches it.
+        assert_eq!(seen["tools"], json!(["read_ledger"]), "{seen}");
+        let allowed = &seen["steps"][0]["result"];
+        assert_ne!(allowed["isError"], true, "allowed: {seen}");
+        assert!(
+            allowed["content"][0]["text"].as_str().is_some_and(|t| t.contains("2026-10")),
+            "the ERP's answer: {seen}"
+        );
+        let refused = &seen["steps"][1];
+        assert_eq!(refused["error"]["code"], -32602, "refused: {seen}");
+        assert_eq!(
+            refused["error"]["data"]["reasons"][0]["code"], "scope.tool_not_in_mandate",
+            "with its reason: {seen}"
+        );
+        assert!(refused["error"]["data"]["ledger_seq"].is_u64(), "{seen}");
+    }
+    // The ledger tells it: two consents, two grants with their bindings, the calls decided.
+    let (_, consents) = admin.get("/v1/audit?kind=oauth.consent_given");
+    assert_eq!(consents["events"].as_array().unwrap().len(), 2, "{consents}");
+    let (_, granted) = admin.get("/v1/audit?kind=mandate.granted");
+    let bindings: Vec<String> = granted["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(e["detail"].as_str().unwrap()).unwrap()["binding"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(bindings.contains(&"bearer".to_owned()) && bindings.contains(&"client_key".to_owned()), "{bindings:?}");
+    let (_, verified) = admin.get("/v1/audit/verify");
+    assert_eq!(verified["ok"], true, "{verified}");
+    if let Ok(dir) = std::env::var("MANDATE_SCREENSHOTS") {
+        let _ = std::fs::copy(shots.join("consent.png"), Path::new(&dir).join("consent.png"));
+    }
+}

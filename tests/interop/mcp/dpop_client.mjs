@@ -8,31 +8,16 @@
 // and `steps`; one JSON line out.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import crypto from "node:crypto";
+import { dpopSigner } from "./dpop.mjs";
 
 const spec = JSON.parse(process.argv[2]);
-const b64url = (buf) => Buffer.from(buf).toString("base64url");
-const seed = Buffer.from(spec.seed, "base64url");
-// PKCS#8 wrapping of a raw Ed25519 seed.
-const pkcs8 = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
-const key = crypto.createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
-const x = crypto.createPublicKey(key).export({ format: "jwk" }).x;
-const jwk = { kty: "OKP", crv: "Ed25519", x };
-const ath = b64url(crypto.createHash("sha256").update(spec.token).digest());
-
-function proof(method, url) {
-  const header = b64url(JSON.stringify({ typ: "dpop+jwt", alg: "EdDSA", jwk }));
-  const htu = url.split("?")[0].split("#")[0];
-  const claims = { jti: crypto.randomUUID(), htm: method, htu, iat: Math.floor(Date.now() / 1000), ath };
-  const input = `${header}.${b64url(JSON.stringify(claims))}`;
-  return `${input}.${b64url(crypto.sign(null, Buffer.from(input), key))}`;
-}
+const proof = dpopSigner(spec.seed);
 
 async function dpopFetch(url, init = {}) {
   const headers = new Headers(init.headers || {});
   const method = (init.method || "GET").toUpperCase();
   headers.set("Authorization", `DPoP ${spec.token}`);
-  headers.set("DPoP", proof(method, String(url)));
+  headers.set("DPoP", proof(method, url, spec.token));
   return fetch(url, { ...init, headers });
 }
 
