@@ -770,3 +770,84 @@ fn a_stock_typescript_sdk_client_is_sent_to_the_consent_page_gets_a_mandate_and_
         let _ = std::fs::copy(shots.join("consent.png"), Path::new(&dir).join("consent.png"));
     }
 }
+
+/// Runs `conformance.mjs`: scenarios of `@modelcontextprotocol/conformance` against the gateway.
+fn conformance(url: &str, auth: Option<(&str, u8)>, scenarios: &[&str], out: &Path) -> Value {
+    use base64::Engine as _;
+    let node = interop_node();
+    let mut spec = json!({"url": url, "scenarios": scenarios, "out": out});
+    if let Some((token, seed)) = auth {
+        spec["token"] = json!(token);
+        spec["seed"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([seed; 32]));
+    }
+    let out = Command::new("node")
+        .arg(node.join("conformance.mjs"))
+        .arg(spec.to_string())
+        .current_dir(&node)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the conformance run: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Each check's status in one scenario's results, by check id.
+fn statuses(results: &Value, scenario: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    let checks = results[scenario]["checks"].as_array().unwrap_or_else(|| panic!("{scenario} ran: {results}"));
+    checks
+        .iter()
+        .map(|c| {
+            let id = c["id"].as_str().unwrap().to_owned();
+            (id, (c["status"].as_str().unwrap().to_owned(), c["message"].as_str().unwrap_or_default().to_owned()))
+        })
+        .collect()
+}
+
+/// `@modelcontextprotocol/conformance` 0.1.16 has no authorization scenario for a server: its 22
+/// `auth/*` scenarios grade clients (the suite plays the authorization and resource servers). The
+/// server scenarios that apply to a gateway in front of the demo ERP are run here, through a reverse
+/// proxy that adds a mandate and its DPoP proofs (the suite's client has no credentials), and once
+/// without a mandate; README, "Conformance", lists every server scenario and why the others do not apply.
+#[test]
+fn the_conformance_suites_server_scenarios_that_apply_to_the_gateway_pass() {
+    let flow = Flow::start("");
+    flow.wait_for_tools();
+    let alice = Client::new(&flow.serve.url, Some(&flow.alice_key));
+    let (s, m) = alice.post(
+        "/v1/mandates",
+        &json!({"agent": "desk-agent", "purpose": "Conformance", "category": "finance.close",
+                "authorization_details": [{"type": "mcp_tool", "tools": ["erp/read_ledger"], "data_classes": ["financial"], "actions": ["read"]}],
+                "ttl_seconds": 900, "max_calls": 50}),
+    );
+    assert_eq!(s, 201, "{m}");
+    let token = m["token"].as_str().unwrap();
+    let out = flow._dir.path().join("conformance");
+    let passing = ["server-initialize", "ping", "tools-list", "dns-rebinding-protection"];
+    let refused = ["logging-set-level", "completion-complete"];
+    let with = conformance(
+        &flow.resource(),
+        Some((token, AGENT_SEED)),
+        &[&passing[..], &refused[..]].concat(),
+        &out.join("with"),
+    );
+    for scenario in passing {
+        let checks = statuses(&with, scenario);
+        assert!(!checks.is_empty() && checks.values().all(|(s, _)| s == "SUCCESS"), "{scenario}: {checks:?}");
+    }
+    assert_eq!(statuses(&with, "dns-rebinding-protection").len(), 2, "{with}");
+    // What the gateway does not mediate is refused, never passed through to the upstream.
+    for scenario in refused {
+        let checks = statuses(&with, scenario);
+        let (status, message) = checks.values().next().unwrap();
+        assert_eq!(status, "FAILURE", "{scenario}: {checks:?}");
+        assert!(message.contains("-32601") && message.contains("not mediated"), "{scenario}: {message}");
+    }
+    // Without a mandate: a rebinding Host is still refused first; a localhost one gets 401, as an
+    // OAuth protected resource must answer (the scenario assumes a server without authentication).
+    let without =
+        conformance(&flow.resource(), None, &["dns-rebinding-protection", "server-initialize"], &out.join("without"));
+    let rebinding = statuses(&without, "dns-rebinding-protection");
+    assert_eq!(rebinding["localhost-host-rebinding-rejected"].0, "SUCCESS", "{rebinding:?}");
+    assert!(rebinding["localhost-host-valid-accepted"].1.ends_with("got 401"), "{rebinding:?}");
+    let init = statuses(&without, "server-initialize");
+    assert!(init["server-initialize"].1.contains("token.missing"), "{init:?}");
+}
