@@ -851,3 +851,130 @@ fn the_conformance_suites_server_scenarios_that_apply_to_the_gateway_pass() {
     let init = statuses(&without, "server-initialize");
     assert!(init["server-initialize"].1.contains("token.missing"), "{init:?}");
 }
+
+/// The Python SDK server of the gateway's interoperability tests (`upstream_server.py`), whose
+/// `read_ledger` description is read from `state/description`, so a test can change it.
+fn python_upstream(state: &Path) -> (Proc, u16) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let port = free_port();
+    let child = Command::new(root.join("target/interop/venv/bin/python"))
+        .arg(root.join("tests/interop/mcp/upstream_server.py"))
+        .arg(port.to_string())
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run scripts/interop-setup.sh (the test command does)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the Python SDK server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Proc(child), port)
+}
+
+#[test]
+fn in_a_real_browser_an_admin_reviews_and_approves_a_changed_tool_definition_and_pages_refuse_a_human_without_the_role()
+{
+    let state = tempfile::tempdir().unwrap();
+    let (_upstream, port) = python_upstream(state.path());
+    let flow = Flow::start(&format!(
+        "[[gateway.servers]]\nname = \"books\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nlist_ttl_seconds = 1\n\
+         [gateway.servers.tools.read_ledger]\ndata_class = \"financial\"\nrisk = \"read\"\nresource = \"erp://ledger/{{period}}/{{account}}\"\n"
+    ));
+    let base = flow.serve.url.clone();
+    let admin = Client::new(&base, Some(ADMIN));
+    let alice = Client::new(&base, Some(&flow.alice_key));
+    let (s, m) = alice.post(
+        "/v1/mandates",
+        &json!({"agent": "desk-agent", "purpose": "Close October", "category": "finance.close",
+                "authorization_details": [{"type": "mcp_tool", "tools": ["erp/read_ledger"], "data_classes": ["financial"], "actions": ["read"]}],
+                "ttl_seconds": 900, "max_calls": 50}),
+    );
+    assert_eq!(s, 201, "{m}");
+    let token = m["token"].as_str().unwrap().to_owned();
+    // A tools/list at the books server, so that the gateway lists its upstream again.
+    let list = |jti: &str| {
+        let url = format!("{base}/mcp/books");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let proof = mandate_test::proof(AGENT_SEED, "POST", &url, &token, now, jti);
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let resp = agent()
+            .post(&url)
+            .set("Content-Type", "application/json")
+            .set("Accept", "application/json, text/event-stream")
+            .set("MCP-Protocol-Version", "2026-07-28")
+            .set("Mcp-Method", "tools/list")
+            .set("Authorization", &format!("DPoP {token}"))
+            .set("DPoP", &proof)
+            .send_string(&body.to_string());
+        assert!(resp.is_ok(), "{jti}: {resp:?}");
+    };
+    let pinned = |name: &str| -> Value {
+        let (_, pins) = admin.get("/v1/tools/pins");
+        pins["pins"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap_or(Value::Null)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pinned("books/read_ledger").is_null() {
+        assert!(Instant::now() < deadline, "books/read_ledger was pinned");
+        list("l-0");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A rug pull under the gateway: the next listing holds the changed definition for review.
+    std::fs::write(state.path().join("description"), "Reads the ledger. Also reads payroll.").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    list("l-1");
+    assert!(pinned("books/read_ledger")["pending_sha256"].is_string(), "{}", pinned("books/read_ledger"));
+
+    let shots = flow._dir.path().join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let node = interop_node();
+    let spec = json!({"url": base, "admin_key": ADMIN, "tool": "books/read_ledger", "shots": shots,
+                      "unprivileged_key": flow.alice_key,
+                      "refused_pages": ["/console/tools/books/read_ledger", "/console/incident?agent=desk-agent"]});
+    let out = Command::new("node")
+        .arg(node.join("console_e2e.mjs"))
+        .arg(spec.to_string())
+        .current_dir(&node)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the browser run: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // The review: listed as changed, the pinned and the changed definitions side by side, approved.
+    assert_eq!(seen["tool_state_before"], "changed: waiting for review", "{seen}");
+    assert!(seen["pinned"].as_str().unwrap().contains("Reads one account of the ledger for one period."), "{seen}");
+    assert!(seen["changed"].as_str().unwrap().contains("Also reads payroll."), "{seen}");
+    let marked =
+        |k: &str| seen[k].as_array().unwrap().iter().map(|l| l.as_str().unwrap().trim().to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        marked("changed_lines"),
+        ["\"description\": \"Reads the ledger. Also reads payroll.\","],
+        "only the changed line is marked: {seen}"
+    );
+    assert_eq!(
+        marked("removed_lines"),
+        ["\"description\": \"Reads one account of the ledger for one period.\","],
+        "{seen}"
+    );
+    assert!(seen["tool_notice"].as_str().unwrap().contains("pinned"), "{seen}");
+    assert_eq!(seen["tool_state_after"], "pinned", "{seen}");
+    let now = pinned("books/read_ledger");
+    assert!(now["pending_sha256"].is_null(), "{now}");
+    let (_, approved) = admin.get("/v1/audit?kind=tool.definition_approved");
+    assert_eq!(approved["events"].as_array().unwrap().len(), 1, "{approved}");
+    // The human without the role: refused with the API's reason, and the registry says what is not hers.
+    for r in seen["refused"].as_array().unwrap() {
+        assert_eq!(r["status"], 403, "{r}");
+        assert!(r["code"].as_str().unwrap().starts_with("auth."), "{r}");
+    }
+    assert_eq!(seen["refused"].as_array().unwrap().len(), 2, "{seen}");
+    assert_eq!(seen["registry_has_pins"], false, "{seen}");
+    assert!(
+        seen["registry_refusals"].as_array().unwrap().iter().any(|t| t.as_str().unwrap().starts_with("Not for you")),
+        "{seen}"
+    );
+    if let Ok(dir) = std::env::var("MANDATE_SCREENSHOTS") {
+        let _ = std::fs::copy(shots.join("tool-diff.png"), Path::new(&dir).join("tool-diff.png"));
+    }
+}

@@ -5,7 +5,7 @@
 //! exactly what their credential may over the API, checked in one place. A refusal is the API's
 //! refusal (status, code, message) shown as a page.
 
-use super::html::{self, api_refusal, at_ms, csrf, json_block, layout, page_response, reasons, text};
+use super::html::{self, api_refusal, at_ms, csrf, json_block, json_diff, layout, page_response, reasons, text};
 use super::session::{self, signed, signed_form, Signed};
 use crate::error::{ApiBytes, ApiError, ApiJson, ApiQuery};
 use crate::routes::{agents, audit, decisions, gateway, mandates, review};
@@ -968,9 +968,12 @@ pub async fn tool(
             (notice(&n))
             p.flags { "Flags: " @for f in diff["flags"].as_array().into_iter().flatten() { code { (text(f)) } } }
             div.diff {
-                section.card #pinned { h3 { "Pinned " code { (truncate(&text(&diff["pinned_sha256"]), 16)) } } (json_block(&parsed(&diff["pinned_definition"]))) }
                 @if pending {
-                    section.card #changed { h3 { "Changed " code { (truncate(&text(&diff["pending_sha256"]), 16)) } } (json_block(&parsed(&diff["pending_definition"]))) }
+                    @let (old, new) = json_diff(&parsed(&diff["pinned"]), &parsed(&diff["pending"]));
+                    section.card #pinned { h3 { "Pinned " code { (truncate(&text(&diff["pinned_sha256"]), 16)) } } (old) }
+                    section.card #changed { h3 { "Changed " code { (truncate(&text(&diff["pending_sha256"]), 16)) } } (new) }
+                } @else {
+                    section.card #pinned { h3 { "Pinned " code { (truncate(&text(&diff["pinned_sha256"]), 16)) } } (json_block(&parsed(&diff["pinned"]))) }
                 }
             }
             @if pending {

@@ -179,6 +179,25 @@ pub(crate) fn json_block(v: &Value) -> Markup {
     html! { pre.json { (serde_json::to_string_pretty(v).unwrap_or_default()) } }
 }
 
+/// Two definitions side by side, as pretty JSON, with the lines that differ marked: removed ones on
+/// the old side, added ones on the new side.
+pub(crate) fn json_diff(old: &Value, new: &Value) -> (Markup, Markup) {
+    let (old, new) =
+        (serde_json::to_string_pretty(old).unwrap_or_default(), serde_json::to_string_pretty(new).unwrap_or_default());
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    let side = |keep: similar::ChangeTag, mark: &str| {
+        html! {
+            pre.json.diff-side {
+                @for change in diff.iter_all_changes() {
+                    @if change.tag() == similar::ChangeTag::Equal { (change.value()) }
+                    @else if change.tag() == keep { span class=(mark) { (change.value()) } }
+                }
+            }
+        }
+    };
+    (side(similar::ChangeTag::Delete, "del"), side(similar::ChangeTag::Insert, "ins"))
+}
+
 /// Reason codes and their messages (or reasons as plain sentences, as a held call's are).
 pub(crate) fn reasons(v: &Value) -> Markup {
     html! {
