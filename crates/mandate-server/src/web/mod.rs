@@ -7,8 +7,8 @@
 //!
 //! State kept here, in this node's memory and bounded: console sessions (a random cookie naming the
 //! credential the human signed in with, resolved again on every request, so that a deactivated
-//! human or a replaced key is signed out at once), authorization requests waiting for consent, and
-//! authorization codes (single use, 60 s). See ARCHITECTURE.md for what that means behind a load
+//! human or a replaced key is signed out at once), authorization requests waiting for consent,
+//! authorization codes (single use, 60 s), and sign-ins waiting for the IdP (single use, 10 min). See ARCHITECTURE.md for what that means behind a load
 //! balancer.
 
 pub mod client_metadata;
@@ -16,6 +16,7 @@ pub mod console;
 pub mod html;
 pub mod oauth;
 pub mod session;
+pub mod sign_in;
 
 use crate::state::AppState;
 use axum::routing::{get, post};
@@ -38,6 +39,45 @@ pub struct WebSettings {
     /// (`[oauth] danger_allow_private_client_hosts`): off, so that a client id cannot make Mandate
     /// reach into its own network (SSRF). Tests on one machine turn it on.
     pub allow_private_client_hosts: bool,
+    /// Signing in through the organisation's IdP (`[oidc.sign_in]`): absent, an ID token can only
+    /// be pasted on the sign-in page.
+    pub sign_in: Option<SignInSettings>,
+}
+
+/// `[oidc.sign_in]`: the console's OpenID Connect authorization code flow with the organisation's
+/// IdP (PKCE S256, `state`, `nonce`; the ID token is verified as every ID token is, against
+/// `[oidc]`'s issuer, audience and JWKS file).
+#[derive(Clone)]
+pub struct SignInSettings {
+    /// Where the browser is sent to sign in.
+    pub authorization_endpoint: url::Url,
+    /// Where the code is redeemed for the ID token.
+    pub token_endpoint: url::Url,
+    /// Mandate's client id at the IdP (`[oidc] audience`).
+    pub client_id: String,
+    /// Mandate's client secret at the IdP, sent with HTTP Basic (`client_secret_basic`); absent: a
+    /// public client, PKCE only.
+    pub client_secret: Option<String>,
+    /// The scopes asked for, space-separated (`openid` always among them).
+    pub scopes: String,
+    /// Extra trust anchors (PEM) for the token endpoint, for an IdP on an internal CA.
+    pub ca_file: Option<PathBuf>,
+    /// The button's label on the sign-in page.
+    pub label: String,
+}
+
+impl std::fmt::Debug for SignInSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInSettings")
+            .field("authorization_endpoint", &self.authorization_endpoint.as_str())
+            .field("token_endpoint", &self.token_endpoint.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field("scopes", &self.scopes)
+            .field("ca_file", &self.ca_file)
+            .field("label", &self.label)
+            .finish()
+    }
 }
 
 impl Default for WebSettings {
@@ -47,6 +87,7 @@ impl Default for WebSettings {
             code_ttl_secs: 60,
             client_metadata_ca_file: None,
             allow_private_client_hosts: false,
+            sign_in: None,
         }
     }
 }
@@ -58,6 +99,7 @@ pub struct Web {
     pub(crate) sessions: session::Sessions,
     pub(crate) flows: oauth::Flows,
     pub(crate) clients: client_metadata::Fetcher,
+    pub(crate) sign_ins: sign_in::SignIns,
     /// The gateway's servers: what a `resource` indicator may name.
     pub(crate) servers: Vec<String>,
 }
@@ -66,15 +108,17 @@ impl Web {
     /// A web front door with `settings`.
     pub fn new(settings: WebSettings) -> Result<Self, String> {
         let clients = client_metadata::Fetcher::new(&settings)?;
-        Ok(Self::with_fetcher(settings, clients))
+        let sign_ins = sign_in::SignIns::new(settings.sign_in.as_ref())?;
+        Ok(Self::with_fetcher(settings, clients, sign_ins))
     }
 
-    fn with_fetcher(settings: WebSettings, clients: client_metadata::Fetcher) -> Self {
+    fn with_fetcher(settings: WebSettings, clients: client_metadata::Fetcher, sign_ins: sign_in::SignIns) -> Self {
         Self {
             settings,
             sessions: session::Sessions::default(),
             flows: oauth::Flows::default(),
             clients,
+            sign_ins,
             servers: Vec::new(),
         }
     }
@@ -90,7 +134,7 @@ impl Default for Web {
     fn default() -> Self {
         let settings = WebSettings::default();
         let clients = client_metadata::Fetcher::without_extra_roots(&settings);
-        Self::with_fetcher(settings, clients)
+        Self::with_fetcher(settings, clients, sign_in::SignIns::default())
     }
 }
 
@@ -104,6 +148,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/assets/console.js", get(html::script))
         .route("/console/login", get(session::login_page).post(session::login))
         .route("/console/logout", post(session::logout))
+        .route("/console/oidc/start", get(sign_in::start))
+        .route("/console/oidc/callback", get(sign_in::callback))
         .route("/console/approvals", get(c::approvals))
         .route("/console/approvals/count", get(c::approvals_count))
         .route("/console/approvals/{id}/{answer}", post(c::answer_approval))
@@ -120,6 +166,22 @@ pub fn router() -> Router<AppState> {
         .route("/console/tools/{server}/{tool}/approve", post(c::approve_tool))
         .route("/oauth/authorize", get(oauth::authorize).post(oauth::consent))
 }
+
+/// Makes room in a bounded map of things waiting (`MAX_PENDING` of them): when it is full, the
+/// expired ones go; `false` when it is still full.
+pub(crate) fn bounded<K: std::hash::Hash + Eq, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    now_ms: i64,
+    expires: impl Fn(&V) -> i64,
+) -> bool {
+    if map.len() >= MAX_PENDING {
+        map.retain(|_, v| expires(v) > now_ms);
+    }
+    map.len() < MAX_PENDING
+}
+
+/// The most of one kind of thing waiting (consent requests, codes, sign-ins) one node keeps.
+pub(crate) const MAX_PENDING: usize = 10_000;
 
 /// A random secret, 256 bits, base64url.
 pub(crate) fn random_token() -> String {

@@ -17,7 +17,7 @@
 use super::client_metadata::ClientMetadata;
 use super::html::{bare, csrf, page_response, refusal};
 use super::session::{self, signed, signed_form, Signed};
-use super::{digest, random_token};
+use super::{bounded, digest, random_token};
 use crate::auth::Caller;
 use crate::state::AppState;
 use axum::extract::State;
@@ -37,8 +37,6 @@ use std::sync::Mutex;
 
 /// How long a consent page may wait for the human, in milliseconds.
 const CONSENT_MS: i64 = 10 * 60 * 1000;
-/// The most authorization requests and codes one node holds at once.
-const MAX_PENDING: usize = 10_000;
 
 /// What the client asked for at the authorization endpoint, checked.
 #[derive(Clone)]
@@ -79,13 +77,6 @@ pub(crate) struct Flows {
     pending: Mutex<HashMap<String, Pending>>,
     codes: Mutex<HashMap<[u8; 32], Code>>,
     spent: Mutex<HashMap<[u8; 32], Spent>>,
-}
-
-fn bounded<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, now_ms: i64, expires: impl Fn(&V) -> i64) -> bool {
-    if map.len() >= MAX_PENDING {
-        map.retain(|_, v| expires(v) > now_ms);
-    }
-    map.len() < MAX_PENDING
 }
 
 /// An OAuth error at the authorization endpoint before the client and its redirect URI are known

@@ -171,7 +171,7 @@ pub(crate) fn to_login(uri: &Uri) -> Response {
 
 /// Only a page of this server's console or its authorization endpoint may be a sign-in's `next`:
 /// never another site (an open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     let path = next.map(|n| n.split('?').next().unwrap_or(n));
     match (next, path) {
         (Some(n), Some(path))
@@ -189,7 +189,7 @@ fn safe_next(next: Option<&str>) -> String {
 /// `?next=` of the sign-in page.
 #[derive(Deserialize)]
 pub struct NextQuery {
-    next: Option<String>,
+    pub(crate) next: Option<String>,
 }
 
 /// `GET /console/login`.
@@ -236,10 +236,16 @@ pub async fn login(
     } else {
         Credential::KeyHash(mandate_store::hash_api_key(credential))
     };
+    open(&state, kept, &caller, &next)
+}
+
+/// Opens a session for `caller`, who signed in with `kept`, and sends the browser on to `next`.
+pub(crate) fn open(state: &AppState, kept: Credential, caller: &Caller, next: &str) -> Response {
+    let now = millis(state.clock.now());
     let Some(cookie) = state.web.sessions.create(kept, now, state.web.settings.session_ttl_secs) else {
         return html::login(
-            &state,
-            &next,
+            state,
+            next,
             Some("too many open sessions; try again later"),
             StatusCode::SERVICE_UNAVAILABLE,
         );
@@ -250,7 +256,7 @@ pub async fn login(
         "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
         state.web.settings.session_ttl_secs
     );
-    let mut response = Redirect::to(&next).into_response();
+    let mut response = Redirect::to(next).into_response();
     if let Ok(v) = HeaderValue::from_str(&set) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
