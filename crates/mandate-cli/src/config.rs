@@ -541,9 +541,7 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     let issuer_from_listener = file.mandates.issuer.is_none();
     let mut mandates = resolve_mandates(file.mandates, listen)?;
     mandates.allow_unbound = file.oauth.allow_unbound.unwrap_or(false);
-    let mut web = resolve_web(&file.oauth, &file.console)?;
-    web.sign_in =
-        file.oidc.as_ref().map(|o| resolve_sign_in(o, &|name| std::env::var(name).ok())).transpose()?.flatten();
+    let web = resolve_web(&file.oauth, &file.console, file.oidc.as_ref())?;
     let oidc = file.oidc.map(resolve_oidc).transpose()?;
     let mut gateway = resolve_gateway(&file.gateway, &|name| std::env::var(name).ok())?;
     if o.demo && !gateway.servers.iter().any(|s| s.name == "erp") {
@@ -585,7 +583,11 @@ pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<(ServerConfig, 
     Ok((config, log_format))
 }
 
-fn resolve_web(oauth: &OAuthSection, console: &ConsoleSection) -> anyhow::Result<mandate_server::web::WebSettings> {
+fn resolve_web(
+    oauth: &OAuthSection,
+    console: &ConsoleSection,
+    oidc: Option<&OidcSection>,
+) -> anyhow::Result<mandate_server::web::WebSettings> {
     let code_ttl_secs = oauth.code_ttl_seconds.unwrap_or(60);
     if !(10..=600).contains(&code_ttl_secs) {
         bail!("oauth.code_ttl_seconds: {code_ttl_secs} must be between 10 and 600");
@@ -604,7 +606,7 @@ fn resolve_web(oauth: &OAuthSection, console: &ConsoleSection) -> anyhow::Result
         code_ttl_secs,
         client_metadata_ca_file: oauth.client_metadata_ca_file.clone(),
         allow_private_client_hosts: oauth.danger_allow_private_client_hosts.unwrap_or(false),
-        sign_in: None,
+        sign_in: oidc.map(|o| resolve_sign_in(o, &|name| std::env::var(name).ok())).transpose()?.flatten(),
     })
 }
 

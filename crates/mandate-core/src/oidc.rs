@@ -58,6 +58,9 @@ pub struct OidcIdentity {
     pub subject: String,
     /// The token's `exp`, unix seconds: the identity should not be trusted after it.
     pub expires_at: i64,
+    /// The token's `nonce` (OIDC Core section 3.1.3.7 step 11), for a relying party that sent one
+    /// to compare; `None` when the token has none.
+    pub nonce: Option<String>,
 }
 
 /// How ID tokens from one issuer are checked.
@@ -396,9 +399,14 @@ fn check_claims(claims: &Map<String, Value>, settings: &OidcSettings, now: i64) 
         Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
         Some(_) => return Err(OidcError::InvalidClaim("sub".to_owned())),
     };
+    let nonce = match claims.get("nonce") {
+        None => None,
+        Some(Value::String(nonce)) => Some(nonce.clone()),
+        Some(_) => return Err(OidcError::InvalidClaim("nonce".to_owned())),
+    };
     let human = username(claims, settings)?;
     let groups = groups(claims, &settings.groups_claim)?;
-    Ok(OidcIdentity { human, groups, subject, expires_at: times.exp })
+    Ok(OidcIdentity { human, groups, subject, expires_at: times.exp, nonce })
 }
 
 /// With several audiences the token must say which party it was issued to, and that must be us;

@@ -104,6 +104,11 @@ pub(crate) async fn caller_of_key_hash(state: &AppState, hash: &str) -> Result<C
 
 /// The human an OIDC ID token stands for, or why it is refused (401 with the `oidc.*` code).
 pub(crate) async fn id_token_human(state: &AppState, token: &str) -> Result<Human, ApiError> {
+    Ok(id_token_identity(state, token).await?.0)
+}
+
+/// [`id_token_human`], with the verified token's `nonce` (for the console's own sign-in, which sent one).
+pub(crate) async fn id_token_identity(state: &AppState, token: &str) -> Result<(Human, Option<String>), ApiError> {
     let Some(oidc) = &state.oidc else {
         return Err(ApiError::unauthorized(
             "auth.oidc_not_configured",
@@ -115,11 +120,13 @@ pub(crate) async fn id_token_human(state: &AppState, token: &str) -> Result<Huma
         ApiError::unauthorized(e.code(), format!("the OIDC ID token was refused: {e}"))
     })?;
     let id = identity.human.clone();
+    let nonce = identity.nonce.clone();
     let registered = state.store.human(&id).await?;
-    oidc.human(identity, registered, state.clock.now()).ok_or_else(|| {
+    let human = oidc.human(identity, registered, state.clock.now()).ok_or_else(|| {
         ApiError::unauthorized(
             "auth.invalid_credentials",
             format!("the human `{id}` is deactivated in Mandate; a valid ID token does not bring them back"),
         )
-    })
+    })?;
+    Ok((human, nonce))
 }

@@ -177,6 +177,11 @@ fn valid_tokens_name_the_human_and_groups() {
     let id = verify_id_token(&eddsa(&claims()), &issuer_keys(), &settings(), NOW).expect("valid");
     assert_eq!(id.subject, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
     assert_eq!(id.expires_at, NOW + 300);
+    assert_eq!(id.nonce, None, "no nonce in the token, none in the identity");
+    let id = verify_id_token(&eddsa(&with(json!({"nonce": "n-0S6_WzA2Mj"}))), &issuer_keys(), &settings(), NOW)
+        .expect("valid");
+    assert_eq!(id.nonce.as_deref(), Some("n-0S6_WzA2Mj"), "the verified token's nonce, for the relying party");
+    check(&rs256(&with(json!({"nonce": 42}))), Err(OidcError::InvalidClaim("nonce".into())));
 }
 
 #[test]

@@ -59,14 +59,7 @@ impl Fetcher {
     pub fn new(settings: &WebSettings) -> Result<Self, String> {
         let mut fetcher = Self::without_extra_roots(settings);
         if let Some(path) = &settings.client_metadata_ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("oauth.client_metadata_ca_file `{}`: {e}", path.display()))?;
-            fetcher.roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!("oauth.client_metadata_ca_file `{}`: not PEM certificates: {e}", path.display())
-            })?;
-            if fetcher.roots.is_empty() {
-                return Err(format!("oauth.client_metadata_ca_file `{}` holds no certificate", path.display()));
-            }
+            fetcher.roots = super::extra_roots(path, "oauth.client_metadata_ca_file")?;
         }
         Ok(fetcher)
     }

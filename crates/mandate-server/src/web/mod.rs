@@ -39,12 +39,12 @@ pub struct WebSettings {
     /// (`[oauth] danger_allow_private_client_hosts`): off, so that a client id cannot make Mandate
     /// reach into its own network (SSRF). Tests on one machine turn it on.
     pub allow_private_client_hosts: bool,
-    /// Signing in through the organisation's IdP (`[oidc.sign_in]`): absent, an ID token can only
-    /// be pasted on the sign-in page.
+    /// Signing in through the organisation's IdP (`[oidc] authorization_endpoint` and its
+    /// companions): absent, an ID token can only be pasted on the sign-in page.
     pub sign_in: Option<SignInSettings>,
 }
 
-/// `[oidc.sign_in]`: the console's OpenID Connect authorization code flow with the organisation's
+/// `[oidc]`'s sign-in settings: the console's OpenID Connect authorization code flow with the organisation's
 /// IdP (PKCE S256, `state`, `nonce`; the ID token is verified as every ID token is, against
 /// `[oidc]`'s issuer, audience and JWKS file).
 #[derive(Clone)]
@@ -182,6 +182,24 @@ pub(crate) fn bounded<K: std::hash::Hash + Eq, V>(
 
 /// The most of one kind of thing waiting (consent requests, codes, sign-ins) one node keeps.
 pub(crate) const MAX_PENDING: usize = 10_000;
+
+/// PKCE's S256 challenge of `verifier` (RFC 7636 section 4.2): BASE64URL(SHA-256(verifier)).
+pub(crate) fn pkce_challenge(verifier: &str) -> String {
+    use sha2::{Digest, Sha256};
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Extra trust anchors (PEM) from the file `setting` names, read now; an error names both.
+pub(crate) fn extra_roots(path: &std::path::Path, setting: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("{setting} `{shown}`: {e}"))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{setting} `{shown}`: not PEM certificates: {e}"))?;
+    if roots.is_empty() {
+        return Err(format!("{setting} `{shown}` holds no certificate"));
+    }
+    Ok(roots)
+}
 
 /// A random secret, 256 bits, base64url.
 pub(crate) fn random_token() -> String {

@@ -23,7 +23,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine as _;
 use mandate_core::event::NewEvent;
 use mandate_core::human::Human;
 use mandate_core::mandate::{Binding, GrantRequest};
@@ -534,11 +533,7 @@ async fn redeem(
     let verifier = get("code_verifier");
     let verifier_ok = (43..=128).contains(&verifier.len())
         && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    let computed = {
-        use sha2::{Digest, Sha256};
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-    };
-    if !verifier_ok || !super::same_secret(&computed, &code.asked.code_challenge) {
+    if !verifier_ok || !super::same_secret(&super::pkce_challenge(verifier), &code.asked.code_challenge) {
         return bad("oauth.pkce_mismatch", "the PKCE `code_verifier` does not match the code's challenge");
     }
     if let Some(resource) = params.get("resource") {

@@ -1,4 +1,4 @@
-//! Signing in to the console through the organisation's IdP (`[oidc.sign_in]`): OpenID Connect's
+//! Signing in to the console through the organisation's IdP (`[oidc] authorization_endpoint`): OpenID Connect's
 //! authorization code flow, for a human at a browser, instead of pasting an ID token.
 //!
 //! `GET /console/oidc/start` remembers a fresh `state`, `nonce` and PKCE verifier (single use, ten
@@ -11,14 +11,13 @@
 
 use super::html::{self, refusal};
 use super::session::{self, Credential, NextQuery};
-use super::{bounded, random_token, same_secret, SignInSettings};
-use crate::auth::caller_of;
+use super::{bounded, extra_roots, pkce_challenge, random_token, same_secret, SignInSettings};
+use crate::auth::{id_token_identity, Caller};
 use crate::error::Source;
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine as _;
 use mandate_engine::clock::millis;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -51,17 +50,11 @@ impl SignIns {
         let mut builder =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(10));
         if let Some(path) = &settings.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("oidc.sign_in.ca_file `{}`: {e}", path.display()))?;
-            let roots = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("oidc.sign_in.ca_file `{}`: not PEM certificates: {e}", path.display()))?;
-            if roots.is_empty() {
-                return Err(format!("oidc.sign_in.ca_file `{}` holds no certificate", path.display()));
-            }
-            for root in roots {
+            for root in extra_roots(path, "oidc.token_endpoint_ca_file")? {
                 builder = builder.add_root_certificate(root);
             }
         }
-        let http = builder.build().map_err(|e| format!("oidc.sign_in: the HTTP client: {e}"))?;
+        let http = builder.build().map_err(|e| format!("oidc.token_endpoint: the HTTP client: {e}"))?;
         Ok(Self { pending: Mutex::default(), http: Some(http) })
     }
 
@@ -85,25 +78,18 @@ fn redirect_uri(state: &AppState) -> String {
     format!("{}/console/oidc/callback", state.settings.mandates.issuer.trim_end_matches('/'))
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// `GET /console/oidc/start?next=`: to the IdP.
 pub async fn start(State(state): State<AppState>, Query(q): Query<NextQuery>) -> Response {
     let Some(settings) = &state.web.settings.sign_in else {
         return refusal(
             StatusCode::NOT_FOUND,
             "console.sign_in_not_configured",
-            "this server has no `[oidc.sign_in]`: sign in with an API key or an ID token",
+            "this server has no `[oidc] authorization_endpoint`: sign in with an API key or an ID token",
         );
     };
     let next = session::safe_next(q.next.as_deref());
     let (client_state, nonce, verifier) = (random_token(), random_token(), random_token());
-    let challenge = {
-        use sha2::{Digest, Sha256};
-        b64(&Sha256::digest(verifier.as_bytes()))
-    };
+    let challenge = pkce_challenge(&verifier);
     let now = millis(state.clock.now());
     let pending = Pending { nonce: nonce.clone(), verifier, next, expires_ms: now + WAIT_MS };
     if !state.web.sign_ins.remember(client_state.clone(), pending, now) {
@@ -150,7 +136,11 @@ pub async fn callback(
     Query(q): Query<CallbackQuery>,
 ) -> Response {
     let (Some(settings), Some(http)) = (&state.web.settings.sign_in, &state.web.sign_ins.http) else {
-        return refusal(StatusCode::NOT_FOUND, "console.sign_in_not_configured", "this server has no `[oidc.sign_in]`");
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "console.sign_in_not_configured",
+            "this server has no `[oidc] authorization_endpoint`",
+        );
     };
     let now = millis(state.clock.now());
     if let Err(wait) = state.refusals.admit(source, now) {
@@ -189,21 +179,14 @@ pub async fn callback(
         Ok(t) => t,
         Err(message) => return refused(&state, source, "oidc.token_endpoint", &message, next),
     };
-    let caller = match caller_of(&state, &id_token).await {
-        Ok(c) => c,
+    let (human, nonce) = match id_token_identity(&state, &id_token).await {
+        Ok(verified) => verified,
         Err(e) => return refused(&state, source, e.code(), e.detail(), next),
     };
-    // The signature is verified over these bytes: the nonce read here is the IdP's.
-    let nonce = id_token
-        .split('.')
-        .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|c| c.get("nonce").and_then(|n| n.as_str()).map(str::to_owned));
     if !nonce.is_some_and(|n| same_secret(&n, &pending.nonce)) {
         return refused(&state, source, "oidc.nonce_mismatch", "the ID token is not the answer to this sign-in", next);
     }
-    session::open(&state, Credential::IdToken(id_token), &caller, next)
+    session::open(&state, Credential::IdToken(id_token), &Caller::Human(human), next)
 }
 
 fn truncate(text: &str) -> String {
