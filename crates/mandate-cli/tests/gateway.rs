@@ -11,8 +11,8 @@ use base64::Engine as _;
 use mandate_test::process::Serve;
 use mandate_test::Client;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mandate");
@@ -21,54 +21,7 @@ const SEED: u8 = 7;
 const ERP_SECRET: &str = "erp-upstream-secret-7f3a9c";
 const EVERYTHING_SECRET: &str = "everything-secret-51d2e8";
 
-fn interop() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/interop");
-    assert!(
-        dir.join("venv/bin/python").exists() && dir.join("node/node_modules").exists(),
-        "the MCP SDKs are not installed: run scripts/interop-setup.sh (the test command does)"
-    );
-    dir
-}
-
-fn scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/mcp")
-}
-
-fn python() -> PathBuf {
-    interop().join("venv/bin/python")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The Python SDK server on `port`, recording what reached it in `state`.
-fn python_upstream(port: u16, state: &Path) -> Proc {
-    let child = Command::new(python())
-        .arg(scripts().join("upstream_server.py"))
-        .arg(port.to_string())
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the Python SDK server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Proc(child)
-}
+use mandate_test::interop::{dir as interop, free_port, python, python_upstream, scripts};
 
 /// A running Mandate with an agent and a mandate for it.
 struct Org {

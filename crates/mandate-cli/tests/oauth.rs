@@ -7,11 +7,12 @@
 //! session or without the role.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mandate_test::interop::{free_port, python_upstream, Proc};
 use mandate_test::process::Serve;
 use mandate_test::Client;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mandate");
@@ -22,19 +23,6 @@ const CLIENT_SEED: u8 = 21;
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9qz1jD8o5w8k4S1gZIr5YXJ7o";
 const CHALLENGE: &str = "pxMagdcDT5Ux0Cz93WCc3FerQ4pUkTWucbM0StGkXCw";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed");
@@ -204,6 +192,19 @@ impl Flow {
         assert_eq!(s, 201, "{a}");
         let cookie = sign_in(&serve.url, &alice_key);
         Flow { _dir: dir, _https: https, serve, cookie, client_id, alice_key }
+    }
+
+    /// A mandate alice grants `desk-agent` over the API for one financial tool (the call's
+    /// `action`), with at most `max_calls` calls.
+    fn grant(&self, tool: &str, action: &str, max_calls: u32) -> Value {
+        let (s, m) = Client::new(&self.serve.url, Some(&self.alice_key)).post(
+            "/v1/mandates",
+            &json!({"agent": "desk-agent", "purpose": "Close October", "category": "finance.close",
+                    "authorization_details": [{"type": "mcp_tool", "tools": [tool], "data_classes": ["financial"], "actions": [action]}],
+                    "ttl_seconds": 900, "max_calls": max_calls}),
+        );
+        assert_eq!(s, 201, "a mandate for {tool}: {m}");
+        m
     }
 
     fn resource(&self) -> String {
@@ -572,10 +573,19 @@ fn console_pages_need_a_session_forms_need_its_token_and_each_part_needs_its_rol
 
 /// `target/interop/node`, where `scripts/interop-setup.sh` installed playwright-core.
 fn interop_node() -> std::path::PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let node = root.join("target/interop/node");
+    let node = mandate_test::interop::dir().join("node");
     assert!(node.join("node_modules/playwright-core").is_dir(), "run scripts/interop-setup.sh (the test command does)");
     node
+}
+
+/// Runs `script` (one of `tests/interop/mcp/*.mjs`, beside its packages) with `spec`, and reads the
+/// one JSON line it prints.
+fn run_node(script: &str, spec: &Value) -> Value {
+    let node = interop_node();
+    let out = Command::new("node").arg(node.join(script)).arg(spec.to_string()).current_dir(&node).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{script}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -587,14 +597,7 @@ fn in_a_real_browser_an_approver_approves_a_held_call_and_a_responder_revokes_it
         admin.post("/v1/humans", &json!({"id": "bob@example.org", "groups": ["finance"], "roles": ["approver"]}));
     assert_eq!(s, 201, "{h}");
     let bob = h["api_key"].as_str().unwrap().to_owned();
-    let alice = Client::new(&base, Some(&flow.alice_key));
-    let (s, m) = alice.post(
-        "/v1/mandates",
-        &json!({"agent": "desk-agent", "purpose": "Close October", "category": "finance.close",
-                "authorization_details": [{"type": "mcp_tool", "tools": ["erp/post_journal"], "data_classes": ["financial"], "actions": ["write"]}],
-                "ttl_seconds": 900, "max_calls": 10}),
-    );
-    assert_eq!(s, 201, "a mandate for the held call: {m}");
+    let m = flow.grant("erp/post_journal", "write", 10);
     let token = m["token"].as_str().unwrap().to_owned();
     let authorize = format!("{base}/v1/authorize");
     let call = |jti: &str, approval: Option<&str>| -> Value {
@@ -615,17 +618,7 @@ fn in_a_real_browser_an_approver_approves_a_held_call_and_a_responder_revokes_it
 
     let shots = flow._dir.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
-    let node = interop_node();
-    let browse = |spec: Value| -> Value {
-        let out = Command::new("node")
-            .arg(node.join("console_e2e.mjs"))
-            .arg(spec.to_string())
-            .current_dir(&node)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "the browser run: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let browse = |spec: Value| -> Value { run_node("console_e2e.mjs", &spec) };
     let seen =
         browse(json!({"url": base, "key": bob, "approval_id": approval, "shots": shots, "chain": m["chain_id"]}));
     assert!(seen["login_url"].as_str().unwrap().contains("/console/login?next="), "{seen}");
@@ -669,7 +662,6 @@ fn in_a_real_browser_an_approver_approves_a_held_call_and_a_responder_revokes_it
 
 /// Runs `oauth_client.mjs` (the official TypeScript SDK's OAuth client, and Chromium for the human).
 fn stock_client(flow: &Flow, dpop_seed: Option<&str>, shots: Option<&Path>) -> Value {
-    let node = interop_node();
     let spec = json!({
         "url": flow.resource(), "client_id": flow.client_id, "redirect": REDIRECT, "human_key": flow.alice_key,
         "agent": "desk-agent", "category": "finance.close", "purpose": "Close October with a stock client",
@@ -677,14 +669,7 @@ fn stock_client(flow: &Flow, dpop_seed: Option<&str>, shots: Option<&Path>) -> V
                   {"call": "post_journal", "arguments": {"period": "2026-10", "account": "ap", "amount": 10}}],
         "dpop_seed": dpop_seed, "shots": shots,
     });
-    let out = Command::new("node")
-        .arg(node.join("oauth_client.mjs"))
-        .arg(spec.to_string())
-        .current_dir(&node)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the SDK client's run: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    run_node("oauth_client.mjs", &spec)
 }
 
 #[test]
@@ -774,20 +759,12 @@ fn a_stock_typescript_sdk_client_is_sent_to_the_consent_page_gets_a_mandate_and_
 /// Runs `conformance.mjs`: scenarios of `@modelcontextprotocol/conformance` against the gateway.
 fn conformance(url: &str, auth: Option<(&str, u8)>, scenarios: &[&str], out: &Path) -> Value {
     use base64::Engine as _;
-    let node = interop_node();
     let mut spec = json!({"url": url, "scenarios": scenarios, "out": out});
     if let Some((token, seed)) = auth {
         spec["token"] = json!(token);
         spec["seed"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([seed; 32]));
     }
-    let out = Command::new("node")
-        .arg(node.join("conformance.mjs"))
-        .arg(spec.to_string())
-        .current_dir(&node)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the conformance run: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    run_node("conformance.mjs", &spec)
 }
 
 /// Each check's status in one scenario's results, by check id.
@@ -811,14 +788,7 @@ fn statuses(results: &Value, scenario: &str) -> std::collections::BTreeMap<Strin
 fn the_conformance_suites_server_scenarios_that_apply_to_the_gateway_pass() {
     let flow = Flow::start("");
     flow.wait_for_tools();
-    let alice = Client::new(&flow.serve.url, Some(&flow.alice_key));
-    let (s, m) = alice.post(
-        "/v1/mandates",
-        &json!({"agent": "desk-agent", "purpose": "Conformance", "category": "finance.close",
-                "authorization_details": [{"type": "mcp_tool", "tools": ["erp/read_ledger"], "data_classes": ["financial"], "actions": ["read"]}],
-                "ttl_seconds": 900, "max_calls": 50}),
-    );
-    assert_eq!(s, 201, "{m}");
+    let m = flow.grant("erp/read_ledger", "read", 50);
     let token = m["token"].as_str().unwrap();
     let out = flow._dir.path().join("conformance");
     let passing = ["server-initialize", "ping", "tools-list", "dns-rebinding-protection"];
@@ -852,46 +822,19 @@ fn the_conformance_suites_server_scenarios_that_apply_to_the_gateway_pass() {
     assert!(init["server-initialize"].1.contains("token.missing"), "{init:?}");
 }
 
-/// The Python SDK server of the gateway's interoperability tests (`upstream_server.py`), whose
-/// `read_ledger` description is read from `state/description`, so a test can change it.
-fn python_upstream(state: &Path) -> (Proc, u16) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let port = free_port();
-    let child = Command::new(root.join("target/interop/venv/bin/python"))
-        .arg(root.join("tests/interop/mcp/upstream_server.py"))
-        .arg(port.to_string())
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run scripts/interop-setup.sh (the test command does)");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the Python SDK server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (Proc(child), port)
-}
-
 #[test]
 fn in_a_real_browser_an_admin_reviews_and_approves_a_changed_tool_definition_and_pages_refuse_a_human_without_the_role()
 {
     let state = tempfile::tempdir().unwrap();
-    let (_upstream, port) = python_upstream(state.path());
+    let port = free_port();
+    let _upstream = python_upstream(port, state.path());
     let flow = Flow::start(&format!(
         "[[gateway.servers]]\nname = \"books\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nlist_ttl_seconds = 1\n\
          [gateway.servers.tools.read_ledger]\ndata_class = \"financial\"\nrisk = \"read\"\nresource = \"erp://ledger/{{period}}/{{account}}\"\n"
     ));
     let base = flow.serve.url.clone();
     let admin = Client::new(&base, Some(ADMIN));
-    let alice = Client::new(&base, Some(&flow.alice_key));
-    let (s, m) = alice.post(
-        "/v1/mandates",
-        &json!({"agent": "desk-agent", "purpose": "Close October", "category": "finance.close",
-                "authorization_details": [{"type": "mcp_tool", "tools": ["erp/read_ledger"], "data_classes": ["financial"], "actions": ["read"]}],
-                "ttl_seconds": 900, "max_calls": 50}),
-    );
-    assert_eq!(s, 201, "{m}");
+    let m = flow.grant("erp/read_ledger", "read", 50);
     let token = m["token"].as_str().unwrap().to_owned();
     // A tools/list at the books server, so that the gateway lists its upstream again.
     let list = |jti: &str| {
@@ -928,18 +871,10 @@ fn in_a_real_browser_an_admin_reviews_and_approves_a_changed_tool_definition_and
 
     let shots = flow._dir.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
-    let node = interop_node();
     let spec = json!({"url": base, "admin_key": ADMIN, "tool": "books/read_ledger", "shots": shots,
                       "unprivileged_key": flow.alice_key,
                       "refused_pages": ["/console/tools/books/read_ledger", "/console/incident?agent=desk-agent"]});
-    let out = Command::new("node")
-        .arg(node.join("console_e2e.mjs"))
-        .arg(spec.to_string())
-        .current_dir(&node)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the browser run: {}", String::from_utf8_lossy(&out.stderr));
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_node("console_e2e.mjs", &spec);
 
     // The review: listed as changed, the pinned and the changed definitions side by side, approved.
     assert_eq!(seen["tool_state_before"], "changed: waiting for review", "{seen}");
@@ -1026,14 +961,7 @@ fn in_a_real_browser_a_human_signs_in_to_the_console_through_the_organisations_i
     let shots = dir.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
     let spec = json!({"url": base, "idp": idp["issuer"], "login": "alice@example.org", "shots": shots});
-    let out = Command::new("node")
-        .arg(node.join("console_sign_in.mjs"))
-        .arg(spec.to_string())
-        .current_dir(&node)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the browser run: {}", String::from_utf8_lossy(&out.stderr));
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_node("console_sign_in.mjs", &spec);
 
     // To the IdP with PKCE S256, a state and a nonce; back signed in, as the IdP's human, with the
     // role its group maps to.

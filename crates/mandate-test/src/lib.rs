@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod faulty;
+pub mod interop;
 pub mod oidc;
 pub mod process;
 

@@ -6,15 +6,10 @@
 // human without the role is refused. Prints what it saw as one JSON line.
 //
 // node console_e2e.mjs '{"url": "...", "key": "...", "approval_id": "apr_...", "shots": "dir"}'
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const spec = JSON.parse(process.argv[2]);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const out = {};
 // Opens `url` signed out, signs in on the page the console sends the browser to, and comes back.
 async function signIn(page, url, key) {

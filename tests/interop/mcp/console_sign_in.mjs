@@ -4,15 +4,10 @@
 // Prints what it saw as one JSON line.
 //
 //     node console_sign_in.mjs '{"url": "...", "idp": "<issuer>", "login": "alice@example.org", "shots": "dir"}'
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const spec = JSON.parse(process.argv[2]);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const out = {};
 const console_ = new URL(spec.url);
 // Through the IdP's pages until the browser is back at the console; each callback URL is recorded.

@@ -17,7 +17,7 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 import crypto from "node:crypto";
 import { dpopSigner } from "./dpop.mjs";
 
@@ -85,12 +85,7 @@ if (!provider.authorizationUrl) {
 out.authorization_url = provider.authorizationUrl.href;
 
 // 2. The human, in a browser: signs in, sees the consent page, grants.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 let callback;
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
