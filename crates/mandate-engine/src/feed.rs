@@ -13,8 +13,8 @@
 //! refused with `internal.node_behind`, and `/readyz` says so, until a read completes again. It
 //! fails closed rather than decide on state that may have been revoked elsewhere.
 //!
-//! Budgets and proof ids are not applied here: they are claimed in the database before each allow
-//! ([`mandate_store::Store::claim`]), which is exact, not eventually consistent.
+//! Budgets and proof ids are not applied here: they are claimed in the database with each allow
+//! ([`mandate_store::Store::append_claimed`]), which is exact, not eventually consistent.
 
 use crate::engine::Engine;
 use mandate_core::event::Event;

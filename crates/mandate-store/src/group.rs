@@ -8,8 +8,13 @@
 //! more each commit carries. How a backend commits is its own: SQLite through its one writer
 //! connection (`sqlite::ledger::group`), PostgreSQL under the ledger's advisory lock
 //! (`postgres::group`).
+//!
+//! An append may carry a claim (a proof used once and a call of each budget of a chain, for nodes
+//! sharing one database): the backend makes the batch's claims inside the batch's transaction, and
+//! records a refused claim's event as the deny it became ([`settle`]). So a claim costs no
+//! transaction of its own, and a claim and its decision commit together or not at all.
 
-use crate::StoreError;
+use crate::{Claim, ClaimOutcome, Refuse, StoreError};
 use async_trait::async_trait;
 use mandate_core::event::{chain_hash, NewEvent};
 use sqlx::pool::{Pool, PoolConnection};
@@ -19,7 +24,33 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<i64, StoreError>>;
+type Reply = oneshot::Sender<Result<(i64, ClaimOutcome), StoreError>>;
+
+/// A claim riding with the batch: the event at `index` (in the batch) is an allow that stands only
+/// if `claim` is won.
+pub(crate) struct Claimed {
+    pub(crate) index: usize,
+    pub(crate) claim: Claim,
+    pub(crate) refuse: Refuse,
+}
+
+/// The batch's events as recorded, given what its claims got (`outcomes[i]` is `claims[i]`'s):
+/// a lost claim's event replaced by its refusal.
+pub(crate) fn settle<'e>(
+    events: &'e [NewEvent],
+    claims: &[Claimed],
+    outcomes: &[ClaimOutcome],
+) -> Vec<std::borrow::Cow<'e, NewEvent>> {
+    let mut settled: Vec<std::borrow::Cow<'e, NewEvent>> = events.iter().map(std::borrow::Cow::Borrowed).collect();
+    for (c, outcome) in claims.iter().zip(outcomes) {
+        if *outcome != ClaimOutcome::Granted {
+            if let Some(slot) = settled.get_mut(c.index) {
+                *slot = std::borrow::Cow::Owned((c.refuse)(outcome, &events[c.index]));
+            }
+        }
+    }
+    settled
+}
 
 /// The last committed event: its sequence number and hash.
 pub(crate) type Head = (i64, String);
@@ -30,13 +61,15 @@ pub(crate) trait Batches: Send + Sync + 'static {
     /// The database.
     type Db: sqlx::Database;
     /// Appends `events` in one transaction on `conn`, linked after `head` when the backend can
-    /// trust the head it left last time (else after the head it reads); returns the first one's
-    /// sequence number and leaves `head` at the last one.
+    /// trust the head it left last time (else after the head it reads), with `claims` made in the
+    /// same transaction first (and the events of those that lost [`settle`]d); returns the first
+    /// event's sequence number and what each claim got, and leaves `head` at the last event.
     async fn commit(
         conn: &mut PoolConnection<Self::Db>,
         head: &mut Option<Head>,
         events: &[NewEvent],
-    ) -> Result<i64, StoreError>;
+        claims: &[Claimed],
+    ) -> Result<(i64, Vec<ClaimOutcome>), StoreError>;
     /// The backend's error mapping.
     fn db(e: sqlx::Error) -> StoreError;
 }
@@ -52,7 +85,7 @@ pub(crate) const DEFER: Duration = Duration::from_millis(20);
 // Almost every job is an append; boxing the event would cost an allocation per append for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Job {
-    Append(NewEvent, Reply),
+    Append(NewEvent, Option<(Claim, Refuse)>, Reply),
     /// An append nobody waits for: it rides with the next batch, or is committed alone after
     /// [`DEFER`] when none comes.
     Deferred(NewEvent),
@@ -120,7 +153,20 @@ impl GroupCommit {
     /// Appends `event` and returns its sequence number once it is durable.
     pub(crate) async fn append(&self, event: NewEvent) -> Result<i64, StoreError> {
         let (reply, done) = oneshot::channel();
-        self.jobs.send(Job::Append(event, reply)).await.map_err(|_| stopped())?;
+        self.jobs.send(Job::Append(event, None, reply)).await.map_err(|_| stopped())?;
+        done.await.map_err(|_| stopped())?.map(|(seq, _)| seq)
+    }
+
+    /// Appends `event` once `claim` is won in the batch's transaction (else its refusal), and
+    /// returns the sequence number once it is durable, with what the claim got.
+    pub(crate) async fn append_claimed(
+        &self,
+        event: NewEvent,
+        claim: Claim,
+        refuse: Refuse,
+    ) -> Result<(i64, ClaimOutcome), StoreError> {
+        let (reply, done) = oneshot::channel();
+        self.jobs.send(Job::Append(event, Some((claim, refuse)), reply)).await.map_err(|_| stopped())?;
         done.await.map_err(|_| stopped())?
     }
 
@@ -198,16 +244,22 @@ async fn run<B: Batches>(
         }
         let mut events = Vec::with_capacity(jobs.len() + deferred.len());
         let mut replies = Vec::with_capacity(jobs.len());
+        let mut claims = Vec::new();
         let mut close = None;
         for job in jobs.drain(..) {
             match job {
-                Job::Append(event, reply) if close.is_none() => {
+                Job::Append(event, claim, reply) if close.is_none() => {
+                    // Each reply's claim, by its place among the claims (`None`: nothing claimed).
+                    let claimed = claim.map(|(claim, refuse)| {
+                        claims.push(Claimed { index: events.len(), claim, refuse });
+                        claims.len() - 1
+                    });
                     events.push(event);
-                    replies.push(reply);
+                    replies.push((reply, claimed));
                 }
                 Job::Deferred(event) if close.is_none() => deferred.push(event),
                 Job::Deferred(_) => tracing::error!("a deferred append after close; dropped"),
-                Job::Append(_, reply) => {
+                Job::Append(_, _, reply) => {
                     let _ = reply.send(Err(stopped()));
                 }
                 Job::Close(ack) => close = Some(ack),
@@ -234,7 +286,7 @@ async fn run<B: Batches>(
             };
             let committed = match conn {
                 Ok((mut conn, since)) => {
-                    let mut committed = B::commit(&mut conn, &mut head, &events).await;
+                    let mut committed = B::commit(&mut conn, &mut head, &events, &claims).await;
                     // A busy database wrote nothing: the same batch is tried again, a few times, before
                     // its appenders are told it failed.
                     for backoff in [5u64, 20, 80] {
@@ -243,7 +295,7 @@ async fn run<B: Batches>(
                                 tracing::warn!(error = %e, backoff_ms = backoff, "the ledger batch met a busy database; trying again");
                                 tokio::time::sleep(Duration::from_millis(backoff)).await;
                                 head = None;
-                                committed = B::commit(&mut conn, &mut head, &events).await;
+                                committed = B::commit(&mut conn, &mut head, &events, &claims).await;
                             }
                             _ => break,
                         }
@@ -257,10 +309,18 @@ async fn run<B: Batches>(
             };
             healthy.store(committed.is_ok(), Ordering::SeqCst);
             match committed {
-                Ok(first) => {
-                    for (seq, reply) in (first..).zip(replies) {
+                Ok((first, outcomes)) => {
+                    for (seq, (reply, claimed)) in (first..).zip(replies) {
+                        // Backends answer every claim before they commit (see `Batches::commit`);
+                        // a claim without an answer is never taken for a grant.
+                        let answer = match claimed {
+                            None => Ok((seq, ClaimOutcome::Granted)),
+                            Some(i) => outcomes.get(i).map(|o| (seq, o.clone())).ok_or_else(|| {
+                                StoreError::Corrupt("the ledger batch left a claim unanswered".to_owned())
+                            }),
+                        };
                         // An appender that gave up waiting still has its event durable.
-                        let _ = reply.send(Ok(seq));
+                        let _ = reply.send(answer);
                     }
                 }
                 Err(e) => {
@@ -271,7 +331,7 @@ async fn run<B: Batches>(
                             "deferred events (call outcomes) of the failed batch are lost"
                         );
                     }
-                    for reply in replies {
+                    for (reply, _) in replies {
                         let _ = reply.send(Err(e.clone()));
                     }
                 }
@@ -285,7 +345,7 @@ async fn run<B: Batches>(
             drop(held.take());
             queue.close();
             while let Some(job) = queue.recv().await {
-                if let Job::Append(_, reply) = job {
+                if let Job::Append(_, _, reply) = job {
                     let _ = reply.send(Err(stopped()));
                 }
             }
@@ -304,7 +364,11 @@ pub(crate) struct Row<'a> {
 }
 
 /// `events` linked after the event `(seq, prev)`.
-pub(crate) fn chain(mut seq: i64, mut prev: String, events: &[NewEvent]) -> Vec<Row<'_>> {
+pub(crate) fn chain<'a>(
+    mut seq: i64,
+    mut prev: String,
+    events: impl ExactSizeIterator<Item = &'a NewEvent>,
+) -> Vec<Row<'a>> {
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
         seq += 1;

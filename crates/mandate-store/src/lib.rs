@@ -192,7 +192,7 @@ pub enum MandateSelector {
 }
 
 /// What a node claims in a shared database before it allows a call: that the proof was never
-/// accepted before, and a call of every budget of the chain (see [`Store::claim`]).
+/// accepted before, and a call of every budget of the chain (see [`Store::append_claimed`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Claim {
     /// The proof's replay key (`dpop:<jkt>:<jti>`) and when it can no longer be presented (Unix
@@ -212,7 +212,14 @@ pub enum ClaimOutcome {
     /// This mandate (the shallowest without room) has spent its budget: no call was counted, and the
     /// proof stays used.
     Exhausted(String),
+    /// This mandate of the chain is not in the database: nothing was counted, and the proof stays
+    /// used. Never a grant.
+    Unknown(String),
 }
+
+/// Turns an allow whose claim lost into the event recorded instead (the deny it became), given
+/// what the claim got. Called inside the ledger's batch, so it must be quick and must not block.
+pub type Refuse = Box<dyn Fn(&ClaimOutcome, &NewEvent) -> NewEvent + Send + Sync>;
 
 /// The repository interface every backend implements.
 #[async_trait]
@@ -275,17 +282,20 @@ pub trait Store: Ledger + Send + Sync + 'static {
     /// revocation cache).
     async fn revoked_unexpired(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
 
-    /// Claims `claim` across every node sharing the database, in one statement. Where this process
+    /// Appends `event`, an allow, once `claim` is won across every node sharing the database: the
+    /// claim is made in the transaction that appends the event (with the batch it rides with), so
+    /// both commit, or neither does. A claim that loses appends `refuse(outcome, event)` instead.
+    /// Returns the sequence number of what was appended and what the claim got. Where this process
     /// is the only one using the store (SQLite), its own memory is exact and nothing is claimed
     /// here: `Granted`.
-    async fn claim(&self, _claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        Ok(ClaimOutcome::Granted)
-    }
-
-    /// Gives back the budget of a granted claim whose allow could not be recorded (so it was never
-    /// allowed). The proof id stays used.
-    async fn release(&self, _claim: &Claim) -> Result<(), StoreError> {
-        Ok(())
+    async fn append_claimed(
+        &self,
+        event: NewEvent,
+        claim: Claim,
+        refuse: Refuse,
+    ) -> Result<(i64, ClaimOutcome), StoreError> {
+        let _ = (claim, refuse);
+        Ok((self.append_event(event).await?, ClaimOutcome::Granted))
     }
 
     /// Forgets the proof ids that could no longer be presented at `now` (Unix seconds); returns how

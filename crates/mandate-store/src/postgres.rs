@@ -5,15 +5,18 @@
 //! and reads the head of the chain inside it: so however many nodes write, the ledger is one
 //! gapless hash-chained sequence, and the checks a transaction makes before it writes (an approval
 //! queue's length, the next policy version) cannot interleave with another node's. Taking the lock
-//! first, before any row lock, means two writers never wait on each other in opposite orders.
+//! first, before any row lock, means two writers never wait on each other in opposite orders. The
+//! one exception is a batch of decisions, which makes its claims (budget rows, locked in id order,
+//! and proof ids) before it takes the lock: no transaction that holds the lock touches those, so the
+//! order still never crosses.
 //! Each such transaction ends with a `NOTIFY` on [`LEDGER_CHANNEL`], delivered at commit, which wakes
 //! the other nodes to read what changed.
 //!
 //! PostgreSQL's `COMMIT` returns once the commit record is flushed (`synchronous_commit = on`, the
 //! default), so an acknowledged write survives a crash of the node or of the database server.
 
-use crate::group::{Batches, GroupCommit, Head};
-use crate::StoreError;
+use crate::group::{Batches, Claimed, GroupCommit, Head};
+use crate::{ClaimOutcome, StoreError};
 use async_trait::async_trait;
 use mandate_core::event::{NewEvent, GENESIS_HASH};
 use sqlx::migrate::Migrator;
@@ -235,7 +238,11 @@ const MAX_ROWS: usize = 1024;
 /// Inserts `events` linked after `head` (read under [`LEDGER_LOCK`], which `conn`'s transaction
 /// holds), the last statement notifying [`LEDGER_CHANNEL`] with the new head's sequence number;
 /// returns the first one's sequence number and the new head.
-async fn insert_linked(conn: &mut PgConnection, head: Head, events: &[NewEvent]) -> Result<(i64, Head), StoreError> {
+async fn insert_linked<'e>(
+    conn: &mut PgConnection,
+    head: Head,
+    events: impl ExactSizeIterator<Item = &'e NewEvent>,
+) -> Result<(i64, Head), StoreError> {
     let (seq, prev) = head;
     let rows = crate::group::chain(seq, prev, events);
     let chunks = rows.chunks(MAX_ROWS).count();
@@ -262,18 +269,81 @@ pub(crate) async fn append(tx: &mut Transaction<'_, Postgres>, event: &NewEvent)
         .await
         .map_err(db)?;
     let head = head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
-    let (seq, _) = insert_linked(tx, head, std::slice::from_ref(event)).await?;
+    let (seq, _) = insert_linked(tx, head, std::iter::once(event)).await?;
     Ok(seq)
 }
 
 /// One batch in one transaction under [`LEDGER_LOCK`]; returns the first sequence number and the
 /// new head.
-async fn commit_batch(conn: &mut PgConnection, events: &[NewEvent]) -> Result<(i64, Head), StoreError> {
+async fn commit_batch(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+    claims: &[Claimed],
+) -> Result<((i64, Head), Vec<ClaimOutcome>), StoreError> {
     sqlx::query("BEGIN").execute(&mut *conn).await.map_err(db)?;
-    let head = lock_ledger(conn).await?;
-    let linked = insert_linked(conn, head, events).await?;
+    // The claims first, the ledger's lock after them (see `mandate_claim_batch`).
+    let (outcomes, head) =
+        if claims.is_empty() { (Vec::new(), lock_ledger(conn).await?) } else { claim_batch(conn, claims).await? };
+    let settled = crate::group::settle(events, claims, &outcomes);
+    let linked = insert_linked(conn, head, settled.iter().map(|e| &**e)).await?;
     sqlx::query("COMMIT").execute(&mut *conn).await.map_err(db)?;
-    Ok(linked)
+    Ok((linked, outcomes))
+}
+
+/// Makes `claims` in the open transaction on `conn`, then takes [`LEDGER_LOCK`] and reads the
+/// head, in one statement; one answer per claim, and the head.
+async fn claim_batch(conn: &mut PgConnection, claims: &[Claimed]) -> Result<(Vec<ClaimOutcome>, Head), StoreError> {
+    let mut keys = Vec::with_capacity(claims.len());
+    let mut expires = Vec::with_capacity(claims.len());
+    let mut lengths = Vec::with_capacity(claims.len());
+    let mut ids: Vec<&str> = Vec::new();
+    for c in claims {
+        let (key, until) = c.claim.replay.as_ref().map(|(k, t)| (k.as_str(), *t)).unzip();
+        keys.push(key);
+        expires.push(until);
+        lengths.push(
+            i32::try_from(c.claim.mandates.len())
+                .map_err(|_| StoreError::Corrupt("a chain too long to claim".into()))?,
+        );
+        ids.extend(c.claim.mandates.iter().map(String::as_str));
+    }
+    let (answers, seq, hash): (Vec<String>, Option<i64>, Option<String>) =
+        sqlx::query_as("SELECT answers, head_seq, head_hash FROM mandate_claim_batch($1, $2, $3, $4)")
+            .bind(&keys)
+            .bind(&expires)
+            .bind(&ids)
+            .bind(&lengths)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db)?;
+    if answers.len() != claims.len() {
+        return Err(StoreError::Corrupt(format!(
+            "mandate_claim_batch answered {} of {} claims",
+            answers.len(),
+            claims.len()
+        )));
+    }
+    let head = match (seq, hash) {
+        (Some(seq), Some(hash)) => (seq, hash),
+        _ => (0, GENESIS_HASH.to_owned()),
+    };
+    Ok((answers.iter().map(|a| claim_outcome(a)).collect::<Result<_, _>>()?, head))
+}
+
+fn claim_outcome(answer: &str) -> Result<ClaimOutcome, StoreError> {
+    if answer == "granted" {
+        return Ok(ClaimOutcome::Granted);
+    }
+    if answer == "replayed" {
+        return Ok(ClaimOutcome::Replayed);
+    }
+    if let Some(id) = answer.strip_prefix("exhausted:") {
+        return Ok(ClaimOutcome::Exhausted(id.to_owned()));
+    }
+    if let Some(id) = answer.strip_prefix("unknown:") {
+        return Ok(ClaimOutcome::Unknown(id.to_owned()));
+    }
+    Err(StoreError::Corrupt(format!("mandate_claim_batch answered `{answer}`")))
 }
 
 /// PostgreSQL's batches: one transaction under [`LEDGER_LOCK`], the head read inside it (another
@@ -288,12 +358,13 @@ impl Batches for PgBatches {
         conn: &mut PoolConnection<Postgres>,
         head: &mut Option<Head>,
         events: &[NewEvent],
-    ) -> Result<i64, StoreError> {
-        let result = commit_batch(conn, events).await;
+        claims: &[Claimed],
+    ) -> Result<(i64, Vec<ClaimOutcome>), StoreError> {
+        let result = commit_batch(conn, events, claims).await;
         match result {
-            Ok((first, last)) => {
+            Ok(((first, last), outcomes)) => {
                 *head = Some(last);
-                Ok(first)
+                Ok((first, outcomes))
             }
             Err(e) => {
                 // The transaction may still be open, or the connection gone: never reuse it.
@@ -311,32 +382,13 @@ impl Batches for PgBatches {
 }
 
 crate::sql::impl_sql_store!(PostgresStore, Postgres, {
-    async fn claim(&self, claim: &crate::Claim) -> Result<crate::ClaimOutcome, StoreError> {
-        let (key, expires) = claim.replay.clone().unzip();
-        let outcome: String = sqlx::query_scalar("SELECT mandate_claim($1, $2, $3)")
-            .bind(key)
-            .bind(expires)
-            .bind(&claim.mandates)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        match outcome.as_str() {
-            "granted" => Ok(crate::ClaimOutcome::Granted),
-            "replayed" => Ok(crate::ClaimOutcome::Replayed),
-            other => match other.strip_prefix("exhausted:") {
-                Some(id) => Ok(crate::ClaimOutcome::Exhausted(id.to_owned())),
-                None => Err(StoreError::Corrupt(format!("mandate_claim answered `{other}`"))),
-            },
-        }
-    }
-
-    async fn release(&self, claim: &crate::Claim) -> Result<(), StoreError> {
-        sqlx::query("UPDATE mandate_budgets SET used = used - 1 WHERE id = ANY ($1) AND used > 0")
-            .bind(&claim.mandates)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+    async fn append_claimed(
+        &self,
+        event: NewEvent,
+        claim: crate::Claim,
+        refuse: crate::Refuse,
+    ) -> Result<(i64, ClaimOutcome), StoreError> {
+        self.group.append_claimed(event, claim, refuse).await
     }
 
     async fn prune_claims(&self, now: i64) -> Result<u64, StoreError> {

@@ -1076,7 +1076,19 @@ mod several_nodes {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn claims_raced_from_three_nodes_grant_exactly_the_budget_and_a_proof_once() {
-        use crate::{Claim, ClaimOutcome};
+        use crate::{Claim, ClaimOutcome, EventFilter};
+        /// An allow of `claim`, recorded as a deny naming what the claim got when it loses.
+        async fn decide(node: &PostgresStore, claim: Claim) -> (i64, ClaimOutcome) {
+            let mut allow = ev("decision");
+            allow.decision = Some("allow".into());
+            let refuse: crate::Refuse = Box::new(|outcome, event| {
+                let mut e = event.clone();
+                e.decision = Some("deny".into());
+                e.detail = json!({"lost": format!("{outcome:?}")}).to_string();
+                e
+            });
+            node.append_claimed(allow, claim, refuse).await.unwrap()
+        }
         on_postgres(|db| async move {
             let store = db.store();
             for id in ["finance-close", "reconciler"] {
@@ -1092,7 +1104,8 @@ mod several_nodes {
             store.insert_mandate(&root, "k", ev("mandate.granted")).await.unwrap();
             store.insert_mandate(&child, "k", ev("mandate.delegated")).await.unwrap();
             let nodes = [db.node().await, db.node().await, db.node().await];
-            // 30 calls down the chain from three nodes at once, each with a proof of its own.
+            // 30 calls down the chain from three nodes at once, each with a proof of its own: the
+            // claims ride in the nodes' ledger batches, several to a batch.
             let mut tasks = Vec::new();
             for (n, node) in nodes.iter().enumerate() {
                 for i in 0..10 {
@@ -1102,7 +1115,7 @@ mod several_nodes {
                             replay: Some((format!("dpop:k:{n}-{i}"), 2_000)),
                             mandates: vec!["m1".into(), "m2".into()],
                         };
-                        node.claim(&claim).await.unwrap()
+                        decide(&node, claim).await
                     }));
                 }
             }
@@ -1110,9 +1123,22 @@ mod several_nodes {
             for t in tasks {
                 outcomes.push(t.await.unwrap());
             }
-            let granted = outcomes.iter().filter(|o| **o == ClaimOutcome::Granted).count();
+            let granted = outcomes.iter().filter(|(_, o)| *o == ClaimOutcome::Granted).count();
             assert_eq!(granted, 4, "the child's budget, exactly: {outcomes:?}");
-            assert!(outcomes.iter().all(|o| *o == ClaimOutcome::Granted || *o == ClaimOutcome::Exhausted("m2".into())));
+            assert!(outcomes
+                .iter()
+                .all(|(_, o)| *o == ClaimOutcome::Granted || *o == ClaimOutcome::Exhausted("m2".into())));
+            // Each answer is the event recorded: an allow where the claim was won, else its deny.
+            let decisions = store
+                .events(&EventFilter { kind: Some("decision".into()), limit: 100, ..Default::default() })
+                .await
+                .unwrap();
+            assert_eq!(decisions.len(), 30);
+            for (seq, outcome) in &outcomes {
+                let e = decisions.iter().find(|e| e.seq == *seq).expect("the answer's event is in the ledger");
+                let want = if *outcome == ClaimOutcome::Granted { "allow" } else { "deny" };
+                assert_eq!(e.event.decision.as_deref(), Some(want), "event {seq}: {outcome:?}");
+            }
             let pool = nodes[0].pool().clone();
             let used = |id: &'static str| {
                 let pool = pool.clone();
@@ -1128,22 +1154,27 @@ mod several_nodes {
             // The root's own calls take the rest of its budget, and no more.
             let root_only = |key: &str| Claim { replay: Some((key.into(), 2_000)), mandates: vec!["m1".into()] };
             for i in 0..6 {
-                assert_eq!(nodes[i % 3].claim(&root_only(&format!("r{i}"))).await.unwrap(), ClaimOutcome::Granted);
+                assert_eq!(decide(&nodes[i % 3], root_only(&format!("r{i}"))).await.1, ClaimOutcome::Granted);
             }
-            assert_eq!(nodes[0].claim(&root_only("r6")).await.unwrap(), ClaimOutcome::Exhausted("m1".into()));
+            assert_eq!(decide(&nodes[0], root_only("r6")).await.1, ClaimOutcome::Exhausted("m1".into()));
+            assert_eq!(used("m1").await, 10);
             // The same proof on another node: refused, whatever its budget.
-            assert_eq!(nodes[1].claim(&root_only("dpop:k:0-0")).await.unwrap(), ClaimOutcome::Replayed);
-            // An allow that could not be recorded gives its call back; its proof stays used.
-            nodes[2].release(&root_only("r5")).await.unwrap();
-            assert_eq!(used("m1").await, 9);
-            assert_eq!(nodes[0].claim(&root_only("r5")).await.unwrap(), ClaimOutcome::Replayed);
-            assert_eq!(nodes[0].claim(&root_only("r7")).await.unwrap(), ClaimOutcome::Granted);
+            assert_eq!(decide(&nodes[1], root_only("dpop:k:0-0")).await.1, ClaimOutcome::Replayed);
+            // One proof twice in one batch: the second is a replay.
+            let (a, b) = tokio::join!(decide(&nodes[2], root_only("t")), decide(&nodes[2], root_only("t")));
+            let mut got = [a.1, b.1];
+            got.sort_by_key(|o| format!("{o:?}"));
+            assert_eq!(got, [ClaimOutcome::Exhausted("m1".into()), ClaimOutcome::Replayed]);
             // Proof ids are kept only while the proof could be presented.
             assert_eq!(nodes[0].prune_claims(1_999).await.unwrap(), 0);
             assert!(nodes[0].prune_claims(2_001).await.unwrap() >= 30);
-            // A claim on a mandate that does not exist is an error, never a grant.
+            // A mandate the database does not hold is never a grant, and fails nothing else.
             let ghost = Claim { replay: None, mandates: vec!["ghost".into()] };
-            assert!(nodes[0].claim(&ghost).await.is_err());
+            assert_eq!(decide(&nodes[0], ghost).await.1, ClaimOutcome::Unknown("ghost".into()));
+            let ghosts = Claim { replay: None, mandates: vec!["m1".into(), "ghost".into()] };
+            assert_eq!(decide(&nodes[0], ghosts).await.1, ClaimOutcome::Unknown("ghost".into()));
+            assert_eq!(used("m1").await, 10);
+            assert!(store.verify(&any_key()).await.unwrap().ok);
             for node in &nodes {
                 node.close().await;
             }
@@ -1154,8 +1185,12 @@ mod several_nodes {
 
     #[test]
     fn the_ledger_lock_in_the_schema_is_the_one_documented() {
-        let schema = include_str!("../migrations/postgres/0001_schema.sql");
-        assert!(schema.contains(&format!("pg_advisory_xact_lock({})", crate::LEDGER_LOCK)));
+        for schema in [
+            include_str!("../migrations/postgres/0001_schema.sql"),
+            include_str!("../migrations/postgres/0003_claims_in_batches.sql"),
+        ] {
+            assert!(schema.contains(&format!("pg_advisory_xact_lock({})", crate::LEDGER_LOCK)));
+        }
         assert_eq!(crate::LEDGER_LOCK.to_be_bytes(), *b"\0mandate");
     }
 }

@@ -2,7 +2,7 @@
 //! An allow that cannot be recorded is a deny, and its budget is given back.
 
 use super::pipeline::Step;
-use super::{Call, Ctx, Decision, Verdict};
+use super::{Call, Ctx, Decision, Reason, Verdict};
 use crate::clock::millis;
 use crate::engine::Engine;
 use mandate_core::event::NewEvent;
@@ -16,7 +16,7 @@ impl Engine {
         step: Step,
         source: Option<std::net::IpAddr>,
     ) -> Decision {
-        let mut verdict = match step {
+        let verdict = match step {
             Step::Allow => Verdict::Allow,
             Step::Deny => Verdict::Deny,
             Step::Hold => Verdict::ApprovalRequired,
@@ -81,9 +81,13 @@ impl Engine {
         event.tool = Some(call.tool.chars().take(200).collect());
         event.resource = call.resource.as_ref().map(|r| r.chars().take(1024).collect());
         event.decision = Some(verdict.as_str().to_owned());
-        // Where nodes share the database, an allow is first claimed there: the proof used once and
-        // a call of every budget of the chain, across all of them. A claim that loses is a deny.
-        let claim = if verdict == Verdict::Allow && self.store.shared() {
+        // Where nodes share the database, an allow stands only once it is claimed there: the proof
+        // used once and a call of every budget of the chain, across all of them, in the
+        // transaction that records the decision. A claim that loses is recorded as the deny it
+        // became.
+        let budgets: Vec<(String, u64)> = ctx.chain.iter().map(|m| (m.id.clone(), m.max_calls)).collect();
+        let hop = ctx.record.as_ref().map(|r| r.depth);
+        let appended = if verdict == Verdict::Allow && self.store.shared() {
             let claim = mandate_store::Claim {
                 replay: ctx
                     .replay_key
@@ -91,58 +95,37 @@ impl Engine {
                     .map(|k| (k, self.now_secs() + i64::from(self.settings.mandates.replay_window_secs()))),
                 mandates: ctx.chain.iter().map(|m| m.id.clone()).collect(),
             };
-            let refused = match self.store.claim(&claim).await {
-                Ok(mandate_store::ClaimOutcome::Granted) => None,
-                Ok(mandate_store::ClaimOutcome::Replayed) => {
-                    Some(("proof.replayed", "the proof was already used, on this node or another".to_owned()))
-                }
-                Ok(mandate_store::ClaimOutcome::Exhausted(id)) => {
-                    let max = ctx.chain.iter().find(|m| m.id == id).map_or(0, |m| m.max_calls);
-                    Some((
-                        "budget.exhausted",
-                        format!("mandate `{id}` has spent its {max} calls (counted across every node)"),
-                    ))
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "a call could not be claimed in the shared database; denying");
-                    Some((
-                        "internal.store_unavailable",
-                        "the call's budget and proof could not be claimed, so it is a deny".to_owned(),
-                    ))
-                }
-            };
-            match refused {
-                None => Some(claim),
-                Some((code, message)) => {
-                    self.budgets.refund(&ctx.chain.iter().collect::<Vec<&MandateRecord>>());
-                    ctx.reasons.retain(|r| r.code != "decision.allowed");
-                    let hop = ctx.record.as_ref().map(|r| r.depth);
-                    ctx.reason(code, message, hop);
-                    ctx.step("claim", "fail", || code);
-                    verdict = Verdict::Deny;
-                    event = denied(event, &ctx);
-                    None
-                }
-            }
+            let (reasons, budgets) = (ctx.reasons.clone(), budgets.clone());
+            let refuse: mandate_store::Refuse = Box::new(move |outcome, event| {
+                let mut reasons = reasons.clone();
+                lost_claim(&mut reasons, outcome, &budgets, hop);
+                denied(event.clone(), &reasons)
+            });
+            self.store.append_claimed(event, claim, refuse).await
         } else {
-            None
+            self.store.append_event(event).await.map(|seq| (seq, mandate_store::ClaimOutcome::Granted))
         };
-        let (verdict, ledger_seq) = match self.store.append_event(event).await {
-            Ok(seq) => {
+        let (verdict, ledger_seq) = match appended {
+            Ok((seq, outcome)) => {
+                let verdict = if outcome == mandate_store::ClaimOutcome::Granted {
+                    verdict
+                } else {
+                    // The same reasons the ledger's event now carries.
+                    self.budgets.refund(&ctx.chain.iter().collect::<Vec<&MandateRecord>>());
+                    let code = lost_claim(&mut ctx.reasons, &outcome, &budgets, hop);
+                    ctx.step("claim", "fail", || code);
+                    Verdict::Deny
+                };
                 if let Some(r) = &record {
                     self.drift_alert(r, call, &ctx, seq).await;
                 }
                 (verdict, Some(seq))
             }
             Err(e) => {
-                // Not recorded means not allowed: give the budget back and deny.
+                // Not recorded means not allowed: give the budget back and deny. A claim made with
+                // it was rolled back with it.
                 if verdict == Verdict::Allow {
                     self.budgets.refund(&ctx.chain.iter().collect::<Vec<&MandateRecord>>());
-                    if let Some(claim) = &claim {
-                        if let Err(e) = self.store.release(claim).await {
-                            tracing::warn!(error = %e, "the claimed call could not be given back; its budget stays spent");
-                        }
-                    }
                 }
                 tracing::error!(error = %e, "a decision could not be recorded; denying");
                 ctx.reasons.retain(|r| r.code != "decision.allowed");
@@ -216,10 +199,36 @@ impl Engine {
     }
 }
 
-/// `event`, an allow whose claim lost, as the deny it became: its reasons are the context's now.
-fn denied(mut event: NewEvent, ctx: &Ctx) -> NewEvent {
+/// `reasons`, an allow's, once its claim lost with `outcome`: the allow's own reason replaced by
+/// why. `budgets` are the chain's mandates with their budgets. Returns the reason's code.
+fn lost_claim(
+    reasons: &mut Vec<Reason>,
+    outcome: &mandate_store::ClaimOutcome,
+    budgets: &[(String, u64)],
+    hop: Option<u8>,
+) -> &'static str {
+    use mandate_store::ClaimOutcome;
+    let (code, message) = match outcome {
+        ClaimOutcome::Granted => return "decision.allowed",
+        ClaimOutcome::Replayed => ("proof.replayed", "the proof was already used, on this node or another".to_owned()),
+        ClaimOutcome::Exhausted(id) => {
+            let max = budgets.iter().find(|(m, _)| m == id).map_or(0, |(_, max)| *max);
+            ("budget.exhausted", format!("mandate `{id}` has spent its {max} calls (counted across every node)"))
+        }
+        ClaimOutcome::Unknown(id) => (
+            "internal.store_unavailable",
+            format!("mandate `{id}` has no budget in the shared database, so the call is a deny"),
+        ),
+    };
+    reasons.retain(|r| r.code != "decision.allowed");
+    reasons.push(Reason { code: code.to_owned(), message, hop });
+    code
+}
+
+/// `event`, an allow whose claim lost, as the deny it became, with `reasons`.
+fn denied(mut event: NewEvent, reasons: &[Reason]) -> NewEvent {
     if let Ok(serde_json::Value::Object(mut detail)) = serde_json::from_str::<serde_json::Value>(&event.detail) {
-        detail.insert("reasons".into(), serde_json::json!(ctx.reasons));
+        detail.insert("reasons".into(), serde_json::json!(reasons));
         event.detail = serde_json::Value::Object(detail).to_string();
     }
     event.decision = Some(Verdict::Deny.as_str().to_owned());

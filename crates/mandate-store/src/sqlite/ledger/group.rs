@@ -18,9 +18,9 @@
 //! and p99 grew); three fewer ledger indexes (kind, time, tool: no change measurable in the load
 //! test, so the reads keep them); `fdatasync` instead of `fsync` for SQLite (no change measurable).
 
-use crate::group::{chain, push_insert, Batches, Head, Row};
+use crate::group::{chain, push_insert, Batches, Claimed, Head, Row};
 use crate::sqlite::db;
-use crate::StoreError;
+use crate::{ClaimOutcome, StoreError};
 use async_trait::async_trait;
 use mandate_core::event::{NewEvent, GENESIS_HASH};
 use sqlx::pool::PoolConnection;
@@ -33,12 +33,16 @@ pub(crate) struct SqliteBatches;
 impl Batches for SqliteBatches {
     type Db = Sqlite;
 
+    /// Claims are granted as they are: one process uses a SQLite file, and its own memory (the
+    /// replay cache and the budgets) is exact (see [`crate::Store::append_claimed`]).
     async fn commit(
         conn: &mut PoolConnection<Sqlite>,
         head: &mut Option<Head>,
         events: &[NewEvent],
-    ) -> Result<i64, StoreError> {
-        commit(conn, head, events).await
+        claims: &[Claimed],
+    ) -> Result<(i64, Vec<ClaimOutcome>), StoreError> {
+        let first = commit(conn, head, events).await?;
+        Ok((first, vec![ClaimOutcome::Granted; claims.len()]))
     }
 
     fn db(e: sqlx::Error) -> StoreError {
@@ -66,7 +70,7 @@ pub(crate) async fn commit(
             Some(known) => known,
             None => read_head(conn).await?,
         };
-        let rows = chain(seq, prev, events);
+        let rows = chain(seq, prev, events.iter());
         let result = batch(&rows).build().execute(&mut **conn).await;
         match result {
             Ok(_) => {
@@ -128,7 +132,7 @@ fn batch<'a>(rows: &'a [Row<'a>]) -> QueryBuilder<'a, Sqlite> {
 /// event): the head is read inside it, and a plain `INSERT` leaves a failure to the transaction.
 pub(crate) async fn append_in(tx: &mut SqliteConnection, event: &NewEvent) -> Result<i64, StoreError> {
     let (seq, prev) = read_head(tx).await?;
-    let rows = chain(seq, prev, std::slice::from_ref(event));
+    let rows = chain(seq, prev, std::iter::once(event));
     let mut q = QueryBuilder::new("");
     push_insert(&mut q, "INSERT", &rows);
     q.build().execute(&mut *tx).await.map_err(db)?;
