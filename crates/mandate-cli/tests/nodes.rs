@@ -221,16 +221,19 @@ fn three_nodes_on_one_database_answer_alike() {
                         if let Some(seq) = d["ledger_seq"].as_i64() {
                             given.lock().unwrap().push((seq, d["decision"].as_str().unwrap().to_owned()));
                         }
-                        (d["decision"].as_str().unwrap().to_owned(), code(&d).to_owned())
+                        // The whole answer (reasons, risk and its signals), should it be neither.
+                        let why = d.to_string();
+                        (d["decision"].as_str().unwrap().to_owned(), code(&d).to_owned(), why)
                     })
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    let outcomes: Vec<(String, String)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    let allowed = outcomes.iter().filter(|(d, _)| d == "allow").count();
+    let outcomes: Vec<(String, String, String)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let allowed = outcomes.iter().filter(|(d, _, _)| d == "allow").count();
+    let other: Vec<_> = outcomes.iter().filter(|(d, c, _)| d != "allow" && c != "budget.exhausted").collect();
+    assert!(other.is_empty(), "{allowed} allowed; neither an allow nor an exhausted budget: {other:?}");
     assert_eq!(allowed, 40, "{outcomes:?}");
-    assert!(outcomes.iter().all(|(d, c)| d == "allow" || c == "budget.exhausted"), "{outcomes:?}");
 
     // Load on every node, one of them killed with SIGKILL in the middle: every answered decision
     // is in the ledger, once, as answered.

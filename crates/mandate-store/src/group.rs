@@ -55,18 +55,27 @@ pub(crate) fn settle<'e>(
 /// The last committed event: its sequence number and hash.
 pub(crate) type Head = (i64, String);
 
+/// What the writer knows between batches: the head it left, while it can trust it, and for how
+/// many more batches a backend that predicts the head should not, after a prediction missed.
+#[derive(Debug, Default)]
+pub(crate) struct Cursor {
+    pub(crate) head: Option<Head>,
+    pub(crate) cold: u32,
+}
+
 /// How one backend commits a batch of events.
 #[async_trait]
 pub(crate) trait Batches: Send + Sync + 'static {
     /// The database.
     type Db: sqlx::Database;
-    /// Appends `events` in one transaction on `conn`, linked after `head` when the backend can
-    /// trust the head it left last time (else after the head it reads), with `claims` made in the
-    /// same transaction first (and the events of those that lost [`settle`]d); returns the first
-    /// event's sequence number and what each claim got, and leaves `head` at the last event.
+    /// Appends `events` in one transaction on `conn`, linked after `cursor.head` when the backend
+    /// can trust the head it left last time (else after the head it reads), with `claims` made in
+    /// the same transaction first (and the events of those that lost [`settle`]d); returns the
+    /// first event's sequence number and what each claim got, and leaves `cursor.head` at the last
+    /// event.
     async fn commit(
         conn: &mut PoolConnection<Self::Db>,
-        head: &mut Option<Head>,
+        cursor: &mut Cursor,
         events: &[NewEvent],
         claims: &[Claimed],
     ) -> Result<(i64, Vec<ClaimOutcome>), StoreError>;
@@ -223,7 +232,7 @@ async fn run<B: Batches>(
 ) {
     let mut queue = queue.lock().await;
     let mut jobs = Vec::with_capacity(max_batch);
-    let mut head = None;
+    let mut cursor = Cursor::default();
     // The writer connection, while this writer holds it, and since when.
     let mut held: Option<(PoolConnection<B::Db>, Instant)> = None;
     // Deferred appends waiting for a batch to ride with.
@@ -286,7 +295,7 @@ async fn run<B: Batches>(
             };
             let committed = match conn {
                 Ok((mut conn, since)) => {
-                    let mut committed = B::commit(&mut conn, &mut head, &events, &claims).await;
+                    let mut committed = B::commit(&mut conn, &mut cursor, &events, &claims).await;
                     // A busy database wrote nothing: the same batch is tried again, a few times, before
                     // its appenders are told it failed.
                     for backoff in [5u64, 20, 80] {
@@ -294,8 +303,8 @@ async fn run<B: Batches>(
                             Err(e) if e.is_retryable() => {
                                 tracing::warn!(error = %e, backoff_ms = backoff, "the ledger batch met a busy database; trying again");
                                 tokio::time::sleep(Duration::from_millis(backoff)).await;
-                                head = None;
-                                committed = B::commit(&mut conn, &mut head, &events, &claims).await;
+                                cursor.head = None;
+                                committed = B::commit(&mut conn, &mut cursor, &events, &claims).await;
                             }
                             _ => break,
                         }

@@ -103,3 +103,45 @@ DROP INDEX proof_replays_expiry;
 CREATE INDEX proof_replays_expiry ON proof_replays USING brin (expires_at);
 DROP INDEX events_at;
 CREATE INDEX events_at ON events USING brin (at_ms);
+
+-- The whole batch in one statement, when the node can predict it: it left the head last (one node,
+-- or the last batch of several was its own) and expects every claim to be won. The claims are made
+-- as `mandate_claim_batch` makes them (so the lock order is the same); then, under the ledger's
+-- lock, the head must still be (expect_seq, expect_hash) and every claim granted, or the statement
+-- fails with SQLSTATE MD001 (the head moved) or MD002 (a claim was refused) and, being its own
+-- transaction, leaves nothing behind: the node then commits the batch the long way. Otherwise the
+-- rows, linked by the node after the expected head (one element of each array per event), are
+-- inserted and the other nodes notified; returns the last row's sequence number.
+CREATE FUNCTION mandate_append_batch(
+    expect_seq BIGINT, expect_hash TEXT,
+    replay_keys TEXT[], replay_expires BIGINT[], chain_ids TEXT[], chain_lengths INT[],
+    seqs BIGINT[], ats BIGINT[], kinds TEXT[], actors TEXT[], agents TEXT[], chains TEXT[],
+    mandates TEXT[], tools TEXT[], resources TEXT[], decisions TEXT[], details TEXT[],
+    prevs TEXT[], hashes TEXT[])
+RETURNS BIGINT
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    got TEXT[];
+    h_seq BIGINT;
+    h_hash TEXT;
+    last BIGINT;
+BEGIN
+    SELECT c.answers, c.head_seq, c.head_hash INTO got, h_seq, h_hash
+        FROM mandate_claim_batch(replay_keys, replay_expires, chain_ids, chain_lengths) AS c;
+    IF h_seq IS DISTINCT FROM expect_seq OR h_hash IS DISTINCT FROM expect_hash
+        OR seqs[1] IS DISTINCT FROM expect_seq + 1 OR prevs[1] IS DISTINCT FROM expect_hash THEN
+        RAISE EXCEPTION USING ERRCODE = 'MD001', MESSAGE = 'mandate_append_batch: the head moved';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(got) AS a (answer) WHERE a.answer <> 'granted') THEN
+        RAISE EXCEPTION USING ERRCODE = 'MD002', MESSAGE = 'mandate_append_batch: a claim was refused';
+    END IF;
+    INSERT INTO events (seq, at_ms, kind, actor, agent_id, chain_id, mandate_id, tool, resource,
+                        decision, detail, prev_hash, hash)
+        SELECT * FROM unnest(seqs, ats, kinds, actors, agents, chains, mandates, tools, resources,
+                             decisions, details, prevs, hashes);
+    last := seqs[cardinality(seqs)];
+    -- Delivered when the statement's transaction commits, and only then.
+    PERFORM pg_notify('mandate_ledger', CAST(last AS TEXT));
+    RETURN last;
+END
+$$;

@@ -18,7 +18,7 @@
 //! and p99 grew); three fewer ledger indexes (kind, time, tool: no change measurable in the load
 //! test, so the reads keep them); `fdatasync` instead of `fsync` for SQLite (no change measurable).
 
-use crate::group::{chain, push_insert, Batches, Claimed, Head, Row};
+use crate::group::{chain, push_insert, Batches, Claimed, Cursor, Head, Row};
 use crate::sqlite::db;
 use crate::{ClaimOutcome, StoreError};
 use async_trait::async_trait;
@@ -37,11 +37,11 @@ impl Batches for SqliteBatches {
     /// replay cache and the budgets) is exact (see [`crate::Store::append_claimed`]).
     async fn commit(
         conn: &mut PoolConnection<Sqlite>,
-        head: &mut Option<Head>,
+        cursor: &mut Cursor,
         events: &[NewEvent],
         claims: &[Claimed],
     ) -> Result<(i64, Vec<ClaimOutcome>), StoreError> {
-        let first = commit(conn, head, events).await?;
+        let first = commit(conn, &mut cursor.head, events).await?;
         Ok((first, vec![ClaimOutcome::Granted; claims.len()]))
     }
 
