@@ -365,7 +365,7 @@ const MISSED: [&str; 2] = ["MD001", "MD002"];
 
 /// After a missed prediction, the batches committed the long way before the next one is predicted
 /// (several nodes writing: the head this node left has often moved by its next batch).
-const COLD_AFTER_MISS: u32 = 8;
+pub(crate) const COLD_AFTER_MISS: u32 = 8;
 
 /// The batch in one statement, when this writer left the head last (`head`) and every claim is
 /// won: `mandate_append_batch` makes the claims, takes the ledger's lock, checks the head is

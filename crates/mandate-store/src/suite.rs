@@ -1183,6 +1183,76 @@ mod several_nodes {
         .await
     }
 
+    #[tokio::test]
+    async fn a_batch_predicted_wrong_leaves_nothing_and_is_committed_the_long_way() {
+        use crate::{Claim, ClaimOutcome};
+        async fn decide(node: &PostgresStore, claim: Claim) -> (i64, ClaimOutcome) {
+            let mut allow = ev("decision");
+            allow.decision = Some("allow".into());
+            let refuse: crate::Refuse = Box::new(|_, event| {
+                let mut e = event.clone();
+                e.decision = Some("deny".into());
+                e
+            });
+            node.append_claimed(allow, claim, refuse).await.unwrap()
+        }
+        on_postgres(|db| async move {
+            let store = db.store();
+            let a = agent("finance-close");
+            let change = AgentChange {
+                before: None,
+                after: &a,
+                action: "register",
+                event: event("r", "finance-close"),
+                revoke: None,
+            };
+            store.record_agent_change(change).await.unwrap();
+            let alice = "user:alice@example.org";
+            let mut one = mandate("m1", "m1", &[], &["finance-close"], alice, 1000);
+            one.max_calls = 1;
+            let mut roomy = mandate("m2", "m2", &[], &["finance-close"], alice, 1000);
+            roomy.max_calls = 100;
+            store.insert_mandate(&one, "k", ev("mandate.granted")).await.unwrap();
+            store.insert_mandate(&roomy, "k", ev("mandate.granted")).await.unwrap();
+            let claim = |key: &str, id: &str| Claim { replay: Some((key.into(), 2_000)), mandates: vec![id.into()] };
+            let (node, other) = (db.node().await, db.node().await);
+            // The node's first batch reads the head; from its second on it predicts it.
+            assert_eq!(decide(&node, claim("k0", "m2")).await.1, ClaimOutcome::Granted);
+            assert_eq!(decide(&node, claim("k1", "m1")).await.1, ClaimOutcome::Granted);
+            // Another node appends: the head the first one left has moved (MD001).
+            assert_eq!(decide(&other, claim("k2", "m2")).await.1, ClaimOutcome::Granted);
+            assert_eq!(decide(&node, claim("k3", "m2")).await.1, ClaimOutcome::Granted);
+            // After a miss the node takes the long way for a few batches, then predicts again.
+            let cold = crate::postgres::COLD_AFTER_MISS as usize;
+            for i in 0..=cold {
+                assert_eq!(decide(&node, claim(&format!("c{i}"), "m2")).await.1, ClaimOutcome::Granted);
+            }
+            // A batch with a claim that loses (MD002): the proof ids of the attempt were rolled
+            // back with it, so the winner's proof is fresh, and the loser's is kept.
+            let (lost, won) = tokio::join!(decide(&node, claim("k4", "m1")), decide(&node, claim("k5", "m2")));
+            assert_eq!((lost.1, won.1), (ClaimOutcome::Exhausted("m1".into()), ClaimOutcome::Granted));
+            assert_eq!(decide(&other, claim("k5", "m2")).await.1, ClaimOutcome::Replayed);
+            assert_eq!(decide(&other, claim("k4", "m2")).await.1, ClaimOutcome::Replayed);
+            let used: i64 = sqlx::query_scalar("SELECT used FROM mandate_budgets WHERE id = 'm2'")
+                .fetch_one(node.pool())
+                .await
+                .unwrap();
+            assert_eq!(used as usize, 4 + cold + 1, "k0, k2, k3, k5 and the c's, each once");
+            // Every answer's sequence number holds the event as answered, in one verified chain.
+            let events = store
+                .events(&crate::EventFilter { kind: Some("decision".into()), limit: 100, ..Default::default() })
+                .await
+                .unwrap();
+            assert_eq!(events.len(), 8 + cold + 1);
+            assert_eq!(events.iter().filter(|e| e.event.decision.as_deref() == Some("allow")).count(), 5 + cold + 1);
+            assert!(store.verify(&any_key()).await.unwrap().ok);
+            node.close().await;
+            other.close().await;
+            db
+        })
+        .await
+    }
+
     #[test]
     fn the_ledger_lock_in_the_schema_is_the_one_documented() {
         for schema in [
