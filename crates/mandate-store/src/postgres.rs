@@ -208,10 +208,16 @@ async fn lock_ledger(conn: &mut PgConnection) -> Result<Head, StoreError> {
             .fetch_optional(&mut *conn)
             .await
             .map_err(db)?;
-    Ok(match head {
-        Some((Some(seq), Some(hash))) => (seq, hash),
+    let (seq, hash) = head.unwrap_or_default();
+    Ok(head_or_genesis(seq, hash))
+}
+
+/// The head the schema's functions answer (no row: the empty ledger, linked after genesis).
+fn head_or_genesis(seq: Option<i64>, hash: Option<String>) -> Head {
+    match (seq, hash) {
+        (Some(seq), Some(hash)) => (seq, hash),
         _ => (0, GENESIS_HASH.to_owned()),
-    })
+    }
 }
 
 async fn check_schema_version(pool: &PgPool) -> Result<(), StoreError> {
@@ -352,11 +358,7 @@ async fn claim_batch(conn: &mut PgConnection, claims: &[Claimed]) -> Result<(Vec
             claims.len()
         )));
     }
-    let head = match (seq, hash) {
-        (Some(seq), Some(hash)) => (seq, hash),
-        _ => (0, GENESIS_HASH.to_owned()),
-    };
-    Ok((answers.iter().map(|a| claim_outcome(a)).collect::<Result<_, _>>()?, head))
+    Ok((answers.iter().map(|a| claim_outcome(a)).collect::<Result<_, _>>()?, head_or_genesis(seq, hash)))
 }
 
 /// The SQLSTATEs with which `mandate_append_batch` refuses a prediction: the head moved, or a

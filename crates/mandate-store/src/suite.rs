@@ -1074,21 +1074,22 @@ mod several_nodes {
         .await
     }
 
+    /// An allow of `claim` on `node`, recorded as a deny naming what the claim got when it loses.
+    async fn decide(node: &PostgresStore, claim: crate::Claim) -> (i64, crate::ClaimOutcome) {
+        let mut allow = ev("decision");
+        allow.decision = Some("allow".into());
+        let refuse: crate::Refuse = Box::new(|outcome, event| {
+            let mut e = event.clone();
+            e.decision = Some("deny".into());
+            e.detail = json!({"lost": format!("{outcome:?}")}).to_string();
+            e
+        });
+        node.append_claimed(allow, claim, refuse).await.unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn claims_raced_from_three_nodes_grant_exactly_the_budget_and_a_proof_once() {
         use crate::{Claim, ClaimOutcome, EventFilter};
-        /// An allow of `claim`, recorded as a deny naming what the claim got when it loses.
-        async fn decide(node: &PostgresStore, claim: Claim) -> (i64, ClaimOutcome) {
-            let mut allow = ev("decision");
-            allow.decision = Some("allow".into());
-            let refuse: crate::Refuse = Box::new(|outcome, event| {
-                let mut e = event.clone();
-                e.decision = Some("deny".into());
-                e.detail = json!({"lost": format!("{outcome:?}")}).to_string();
-                e
-            });
-            node.append_claimed(allow, claim, refuse).await.unwrap()
-        }
         on_postgres(|db| async move {
             let store = db.store();
             for id in ["finance-close", "reconciler"] {
@@ -1186,16 +1187,6 @@ mod several_nodes {
     #[tokio::test]
     async fn a_batch_predicted_wrong_leaves_nothing_and_is_committed_the_long_way() {
         use crate::{Claim, ClaimOutcome};
-        async fn decide(node: &PostgresStore, claim: Claim) -> (i64, ClaimOutcome) {
-            let mut allow = ev("decision");
-            allow.decision = Some("allow".into());
-            let refuse: crate::Refuse = Box::new(|_, event| {
-                let mut e = event.clone();
-                e.decision = Some("deny".into());
-                e
-            });
-            node.append_claimed(allow, claim, refuse).await.unwrap()
-        }
         on_postgres(|db| async move {
             let store = db.store();
             let a = agent("finance-close");

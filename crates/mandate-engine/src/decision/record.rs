@@ -85,7 +85,6 @@ impl Engine {
         // used once and a call of every budget of the chain, across all of them, in the
         // transaction that records the decision. A claim that loses is recorded as the deny it
         // became.
-        let budgets: Vec<(String, u64)> = ctx.chain.iter().map(|m| (m.id.clone(), m.max_calls)).collect();
         let hop = ctx.record.as_ref().map(|r| r.depth);
         let appended = if verdict == Verdict::Allow && self.store.shared() {
             let claim = mandate_store::Claim {
@@ -95,7 +94,7 @@ impl Engine {
                     .map(|k| (k, self.now_secs() + i64::from(self.settings.mandates.replay_window_secs()))),
                 mandates: ctx.chain.iter().map(|m| m.id.clone()).collect(),
             };
-            let (reasons, budgets) = (ctx.reasons.clone(), budgets.clone());
+            let (reasons, budgets) = (ctx.reasons.clone(), budgets_of(&ctx.chain));
             let refuse: mandate_store::Refuse = Box::new(move |outcome, event| {
                 let mut reasons = reasons.clone();
                 lost_claim(&mut reasons, outcome, &budgets, hop);
@@ -112,7 +111,7 @@ impl Engine {
                 } else {
                     // The same reasons the ledger's event now carries.
                     self.budgets.refund(&ctx.chain.iter().collect::<Vec<&MandateRecord>>());
-                    let code = lost_claim(&mut ctx.reasons, &outcome, &budgets, hop);
+                    let code = lost_claim(&mut ctx.reasons, &outcome, &budgets_of(&ctx.chain), hop);
                     ctx.step("claim", "fail", || code);
                     Verdict::Deny
                 };
@@ -197,6 +196,12 @@ impl Engine {
         }
         tracing::warn!(chain_id = %record.chain_id, category = %ctx.risk.category, score = ctx.risk.score, signals = ?fresh, "drift alert");
     }
+}
+
+/// The chain's mandates with their budgets, for a lost claim's reason (owned: the refusal is
+/// built inside the ledger's batch).
+fn budgets_of(chain: &[MandateRecord]) -> Vec<(String, u64)> {
+    chain.iter().map(|m| (m.id.clone(), m.max_calls)).collect()
 }
 
 /// `reasons`, an allow's, once its claim lost with `outcome`: the allow's own reason replaced by
