@@ -5,19 +5,91 @@
 //! upstream's credential) go with every request; the agent's `Authorization` never does.
 
 use super::{read_reply, request_line, Reply, UpstreamError, UPSTREAM_PROTOCOL};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Body as _;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
 use serde_json::value::RawValue;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+/// Idle connections kept per upstream, at most; more are closed when their call ends.
+const MAX_IDLE: usize = 256;
+
 /// A Streamable HTTP endpoint.
+///
+/// Each call takes an idle keep-alive connection (or opens one) and drives it itself: the request's
+/// own task writes the request and reads the answer, with no connection task beside it to hand the
+/// bytes over and wake. Under load that hand-off (and the wake-ups of a general client's pool) cost
+/// more CPU than the HTTP itself, all of it the gateway's alone.
 pub struct HttpUpstream {
     name: String,
-    url: reqwest::Url,
-    headers: reqwest::header::HeaderMap,
-    client: reqwest::Client,
+    target: Target,
+    headers: HeaderMap,
+    tls: Option<tokio_rustls::TlsConnector>,
+    idle: std::sync::Mutex<Vec<Conn>>,
     timeout: Duration,
     max_bytes: usize,
     max_depth: usize,
     session: tokio::sync::Mutex<Option<Option<String>>>,
+}
+
+/// Where the endpoint is.
+struct Target {
+    /// To connect to (an IPv6 address without its brackets).
+    host: String,
+    port: u16,
+    /// The `Host` header.
+    authority: HeaderValue,
+    /// The request target (origin form).
+    path: hyper::Uri,
+}
+
+/// One keep-alive HTTP/1.1 connection: the handle to send on, and the connection's own future,
+/// which moves its bytes only while someone polls it (see [`Conn::drive`]).
+struct Conn {
+    send: SendRequest<Full<Bytes>>,
+    io: Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>,
+    ended: bool,
+}
+
+impl Conn {
+    /// Polls `fut` and the connection together until `fut` is ready; `None` when the connection
+    /// ended and `fut` cannot finish without it.
+    async fn drive<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if !self.ended && self.io.as_mut().poll(cx).is_ready() {
+                self.ended = true;
+            }
+            match fut.as_mut().poll(cx) {
+                Poll::Ready(out) => Poll::Ready(Some(out)),
+                Poll::Pending if self.ended => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Whether an idle connection can take a request: the upstream has not closed it meanwhile.
+    fn usable(&mut self) -> bool {
+        if self.ended || self.send.is_closed() {
+            return false;
+        }
+        // One poll without a waker reads what arrived while it was idle (a close, say); the next
+        // poll, in `drive`, registers the caller's waker.
+        let mut cx = Context::from_waker(Waker::noop());
+        if self.io.as_mut().poll(&mut cx).is_ready() {
+            self.ended = true;
+            return false;
+        }
+        self.send.is_ready()
+    }
 }
 
 impl HttpUpstream {
@@ -30,26 +102,55 @@ impl HttpUpstream {
         max_bytes: usize,
         max_depth: usize,
     ) -> Result<Self, String> {
-        let mut map = reqwest::header::HeaderMap::new();
+        let mut map = HeaderMap::new();
         for (k, v) in headers {
-            let name =
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
-            let mut value =
-                reqwest::header::HeaderValue::from_str(v).map_err(|_| format!("header `{k}`: not a valid value"))?;
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
+            let mut value = HeaderValue::from_str(v).map_err(|_| format!("header `{k}`: not a valid value"))?;
             value.set_sensitive(true);
             map.insert(name, value);
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let url = reqwest::Url::parse(url).map_err(|e| format!("url `{url}`: {e}"))?;
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("url `{url}`: {e}"))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("url `{url}`: only http:// and https:// upstreams are supported")),
+        };
+        let authority = uri.authority().ok_or_else(|| format!("url `{url}`: no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!("url `{url}`: put the upstream's credential in `headers`, not in the URL"));
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        if host.is_empty() {
+            return Err(format!("url `{url}`: no host"));
+        }
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let path: hyper::Uri =
+            uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|e| format!("url `{url}`: {e}"))?;
+        let target = Target {
+            authority: HeaderValue::from_str(authority.as_str()).map_err(|_| format!("url `{url}`: a bad host"))?,
+            host,
+            port,
+            path,
+        };
+        let tls = https.then(|| {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+            tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    let mut config = b.with_root_certificates(roots).with_no_client_auth();
+                    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                    tokio_rustls::TlsConnector::from(Arc::new(config))
+                })
+                .map_err(|e| format!("TLS: {e}"))
+        });
         Ok(Self {
             name: name.to_owned(),
-            url,
+            target,
             headers: map,
-            client,
+            tls: tls.transpose()?,
+            idle: std::sync::Mutex::new(Vec::new()),
             timeout,
             max_bytes,
             max_depth,
@@ -90,24 +191,112 @@ impl HttpUpstream {
             Err(Forgotten) => return Err(UpstreamError::Unavailable("the upstream refused to open a session".into())),
         };
         let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        let mut req = self.base(id.as_deref()).body(note);
-        req = req.header("content-type", "application/json");
-        let _ = req.send().await;
+        // Its answer (202, no body) matters to no one; a failure shows on the next request.
+        if let Ok((resp, mut conn)) = self.exchange(self.message(id.as_deref(), None, note.to_owned())).await {
+            let mut body = resp.into_body();
+            let mut read = 0;
+            while let Some(Some(Ok(frame))) = conn.drive(body.frame()).await {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > self.max_bytes {
+                    break;
+                }
+            }
+            if read <= self.max_bytes && body.is_end_stream() {
+                self.release(conn);
+            }
+        }
         *guard = Some(id.clone());
         Ok(id)
     }
 
-    fn base(&self, session: Option<&str>) -> reqwest::RequestBuilder {
-        let mut req = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", UPSTREAM_PROTOCOL);
-        if let Some(s) = session {
-            req = req.header("mcp-session-id", s);
+    /// A POST of `body`, with the configured headers (the upstream's credential).
+    fn message(&self, session: Option<&str>, method: Option<&str>, body: String) -> hyper::Request<Full<Bytes>> {
+        let mut req = hyper::Request::new(Full::new(Bytes::from(body)));
+        *req.method_mut() = hyper::Method::POST;
+        *req.uri_mut() = self.target.path.clone();
+        let h = req.headers_mut();
+        h.clone_from(&self.headers);
+        h.insert(hyper::header::HOST, self.target.authority.clone());
+        h.insert(hyper::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert("mcp-protocol-version", HeaderValue::from_static(UPSTREAM_PROTOCOL));
+        if let Some(m) = method.and_then(|m| HeaderValue::from_str(m).ok()) {
+            h.insert("mcp-method", m);
+        }
+        if let Some(s) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+            h.insert("mcp-session-id", s);
         }
         req
+    }
+
+    /// An idle connection, or a new one.
+    async fn connection(&self) -> Result<Conn, UpstreamError> {
+        loop {
+            let popped = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match popped {
+                Some(mut c) => {
+                    if c.usable() {
+                        return Ok(c);
+                    }
+                }
+                None => break,
+            }
+        }
+        let unreachable = |what: &str| UpstreamError::Unavailable(format!("cannot reach it: {what}"));
+        let tcp = tokio::net::TcpStream::connect((self.target.host.as_str(), self.target.port))
+            .await
+            .map_err(|_| unreachable("the connection failed"))?;
+        let _ = tcp.set_nodelay(true);
+        let builder = hyper::client::conn::http1::Builder::new();
+        let (send, io): (_, Pin<Box<dyn Future<Output = _> + Send>>) = match &self.tls {
+            None => {
+                let (send, conn) =
+                    builder.handshake(TokioIo::new(tcp)).await.map_err(|_| unreachable("the connection failed"))?;
+                (send, Box::pin(conn))
+            }
+            Some(tls) => {
+                let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.target.host.clone())
+                    .map_err(|_| unreachable("not a TLS server name"))?;
+                let stream = tls.connect(name, tcp).await.map_err(|_| unreachable("the TLS handshake failed"))?;
+                let (send, conn) =
+                    builder.handshake(TokioIo::new(stream)).await.map_err(|_| unreachable("the connection failed"))?;
+                (send, Box::pin(conn))
+            }
+        };
+        Ok(Conn { send, io, ended: false })
+    }
+
+    /// Hands a connection whose exchange ended cleanly back for the next call.
+    fn release(&self, conn: Conn) {
+        if !conn.ended && !conn.send.is_closed() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Sends `req` and answers the response's head, with the connection it arrived on. A request
+    /// the connection never sent (it was closed while idle) is sent once more on a fresh one; a sent
+    /// one never is, since a tool call must not run twice.
+    async fn exchange(
+        &self,
+        req: hyper::Request<Full<Bytes>>,
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, Conn), UpstreamError> {
+        let mut req = req;
+        for _ in 0..2 {
+            let mut conn = self.connection().await?;
+            let sent = conn.send.try_send_request(req);
+            match conn.drive(sent).await {
+                Some(Ok(resp)) => return Ok((resp, conn)),
+                Some(Err(mut e)) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(UpstreamError::Unavailable(format!("the request failed: {}", kind(e.error())))),
+                },
+                None => return Err(UpstreamError::Unavailable("the request failed: the connection closed".into())),
+            }
+        }
+        Err(UpstreamError::Unavailable("cannot reach it: the connection keeps closing".into()))
     }
 
     /// Posts one request; `Err(Forgotten)` when the upstream no longer knows the session.
@@ -118,47 +307,45 @@ impl HttpUpstream {
         session: Option<&str>,
     ) -> Result<Result<(Box<RawValue>, Option<String>), UpstreamError>, Forgotten> {
         let id = super::next_id();
-        let body = request_line(id, method, params);
-        let sent = self
-            .base(session)
-            .header("content-type", "application/json")
-            .header("mcp-method", method)
-            .body(body)
-            .send()
-            .await;
-        let mut resp = match sent {
+        let req = self.message(session, Some(method), request_line(id, method, params));
+        let (resp, mut conn) = match self.exchange(req).await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(UpstreamError::Unavailable(format!("cannot reach it: {}", without_url(&e))))),
+            Err(e) => return Ok(Err(e)),
         };
         let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND && session.is_some() {
+        let session_id = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let sse = resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let mut body = resp.into_body();
+        if status == hyper::StatusCode::NOT_FOUND && session.is_some() {
             return Err(Forgotten);
         }
         if !status.is_success() {
             return Ok(Err(UpstreamError::Unavailable(format!("it answered HTTP {}", status.as_u16()))));
         }
-        let session_id = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
         let mut buf: Vec<u8> = Vec::new();
         let mut scanned = 0;
         loop {
-            let chunk = match resp.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                Err(e) => {
-                    return Ok(Err(UpstreamError::Unavailable(format!("reading its answer: {}", without_url(&e)))))
+            let frame = match conn.drive(body.frame()).await {
+                Some(Some(Ok(frame))) => frame,
+                // The end of the body: the connection is clean, and kept for the next call.
+                Some(None) => break,
+                Some(Some(Err(e))) => {
+                    return Ok(Err(UpstreamError::Unavailable(format!("reading its answer: {}", kind(&e)))))
                 }
+                None => return Ok(Err(UpstreamError::Unavailable("reading its answer: the connection closed".into()))),
             };
+            let Ok(chunk) = frame.into_data() else { continue };
             buf.extend_from_slice(&chunk);
             if buf.len() > self.max_bytes {
                 return Ok(Err(UpstreamError::TooLarge(format!("over the gateway's {} byte limit", self.max_bytes))));
             }
             if sse {
-                // Events end with a blank line; look at each complete one for our answer.
+                // Events end with a blank line; look at each complete one for our answer. The
+                // stream may go on after it, so this connection is not reused.
                 while let Some(end) = find_event_end(&buf[scanned..]) {
                     let event = &buf[scanned..scanned + end];
                     scanned += end;
@@ -168,6 +355,7 @@ impl HttpUpstream {
                 }
             }
         }
+        self.release(conn);
         if sse {
             if let Some(outcome) = self.event_answer(&buf[scanned..], id) {
                 return Ok(outcome.map(|raw| (raw, session_id)));
@@ -212,17 +400,18 @@ impl HttpUpstream {
 
 struct Forgotten;
 
-/// An HTTP client error described by its kind only: its text would carry the URL, which may hold
-/// a credential in its query.
-fn without_url(e: &reqwest::Error) -> &'static str {
+/// An HTTP error described by its kind only: its text could carry what the upstream sent.
+fn kind(e: &hyper::Error) -> &'static str {
     if e.is_timeout() {
         "timed out"
-    } else if e.is_connect() {
-        "the connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "the answer's body broke off"
+    } else if e.is_incomplete_message() || e.is_body_write_aborted() {
+        "the answer broke off"
+    } else if e.is_parse() {
+        "not HTTP"
+    } else if e.is_closed() || e.is_canceled() {
+        "the connection closed"
     } else {
-        "the request failed"
+        "the exchange failed"
     }
 }
 
@@ -232,5 +421,174 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// How the scripted upstream treats the connection after each answer.
+    #[derive(Clone, Copy)]
+    enum After {
+        KeepAlive,
+        /// Closes the connection once the answer is written (without saying so in a header).
+        Close,
+        /// Writes half the announced body, then closes.
+        BreakOff,
+        /// Answers nothing to `tools/call`.
+        Mute,
+    }
+
+    struct Scripted {
+        url: String,
+        connections: Arc<AtomicUsize>,
+        /// The JSON-RPC ids of the `tools/call` requests it received, in order.
+        calls: Arc<std::sync::Mutex<Vec<u64>>>,
+    }
+
+    async fn scripted(after: After) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, k) = (connections.clone(), calls.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, after, k.clone()));
+            }
+        });
+        Scripted { url, connections, calls }
+    }
+
+    async fn serve(mut stream: TcpStream, after: After, calls: Arc<std::sync::Mutex<Vec<u64>>>) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let len: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            while buf.len() < head_end + len {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let body: serde_json::Value = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap();
+            buf.drain(..head_end + len);
+            let Some(id) = body.get("id").and_then(serde_json::Value::as_u64) else {
+                let _ = stream.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n").await;
+                continue;
+            };
+            let method = body["method"].as_str().unwrap_or_default().to_owned();
+            if method == "tools/call" {
+                calls.lock().unwrap().push(id);
+                if matches!(after, After::Mute) {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+            }
+            let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {"content": [], "method": method}})
+                .to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\ncontent-length: {}\r\n\r\n",
+                answer.len()
+            );
+            let whole = format!("{head}{answer}");
+            let cut = match after {
+                After::BreakOff if method == "tools/call" => head.len() + answer.len() / 2,
+                _ => whole.len(),
+            };
+            if stream.write_all(&whole.as_bytes()[..cut]).await.is_err() {
+                return;
+            }
+            if matches!(after, After::Close | After::BreakOff) && method != "initialize" {
+                return;
+            }
+        }
+    }
+
+    fn upstream(url: &str, timeout: Duration) -> HttpUpstream {
+        HttpUpstream::new("t", url, &[("x-api-key".into(), "k".into())], timeout, 1 << 20, 64).unwrap()
+    }
+
+    #[tokio::test]
+    async fn calls_share_one_keep_alive_connection() {
+        let s = scripted(After::KeepAlive).await;
+        let up = upstream(&s.url, Duration::from_secs(5));
+        for _ in 0..5 {
+            let r = up.request("tools/call", Some(r#"{"name":"a"}"#)).await.unwrap();
+            assert!(r.get().contains("tools/call"), "{}", r.get());
+        }
+        // The handshake, its notification and five calls, all on the first connection.
+        assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+        assert_eq!(s.calls.lock().unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_while_idle_is_replaced_and_no_call_is_sent_twice() {
+        let s = scripted(After::Close).await;
+        let up = upstream(&s.url, Duration::from_secs(5));
+        for _ in 0..4 {
+            up.request("tools/call", Some(r#"{"name":"a"}"#)).await.unwrap();
+            // Let the close reach the gateway's side of the idle connection.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let calls = s.calls.lock().unwrap().clone();
+        let mut unique = calls.clone();
+        unique.dedup();
+        assert_eq!(calls.len(), 4, "each call reached the upstream once: {calls:?}");
+        assert_eq!(unique, calls);
+        assert!(s.connections.load(Ordering::SeqCst) >= 4);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_breaks_off_is_a_clear_error_and_the_call_is_never_sent_again() {
+        let s = scripted(After::BreakOff).await;
+        let up = upstream(&s.url, Duration::from_secs(5));
+        let e = up.request("tools/call", Some(r#"{"name":"a"}"#)).await.unwrap_err();
+        assert!(matches!(&e, UpstreamError::Unavailable(m) if m.starts_with("reading its answer")), "{e:?}");
+        let e = up.request("tools/call", Some(r#"{"name":"a"}"#)).await.unwrap_err();
+        assert!(matches!(&e, UpstreamError::Unavailable(_)), "{e:?}");
+        assert_eq!(s.calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_mute_upstream_times_out_and_its_connection_is_not_reused() {
+        let s = scripted(After::Mute).await;
+        let up = upstream(&s.url, Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let e = up.request("tools/call", Some(r#"{"name":"a"}"#)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::Timeout(_)), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let before = s.connections.load(Ordering::SeqCst);
+        let _ = up.request("tools/call", Some(r#"{"name":"a"}"#)).await;
+        assert_eq!(s.connections.load(Ordering::SeqCst), before + 1, "a timed-out exchange's connection is dropped");
+    }
+
+    #[test]
+    fn urls_with_a_credential_or_another_scheme_are_refused() {
+        let d = Duration::from_secs(1);
+        let e = HttpUpstream::new("t", "http://user:pw@127.0.0.1:1/mcp", &[], d, 1, 1).err().unwrap();
+        assert!(e.contains("headers"), "{e}");
+        let e = HttpUpstream::new("t", "ftp://127.0.0.1/mcp", &[], d, 1, 1).err().unwrap();
+        assert!(e.contains("only http"), "{e}");
+        assert!(HttpUpstream::new("t", "https://example.com/mcp", &[], d, 1, 1).is_ok());
+        let up = HttpUpstream::new("t", "http://[::1]:8/x?y=1", &[], d, 1, 1).unwrap();
+        assert_eq!((up.target.host.as_str(), up.target.port, up.target.path.to_string()), ("::1", 8, "/x?y=1".into()));
     }
 }
