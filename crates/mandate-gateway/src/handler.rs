@@ -1183,13 +1183,10 @@ impl Request<'_> {
         event.chain_id = decision.chain_id.clone();
         // The decision was durable before the call went out; its outcome rides with the next batch
         // of the ledger (or is committed alone within 20 ms), so that neither this agent nor the
-        // next decision waits for an fsync of its own.
-        let engine = self.gw.inner.engine.clone();
-        tokio::spawn(async move {
-            if let Err(e) = engine.record_outcome(event).await {
-                tracing::error!(error = ?e, "a call's outcome could not be recorded (its decision was)");
-            }
-        });
+        // next decision waits for an fsync of its own: this only queues it.
+        if let Err(e) = self.gw.inner.engine.record_outcome(event).await {
+            tracing::error!(error = ?e, "a call's outcome could not be recorded (its decision was)");
+        }
         if scrubbed {
             tracing::warn!(server = %self.name, tool = %full, "the upstream's answer carried its own credential; redacted");
         }

@@ -211,7 +211,7 @@ pub fn app_with(state: AppState, gateway: Option<&mandate_gateway::Gateway>) -> 
                 "this route does not take that method",
             )
         })
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .route_layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(metrics::request_context))
 }

@@ -6,6 +6,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -14,13 +15,18 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// Counts and times every routed request under its route template (`/v1/agents/{id}`, never the raw
 /// path, so that label cardinality stays bounded).
-pub async fn track(State(state): State<AppState>, matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+pub async fn track(
+    State(metrics): State<Arc<mandate_engine::metrics::Metrics>>,
+    matched: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = matched.map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
     let elapsed = start.elapsed().as_secs_f64();
-    state.metrics.request(&method, &route, response.status().as_u16(), elapsed);
+    metrics.request(&method, &route, response.status().as_u16(), elapsed);
     response
 }
 
