@@ -21,6 +21,10 @@ use std::time::Duration;
 /// Idle connections kept per upstream, at most; more are closed when their call ends.
 const MAX_IDLE: usize = 256;
 
+/// How long an idle connection is kept: one unused longer may have died silently on the way (a
+/// NAT or firewall forgetting it), and a call written into it would wait out its whole deadline.
+const IDLE_FOR: Duration = Duration::from_secs(60);
+
 /// A Streamable HTTP endpoint.
 ///
 /// Each call takes an idle keep-alive connection (or opens one) and drives it itself: the request's
@@ -56,6 +60,8 @@ struct Conn {
     send: SendRequest<Full<Bytes>>,
     io: Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>,
     ended: bool,
+    /// When its last exchange ended.
+    idle_since: std::time::Instant,
 }
 
 impl Conn {
@@ -78,7 +84,7 @@ impl Conn {
 
     /// Whether an idle connection can take a request: the upstream has not closed it meanwhile.
     fn usable(&mut self) -> bool {
-        if self.ended || self.send.is_closed() {
+        if self.ended || self.send.is_closed() || self.idle_since.elapsed() > IDLE_FOR {
             return false;
         }
         // One poll without a waker reads what arrived while it was idle (a close, say); the next
@@ -105,29 +111,51 @@ impl HttpUpstream {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
+            // The gateway frames each message itself; a configured header must not reframe it.
+            if [
+                hyper::header::HOST,
+                hyper::header::CONTENT_LENGTH,
+                hyper::header::TRANSFER_ENCODING,
+                hyper::header::CONNECTION,
+            ]
+            .contains(&name)
+            {
+                return Err(format!("header `{k}`: set by the gateway itself, not configurable"));
+            }
             let mut value = HeaderValue::from_str(v).map_err(|_| format!("header `{k}`: not a valid value"))?;
             value.set_sensitive(true);
             map.insert(name, value);
         }
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("url `{url}`: {e}"))?;
+        // Errors name the URL without its user information and query, where credentials hide.
+        let shown = {
+            let no_query = url.split(['?', '#']).next().unwrap_or_default();
+            match no_query.split_once("://") {
+                Some((scheme, rest)) => {
+                    format!("{scheme}://{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host))
+                }
+                None => "(not a URL)".to_owned(),
+            }
+        };
+        let url = url.trim();
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("url `{shown}`: {e}"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err(format!("url `{url}`: only http:// and https:// upstreams are supported")),
+            _ => return Err(format!("url `{shown}`: only http:// and https:// upstreams are supported")),
         };
-        let authority = uri.authority().ok_or_else(|| format!("url `{url}`: no host"))?;
+        let authority = uri.authority().ok_or_else(|| format!("url `{shown}`: no host"))?;
         if authority.as_str().contains('@') {
-            return Err(format!("url `{url}`: put the upstream's credential in `headers`, not in the URL"));
+            return Err(format!("url `{shown}`: put the upstream's credential in `headers`, not in the URL"));
         }
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
         if host.is_empty() {
-            return Err(format!("url `{url}`: no host"));
+            return Err(format!("url `{shown}`: no host"));
         }
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let path: hyper::Uri =
-            uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|e| format!("url `{url}`: {e}"))?;
+            uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|e| format!("url `{shown}`: {e}"))?;
         let target = Target {
-            authority: HeaderValue::from_str(authority.as_str()).map_err(|_| format!("url `{url}`: a bad host"))?,
+            authority: HeaderValue::from_str(authority.as_str()).map_err(|_| format!("url `{shown}`: a bad host"))?,
             host,
             port,
             path,
@@ -192,16 +220,10 @@ impl HttpUpstream {
         };
         let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         // Its answer (202, no body) matters to no one; a failure shows on the next request.
-        if let Ok((resp, mut conn)) = self.exchange(self.message(id.as_deref(), None, note.to_owned())).await {
-            let mut body = resp.into_body();
-            let mut read = 0;
-            while let Some(Some(Ok(frame))) = conn.drive(body.frame()).await {
-                read += frame.data_ref().map_or(0, Bytes::len);
-                if read > self.max_bytes {
-                    break;
-                }
-            }
-            if read <= self.max_bytes && body.is_end_stream() {
+        // A connection whose answer is still open (an event stream, a body without a length) is
+        // dropped rather than read: nothing in it is for the gateway.
+        if let Ok((resp, conn)) = self.exchange(self.message(id.as_deref(), None, note.to_owned())).await {
+            if resp.body().is_end_stream() {
                 self.release(conn);
             }
         }
@@ -263,13 +285,18 @@ impl HttpUpstream {
                 (send, Box::pin(conn))
             }
         };
-        Ok(Conn { send, io, ended: false })
+        Ok(Conn { send, io, ended: false, idle_since: std::time::Instant::now() })
     }
 
     /// Hands a connection whose exchange ended cleanly back for the next call.
-    fn release(&self, conn: Conn) {
+    fn release(&self, mut conn: Conn) {
         if !conn.ended && !conn.send.is_closed() {
+            conn.idle_since = std::time::Instant::now();
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            // The stale ones sit at the bottom of the stack: close them as the stack is used.
+            while idle.first().is_some_and(|c| c.idle_since.elapsed() > IDLE_FOR) {
+                idle.remove(0);
+            }
             if idle.len() < MAX_IDLE {
                 idle.push(conn);
             }
@@ -277,7 +304,7 @@ impl HttpUpstream {
     }
 
     /// Sends `req` and answers the response's head, with the connection it arrived on. A request
-    /// the connection never sent (it was closed while idle) is sent once more on a fresh one; a sent
+    /// the connection never wrote (it was closed while idle) is sent once more on another; a written
     /// one never is, since a tool call must not run twice.
     async fn exchange(
         &self,
@@ -286,14 +313,27 @@ impl HttpUpstream {
         let mut req = req;
         for _ in 0..2 {
             let mut conn = self.connection().await?;
-            let sent = conn.send.try_send_request(req);
-            match conn.drive(sent).await {
+            let mut sent = std::pin::pin!(conn.send.try_send_request(req));
+            let mut failed = match conn.drive(sent.as_mut()).await {
                 Some(Ok(resp)) => return Ok((resp, conn)),
-                Some(Err(mut e)) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(UpstreamError::Unavailable(format!("the request failed: {}", kind(e.error())))),
-                },
-                None => return Err(UpstreamError::Unavailable("the request failed: the connection closed".into())),
+                Some(Err(e)) => e,
+                None => {
+                    // The connection ended with the request still queued or under way: dropping it
+                    // hands back a request it never wrote.
+                    drop(conn);
+                    match sent.await {
+                        Err(e) => e,
+                        Ok(_) => {
+                            return Err(UpstreamError::Unavailable("the request failed: the connection closed".into()))
+                        }
+                    }
+                }
+            };
+            match failed.take_message() {
+                Some(unsent) => req = unsent,
+                None => {
+                    return Err(UpstreamError::Unavailable(format!("the request failed: {}", kind(failed.error()))))
+                }
             }
         }
         Err(UpstreamError::Unavailable("cannot reach it: the connection keeps closing".into()))
@@ -583,8 +623,14 @@ mod tests {
     #[test]
     fn urls_with_a_credential_or_another_scheme_are_refused() {
         let d = Duration::from_secs(1);
-        let e = HttpUpstream::new("t", "http://user:pw@127.0.0.1:1/mcp", &[], d, 1, 1).err().unwrap();
+        let e = HttpUpstream::new("t", "http://user:s3cret@127.0.0.1:1/mcp?key=k3y", &[], d, 1, 1).err().unwrap();
         assert!(e.contains("headers"), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("k3y") && e.contains("127.0.0.1:1/mcp"), "{e}");
+        for framing in ["Content-Length", "transfer-encoding", "Host", "connection"] {
+            let e =
+                HttpUpstream::new("t", "http://127.0.0.1:1/", &[(framing.into(), "1".into())], d, 1, 1).err().unwrap();
+            assert!(e.contains("set by the gateway"), "{e}");
+        }
         let e = HttpUpstream::new("t", "ftp://127.0.0.1/mcp", &[], d, 1, 1).err().unwrap();
         assert!(e.contains("only http"), "{e}");
         assert!(HttpUpstream::new("t", "https://example.com/mcp", &[], d, 1, 1).is_ok());
