@@ -13,13 +13,14 @@
 # most 1.5x the engine's p50, its added p99 at most 3x the engine's p99... (see the section), and an
 # added p50 at least 20x lower than ContextForge's. Exits 1 when a target is missed (after writing).
 #
-# Usage: [GATEWAY_SESSIONS=1,16,64] [GATEWAY_SECONDS=5] scripts/bench-gateway.sh
+# Usage: [GATEWAY_SESSIONS=1,16,64] [GATEWAY_SECONDS=6] [GATEWAY_ROUNDS=3] scripts/bench-gateway.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=target/bench-gateway
 mkdir -p "$root"
 SESSIONS="${GATEWAY_SESSIONS:-1,16,64}"
-SECONDS_PER_PHASE="${GATEWAY_SECONDS:-5}"
+SECONDS_PER_PHASE="${GATEWAY_SECONDS:-6}"
+ROUNDS="${GATEWAY_ROUNDS:-3}"
 
 printf '==> cargo build --release -p mandate-cli -p mandate-load\n'
 cargo build --release -p mandate-cli -p mandate-load
@@ -66,7 +67,7 @@ echo "ContextForge $cf_version at $cf, server $server_id, tool $peer_tool"
 
 CMD=(target/release/mandate-load gateway --server target/release/mandate --upstream "$upstream"
   --peer "$cf/servers/$server_id/mcp" --peer-tool "$peer_tool" --sessions "$SESSIONS"
-  --duration "$SECONDS_PER_PHASE" --warmup 1 --data-parent "$root" --json "$root/results.json")
+  --duration "$SECONDS_PER_PHASE" --rounds "$ROUNDS" --warmup 1 --data-parent "$root" --json "$root/results.json")
 printf '==> %s\n' "${CMD[*]}"
 PEER_TOKEN="$cf_token" "${CMD[@]}"
 
@@ -120,9 +121,13 @@ Streamable HTTP MCP server whose `echo` answers at once) directly, through Manda
 durable before the call is forwarded), and through IBM ContextForge {cf_version} (from PyPI, on
 SQLite, rate limiting and UI off, MCP 2025-11-25 sessions with its JWT), one phase after the other
 at each level, beside the engine's own `Engine::decide` in process, alone, on a database of its own
-on the same disk (the baseline of the targets). Each phase: 1 s of warm-up, then {phases[0]['calls'] and ''}the measured seconds
-given above; one keep-alive connection and one call in flight per session. Added = the gateway's
-percentile minus the direct call's, at the same level.
+on the same disk (the baseline of the targets). The engine, direct and Mandate phases take turns
+(`--rounds`): each round gives each of them an equal slice of the measured seconds above, after 1 s
+of warm-up, and each row's percentiles are over all its rounds' calls, so the baseline and the
+gateway are measured in the same stretch of time on this shared machine, whose speed drifts by up
+to a third within a minute. ContextForge, seconds per call under load, runs once after the rounds
+for the whole duration. One keep-alive connection and one call in flight per session. Added = the
+gateway's percentile minus the direct call's, at the same level.
 
 {chr(10).join(rows)}
 

@@ -46,9 +46,16 @@ pub struct GatewayArgs {
     /// Concurrent sessions, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     sessions: Vec<usize>,
-    /// Seconds measured per phase.
+    /// Seconds measured per phase (per target and level), split evenly over the rounds.
     #[arg(long, default_value_t = 5)]
     duration: u64,
+    /// Rounds per level: the phases run in turn (engine, direct, Mandate), this many times, and each
+    /// target's percentiles are over all its rounds' calls (the peer runs once, after them, for the
+    /// whole duration). On a shared machine whose speed
+    /// drifts over tens of seconds, interleaving puts the baseline and the gateways in the same
+    /// stretch of time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
+    rounds: u64,
     /// Seconds of unmeasured calls before each phase.
     #[arg(long, default_value_t = 1)]
     warmup: u64,
@@ -241,17 +248,16 @@ fn rand_suffix() -> u64 {
 }
 
 async fn run_phase(
-    name: &str,
     speaker: Speaker,
     sessions: usize,
     warmup: u64,
-    duration: u64,
+    duration: Duration,
     pid: Option<u32>,
-) -> anyhow::Result<Phase> {
+) -> anyhow::Result<Measured> {
     let measure_from = Instant::now() + Duration::from_secs(warmup);
-    let end = measure_from + Duration::from_secs(duration);
+    let end = measure_from + duration;
     let tasks = (0..sessions).map(|_| tokio::spawn(session(speaker.clone(), measure_from, end))).collect();
-    measure(name, tasks, measure_from, end, pid).await
+    measure(tasks, measure_from, end, pid).await
 }
 
 /// Latencies of the calls that succeeded and the count of those that failed, among the calls
@@ -275,15 +281,41 @@ impl Tally {
     }
 }
 
-/// The CPU over the window, then every session's tally, summarised as phase `name`.
+/// What one round of a phase measured: its calls, its seconds, and the cores used over them.
+#[derive(Default)]
+struct Measured {
+    tally: Tally,
+    secs: f64,
+    /// Core-seconds (Mandate, this process, the others).
+    core_secs: (f64, f64, f64),
+}
+
+impl Measured {
+    /// Adds another round.
+    fn add(&mut self, other: Measured) {
+        self.tally.lat.extend(other.tally.lat);
+        self.tally.errors += other.tally.errors;
+        self.secs += other.secs;
+        self.core_secs.0 += other.core_secs.0;
+        self.core_secs.1 += other.core_secs.1;
+        self.core_secs.2 += other.core_secs.2;
+    }
+
+    /// Every round, summarised as phase `name`: percentiles over all the calls, cores on average.
+    fn phase(self, name: &str, sessions: usize) -> Phase {
+        let secs = self.secs.max(f64::MIN_POSITIVE);
+        let cores = (self.core_secs.0 / secs, self.core_secs.1 / secs, self.core_secs.2 / secs);
+        summarise(name, sessions, self.tally.lat, self.tally.errors, self.secs, cores)
+    }
+}
+
+/// The CPU over the window, then every session's tally.
 async fn measure(
-    name: &str,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>,
     measure_from: Instant,
     end: Instant,
     pid: Option<u32>,
-) -> anyhow::Result<Phase> {
-    let sessions = tasks.len();
+) -> anyhow::Result<Measured> {
     let window = Window::open(measure_from, pid).await;
     let cores = window.close(end, pid).await;
     let mut all = Tally::default();
@@ -293,7 +325,7 @@ async fn measure(
         all.errors += t.errors;
     }
     let secs = end.saturating_duration_since(measure_from).as_secs_f64();
-    Ok(summarise(name, sessions, all.lat, all.errors, secs, cores))
+    Ok(Measured { tally: all, secs, core_secs: (cores.0 * secs, cores.1 * secs, cores.2 * secs) })
 }
 
 /// The engine in this process, over a database of its own, and a mandate for `fast/echo`.
@@ -359,17 +391,17 @@ async fn engine_phase(
     p: &std::sync::Arc<InProcess>,
     sessions: usize,
     warmup: u64,
-    duration: u64,
-) -> anyhow::Result<Phase> {
+    duration: Duration,
+) -> anyhow::Result<Measured> {
     let measure_from = Instant::now() + Duration::from_secs(warmup);
-    let end = measure_from + Duration::from_secs(duration);
+    let end = measure_from + duration;
     let tasks = (0..sessions)
         .map(|_| {
             let p = p.clone();
             tokio::spawn(async move { engine_session(&p, measure_from, end).await })
         })
         .collect();
-    measure("engine", tasks, measure_from, end, None).await
+    measure(tasks, measure_from, end, None).await
 }
 
 async fn http_json(
@@ -438,21 +470,41 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let engine = std::sync::Arc::new(in_process(&args.data_parent).await?);
         let gateway_url = format!("{}/mcp/fast", spawned.url);
         let mut phases = Vec::new();
+        let slice = Duration::from_secs(args.duration).div_f64(args.rounds as f64);
         for &n in &args.sessions {
-            let p = engine_phase(&engine, n, args.warmup, args.duration).await?;
-            eprintln!("{n:>3} sessions  engine   {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  cores: this {:.2} others {:.2}", p.throughput, p.p50_us, p.p99_us, p.this_cores, p.other_cores);
-            phases.push(p);
-            let mut speakers = vec![
+            let speakers = [
                 ("direct", Speaker::Legacy { url: args.upstream.clone(), bearer: None, tool: "echo".into() }),
                 ("mandate", Speaker::Mandate { url: gateway_url.clone(), token: token.clone(), key: key.clone() }),
             ];
-            if let (Some(peer), Some(t)) = (&args.peer, &args.peer_token) {
-                speakers.push(("peer", Speaker::Legacy { url: peer.clone(), bearer: Some(t.clone()), tool: args.peer_tool.clone() }));
+            let mut engine_rounds = Measured::default();
+            let mut rounds: Vec<Measured> = speakers.iter().map(|_| Measured::default()).collect();
+            for round in 1..=args.rounds {
+                let m = engine_phase(&engine, n, args.warmup, slice).await?;
+                let p = Measured { tally: Tally { lat: m.tally.lat.clone(), errors: m.tally.errors }, ..m }.phase("engine", n);
+                eprintln!("{n:>3} sessions  engine   {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  cores: this {:.2} others {:.2}  (round {round})", p.throughput, p.p50_us, p.p99_us, p.this_cores, p.other_cores);
+                engine_rounds.add(m);
+                for ((name, speaker), total) in speakers.iter().zip(rounds.iter_mut()) {
+                    let m = run_phase(speaker.clone(), n, args.warmup, slice, Some(spawned.pid())).await?;
+                    let p = Measured { tally: Tally { lat: m.tally.lat.clone(), errors: m.tally.errors }, ..m }.phase(name, n);
+                    eprintln!(
+                        "{n:>3} sessions  {name:<8} {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  errors {}  cores: mandate {:.2} client {:.2} others {:.2}  (round {round})",
+                        p.throughput, p.p50_us, p.p99_us, p.errors, p.server_cores, p.this_cores, p.other_cores
+                    );
+                    total.add(m);
+                }
             }
-            for (name, speaker) in speakers {
-                let p = run_phase(name, speaker, n, args.warmup, args.duration, Some(spawned.pid())).await?;
+            phases.push(engine_rounds.phase("engine", n));
+            for ((name, _), total) in speakers.iter().zip(rounds) {
+                phases.push(total.phase(name, n));
+            }
+            // The peer is seconds per call under load, far from the targets' margins: one phase of
+            // the whole duration, whose window its slow calls can start in.
+            if let (Some(peer), Some(t)) = (&args.peer, &args.peer_token) {
+                let speaker = Speaker::Legacy { url: peer.clone(), bearer: Some(t.clone()), tool: args.peer_tool.clone() };
+                let whole = Duration::from_secs(args.duration);
+                let p = run_phase(speaker, n, args.warmup, whole, Some(spawned.pid())).await?.phase("peer", n);
                 eprintln!(
-                    "{n:>3} sessions  {name:<8} {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  errors {}  cores: mandate {:.2} client {:.2} others {:.2}",
+                    "{n:>3} sessions  peer     {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  errors {}  cores: mandate {:.2} client {:.2} others {:.2}",
                     p.throughput, p.p50_us, p.p99_us, p.errors, p.server_cores, p.this_cores, p.other_cores
                 );
                 phases.push(p);
