@@ -65,6 +65,15 @@ struct Conn {
 }
 
 impl Conn {
+    /// HTTP/1.1 over `io` (a TCP stream, or TLS over one).
+    async fn handshake<T>(io: T) -> Result<Self, hyper::Error>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, conn) = hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(io)).await?;
+        Ok(Self { send, io: Box::pin(conn), ended: false, idle_since: std::time::Instant::now() })
+    }
+
     /// Polls `fut` and the connection together until `fut` is ready; `None` when the connection
     /// ended and `fut` cannot finish without it.
     async fn drive<F: Future>(&mut self, fut: F) -> Option<F::Output> {
@@ -126,6 +135,7 @@ impl HttpUpstream {
             value.set_sensitive(true);
             map.insert(name, value);
         }
+        let url = url.trim();
         // Errors name the URL without its user information and query, where credentials hide.
         let shown = {
             let no_query = url.split(['?', '#']).next().unwrap_or_default();
@@ -136,7 +146,6 @@ impl HttpUpstream {
                 None => "(not a URL)".to_owned(),
             }
         };
-        let url = url.trim();
         let uri: hyper::Uri = url.parse().map_err(|e| format!("url `{shown}`: {e}"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
@@ -269,23 +278,16 @@ impl HttpUpstream {
             .await
             .map_err(|_| unreachable("the connection failed"))?;
         let _ = tcp.set_nodelay(true);
-        let builder = hyper::client::conn::http1::Builder::new();
-        let (send, io): (_, Pin<Box<dyn Future<Output = _> + Send>>) = match &self.tls {
-            None => {
-                let (send, conn) =
-                    builder.handshake(TokioIo::new(tcp)).await.map_err(|_| unreachable("the connection failed"))?;
-                (send, Box::pin(conn))
-            }
+        let conn = match &self.tls {
+            None => Conn::handshake(tcp).await,
             Some(tls) => {
                 let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.target.host.clone())
                     .map_err(|_| unreachable("not a TLS server name"))?;
                 let stream = tls.connect(name, tcp).await.map_err(|_| unreachable("the TLS handshake failed"))?;
-                let (send, conn) =
-                    builder.handshake(TokioIo::new(stream)).await.map_err(|_| unreachable("the connection failed"))?;
-                (send, Box::pin(conn))
+                Conn::handshake(stream).await
             }
         };
-        Ok(Conn { send, io, ended: false, idle_since: std::time::Instant::now() })
+        conn.map_err(|_| unreachable("the connection failed"))
     }
 
     /// Hands a connection whose exchange ended cleanly back for the next call.
