@@ -262,7 +262,7 @@ async fn run_phase(
 
 /// Latencies of the calls that succeeded and the count of those that failed, among the calls
 /// started in the measured window.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Tally {
     lat: Vec<u64>,
     errors: usize,
@@ -282,7 +282,7 @@ impl Tally {
 }
 
 /// What one round of a phase measured: its calls, its seconds, and the cores used over them.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Measured {
     tally: Tally,
     secs: f64,
@@ -453,6 +453,25 @@ async fn set_up(url: &str, admin: &str, tool: &str) -> anyhow::Result<(String, S
     Ok((granted["token"].as_str().context("token")?.to_owned(), key))
 }
 
+/// One phase's line on stderr, as it ends.
+fn report(p: &Phase, round: Option<u64>) {
+    let n = p.sessions;
+    let head = format!(
+        "{n:>3} sessions  {:<8} {:>8.0}/s p50 {:>6} µs p99 {:>6} µs",
+        p.target, p.throughput, p.p50_us, p.p99_us
+    );
+    let cores = if p.target == "engine" {
+        format!("cores: this {:.2} others {:.2}", p.this_cores, p.other_cores)
+    } else {
+        format!(
+            "errors {}  cores: mandate {:.2} client {:.2} others {:.2}",
+            p.errors, p.server_cores, p.this_cores, p.other_cores
+        )
+    };
+    let round = round.map(|r| format!("  (round {r})")).unwrap_or_default();
+    eprintln!("{head}  {cores}{round}");
+}
+
 /// Runs the benchmark and prints a Markdown table.
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -480,16 +499,11 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             let mut rounds: Vec<Measured> = speakers.iter().map(|_| Measured::default()).collect();
             for round in 1..=args.rounds {
                 let m = engine_phase(&engine, n, args.warmup, slice).await?;
-                let p = Measured { tally: Tally { lat: m.tally.lat.clone(), errors: m.tally.errors }, ..m }.phase("engine", n);
-                eprintln!("{n:>3} sessions  engine   {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  cores: this {:.2} others {:.2}  (round {round})", p.throughput, p.p50_us, p.p99_us, p.this_cores, p.other_cores);
+                report(&m.clone().phase("engine", n), Some(round));
                 engine_rounds.add(m);
                 for ((name, speaker), total) in speakers.iter().zip(rounds.iter_mut()) {
                     let m = run_phase(speaker.clone(), n, args.warmup, slice, Some(spawned.pid())).await?;
-                    let p = Measured { tally: Tally { lat: m.tally.lat.clone(), errors: m.tally.errors }, ..m }.phase(name, n);
-                    eprintln!(
-                        "{n:>3} sessions  {name:<8} {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  errors {}  cores: mandate {:.2} client {:.2} others {:.2}  (round {round})",
-                        p.throughput, p.p50_us, p.p99_us, p.errors, p.server_cores, p.this_cores, p.other_cores
-                    );
+                    report(&m.clone().phase(name, n), Some(round));
                     total.add(m);
                 }
             }
@@ -503,10 +517,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 let speaker = Speaker::Legacy { url: peer.clone(), bearer: Some(t.clone()), tool: args.peer_tool.clone() };
                 let whole = Duration::from_secs(args.duration);
                 let p = run_phase(speaker, n, args.warmup, whole, Some(spawned.pid())).await?.phase("peer", n);
-                eprintln!(
-                    "{n:>3} sessions  peer     {:>8.0}/s p50 {:>6} µs p99 {:>6} µs  errors {}  cores: mandate {:.2} client {:.2} others {:.2}",
-                    p.throughput, p.p50_us, p.p99_us, p.errors, p.server_cores, p.this_cores, p.other_cores
-                );
+                report(&p, None);
                 phases.push(p);
             }
         }
