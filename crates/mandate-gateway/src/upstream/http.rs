@@ -369,7 +369,7 @@ impl HttpUpstream {
             return Ok(Err(UpstreamError::Unavailable(format!("it answered HTTP {}", status.as_u16()))));
         }
         let mut buf: Vec<u8> = Vec::new();
-        let mut scanned = 0;
+        let mut events = EventEnds::default();
         loop {
             let frame = match conn.drive(body.frame()).await {
                 Some(Some(Ok(frame))) => frame,
@@ -381,17 +381,16 @@ impl HttpUpstream {
                 None => return Ok(Err(UpstreamError::Unavailable("reading its answer: the connection closed".into()))),
             };
             let Ok(chunk) = frame.into_data() else { continue };
-            buf.extend_from_slice(&chunk);
-            if buf.len() > self.max_bytes {
+            // Checked before the bytes are kept, so that no frame takes the buffer past the limit.
+            if buf.len().saturating_add(chunk.len()) > self.max_bytes {
                 return Ok(Err(UpstreamError::TooLarge(format!("over the gateway's {} byte limit", self.max_bytes))));
             }
+            buf.extend_from_slice(&chunk);
             if sse {
                 // Events end with a blank line; look at each complete one for our answer. The
                 // stream may go on after it, so this connection is not reused.
-                while let Some(end) = find_event_end(&buf[scanned..]) {
-                    let event = &buf[scanned..scanned + end];
-                    scanned += end;
-                    if let Some(outcome) = self.event_answer(event, id) {
+                while let Some(event) = events.next(&buf) {
+                    if let Some(outcome) = self.event_answer(&buf[event], id) {
                         return Ok(outcome.map(|raw| (raw, session_id)));
                     }
                 }
@@ -399,7 +398,7 @@ impl HttpUpstream {
         }
         self.release(conn);
         if sse {
-            if let Some(outcome) = self.event_answer(&buf[scanned..], id) {
+            if let Some(outcome) = self.event_answer(&buf[events.start..], id) {
                 return Ok(outcome.map(|raw| (raw, session_id)));
             }
             return Ok(Err(UpstreamError::Malformed("the event stream ended without the answer".into())));
@@ -457,12 +456,59 @@ fn kind(e: &hyper::Error) -> &'static str {
     }
 }
 
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+/// Finds the events of a growing SSE buffer, each byte looked at a bounded number of times: an
+/// upstream that sends one long event a byte at a time costs a linear scan, not a quadratic one.
+#[derive(Default)]
+struct EventEnds {
+    /// Where the event being read starts (the end of the last one found).
+    start: usize,
+    /// How far past `start` the buffer was searched without finding an end.
+    searched: usize,
+    /// Bytes looked at so far, for the test of linearity.
+    #[cfg(test)]
+    looked: usize,
+}
+
+impl EventEnds {
+    /// The next complete event in `buf` (events end with a blank line: `\n\n` or `\r\n\r\n`),
+    /// as a range of `buf`; `None` until more bytes come.
+    fn next(&mut self, buf: &[u8]) -> Option<std::ops::Range<usize>> {
+        let pending = buf.get(self.start..)?;
+        // A terminator may straddle the bytes searched before and the new ones: back up by its
+        // length less one.
+        let from = self.searched.saturating_sub(3);
+        let window = pending.get(from..)?;
+        #[cfg(test)]
+        {
+            self.looked += window.len();
+        }
+        let mut found = None;
+        for (i, &b) in window.iter().enumerate() {
+            if b != b'\n' {
+                continue;
+            }
+            let rest = &window[i..];
+            if rest.starts_with(b"\n\n") {
+                found = Some(from + i + 2);
+                break;
+            }
+            if i >= 1 && window[i - 1] == b'\r' && rest.starts_with(b"\n\r\n") {
+                found = Some(from + i + 3);
+                break;
+            }
+        }
+        match found {
+            Some(len) => {
+                let event = self.start..self.start + len;
+                self.start += len;
+                self.searched = 0;
+                Some(event)
+            }
+            None => {
+                self.searched = pending.len();
+                None
+            }
+        }
     }
 }
 
@@ -473,6 +519,43 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::{TcpListener, TcpStream};
+
+    /// Feeds `stream` to an [`EventEnds`] `step` bytes at a time; answers the events and the bytes
+    /// it looked at.
+    fn scan(stream: &[u8], step: usize) -> (Vec<String>, usize) {
+        let mut buf = Vec::new();
+        let mut ends = EventEnds::default();
+        let mut events = Vec::new();
+        for chunk in stream.chunks(step) {
+            buf.extend_from_slice(chunk);
+            while let Some(e) = ends.next(&buf) {
+                events.push(String::from_utf8(buf[e].to_vec()).unwrap());
+            }
+        }
+        (events, ends.looked)
+    }
+
+    #[test]
+    fn events_are_found_whatever_the_chunks_and_terminators_straddle_them() {
+        let stream = b"data: one\n\ndata: two\r\n\r\n: note\ndata: three\r\n\n";
+        let expected = vec!["data: one\n\n", "data: two\r\n\r\n", ": note\ndata: three\r\n\n"];
+        for step in 1..=stream.len() {
+            let (events, _) = scan(stream, step);
+            assert_eq!(events, expected, "chunks of {step} bytes");
+        }
+    }
+
+    #[test]
+    fn a_long_event_sent_a_byte_at_a_time_is_scanned_in_linear_time() {
+        // 64 KiB of one event, then its end: the old scan looked at every byte again for each new
+        // one (about two billion looks); this one looks at each about four times at most.
+        let mut stream = b"data: ".to_vec();
+        stream.extend(std::iter::repeat_n(b'x', 64 * 1024));
+        stream.extend_from_slice(b"\n\n");
+        let (events, looked) = scan(&stream, 1);
+        assert_eq!(events.len(), 1);
+        assert!(looked <= 4 * stream.len(), "looked at {looked} bytes for {}", stream.len());
+    }
 
     /// How the scripted upstream treats the connection after each answer.
     #[derive(Clone, Copy)]
