@@ -390,6 +390,8 @@ fn python_and_typescript_sdk_clients_reach_a_python_sdk_server_only_as_far_as_th
         assert_eq!(d["decision"], "allow");
         assert_eq!(c["tool"], d["tool"]);
         assert_eq!(c["mandate_id"].as_str(), Some(org.mandate_id.as_str()));
+        assert!(d["agent"].is_string(), "{d}");
+        assert_eq!(c["agent"], d["agent"], "an outcome names its decision's agent: {c}");
     }
     assert!(completed.iter().any(|c| c["detail"]["credential_scrubbed"] == true));
     assert!(completed.iter().any(|c| c["detail"]["status"] == "too_large"));

@@ -1179,6 +1179,9 @@ impl Request<'_> {
             &detail,
         );
         event.tool = Some(full.to_string());
+        // The call's agent, as on its decision: the agent's trail shows what came of its calls (and
+        // the two rows sit together in the ledger's index by agent).
+        event.agent = decision.agent_id.clone();
         event.mandate_id = decision.mandate_id.clone();
         event.chain_id = decision.chain_id.clone();
         // The decision was durable before the call went out; its outcome rides with the next batch

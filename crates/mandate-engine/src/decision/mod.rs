@@ -149,6 +149,8 @@ pub struct Decision {
     pub mandate_id: Option<String>,
     /// Its chain.
     pub chain_id: Option<String>,
+    /// The agent that made the call (the chain's last), when the mandate verified.
+    pub agent_id: Option<String>,
     /// The whole evaluation, when asked for.
     pub explain: Option<Vec<ExplainStep>>,
 }

@@ -47,6 +47,7 @@ impl Engine {
                 approval_id: None,
                 mandate_id: None,
                 chain_id: None,
+                agent_id: None,
                 explain,
             };
         }
@@ -152,6 +153,7 @@ impl Engine {
             approval_id: ctx.approval_id,
             mandate_id: record.as_ref().map(|r| r.id.clone()),
             chain_id: record.as_ref().map(|r| r.chain_id.clone()),
+            agent_id: record.as_ref().map(|r| r.agent.to_string()),
             explain,
         }
     }
