@@ -6,7 +6,8 @@
 //! same number of sessions (one keep-alive connection and one call in flight each): the engine
 //! alone (`Engine::decide` in this process, over a database of its own on the same disk), the
 //! upstream directly, Mandate's gateway (MCP 2026-07-28, a DPoP proof per call), and the peer
-//! (ContextForge, MCP 2025-11-25 sessions, its bearer token) when given. Proofs are signed before
+//! (ContextForge, MCP 2025-11-25 sessions, its bearer token) when given, and the upstream through a
+//! TCP relay (the floor: one more hop, no HTTP parsing, no decision) when given. Proofs are signed before
 //! each call's clock starts: what is measured is the gateway, not the client's signing. The
 //! "added" latency of a gateway is its percentile minus the direct call's.
 
@@ -30,6 +31,10 @@ pub struct GatewayArgs {
     /// The fast upstream's MCP endpoint (`mandate-load upstream` prints it).
     #[arg(long)]
     upstream: String,
+    /// The fast upstream's endpoint through a TCP relay (`mandate-load relay <upstream>` prints it):
+    /// the floor, what one more hop costs without any HTTP or decision.
+    #[arg(long)]
+    relay: Option<String>,
     /// The peer gateway's MCP endpoint for the same upstream tool, e.g. ContextForge's
     /// `http://127.0.0.1:4444/servers/<id>/mcp`.
     #[arg(long, requires = "peer_token")]
@@ -49,7 +54,7 @@ pub struct GatewayArgs {
     /// Seconds measured per phase (per target and level), split evenly over the rounds.
     #[arg(long, default_value_t = 5)]
     duration: u64,
-    /// Rounds per level: the phases run in turn (engine, direct, Mandate), this many times, and each
+    /// Rounds per level: the phases run in turn (engine, direct, Mandate, the relay), this many times, and each
     /// target's percentiles are over all its rounds' calls (the peer runs once, after them, for the
     /// whole duration). On a shared machine whose speed
     /// drifts over tens of seconds, interleaving puts the baseline and the gateways in the same
@@ -67,7 +72,7 @@ pub struct GatewayArgs {
 /// One phase's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
-    /// `engine`, `direct`, `mandate` or `peer`.
+    /// `engine`, `direct`, `mandate`, `relay` or `peer`.
     pub target: String,
     /// Concurrent sessions.
     pub sessions: usize,
@@ -491,10 +496,13 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let mut phases = Vec::new();
         let slice = Duration::from_secs(args.duration).div_f64(args.rounds as f64);
         for &n in &args.sessions {
-            let speakers = [
+            let mut speakers = vec![
                 ("direct", Speaker::Legacy { url: args.upstream.clone(), bearer: None, tool: "echo".into() }),
                 ("mandate", Speaker::Mandate { url: gateway_url.clone(), token: token.clone(), key: key.clone() }),
             ];
+            if let Some(relay) = &args.relay {
+                speakers.push(("relay", Speaker::Legacy { url: relay.clone(), bearer: None, tool: "echo".into() }));
+            }
             let mut engine_rounds = Measured::default();
             let mut rounds: Vec<Measured> = speakers.iter().map(|_| Measured::default()).collect();
             for round in 1..=args.rounds {
