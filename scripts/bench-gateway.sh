@@ -9,6 +9,8 @@
 #   mandate  through `mandate serve`'s gateway (MCP 2026-07-28, a DPoP proof per call);
 #   relay    the upstream through a TCP relay (`mandate-load relay`): the floor, what one more
 #            hop costs with no HTTP parsing and no decision;
+#   proxy    the upstream through an HTTP proxy built from the gateway's parts (`mandate-load
+#            proxy`: axum in, hyper's client out): the HTTP floor, no authentication, no decision;
 #   peer     through IBM ContextForge (`mcp-contextforge-gateway` from PyPI, on SQLite), which this
 #            script installs into target/bench-gateway/cf-venv and starts.
 # Added latency = the gateway's percentile minus the direct call's. Targets: Mandate's added p50 at
@@ -51,6 +53,12 @@ pids+=($!)
 for _ in $(seq 50); do [[ -s "$root/relay.url" ]] && break; sleep 0.1; done
 relay=$(head -1 "$root/relay.url")
 echo "relay: $relay"
+# The HTTP floor: the same upstream through a proxy of the gateway's parts, without its work.
+target/release/mandate-load proxy "$upstream" > "$root/proxy.url" &
+pids+=($!)
+for _ in $(seq 50); do [[ -s "$root/proxy.url" ]] && break; sleep 0.1; done
+proxy=$(head -1 "$root/proxy.url")
+echo "proxy: $proxy"
 
 # ContextForge on a fresh SQLite database, its UI off, rate limiting off (its default of 100
 # requests a minute would be what is measured), loopback upstreams allowed.
@@ -74,7 +82,7 @@ server_id=$(curl -fsS -X POST "$cf/servers" -H "Authorization: Bearer $cf_token"
   -d "{\"server\": {\"name\": \"bench\", \"associated_tools\": [\"$tool_id\"]}}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "ContextForge $cf_version at $cf, server $server_id, tool $peer_tool"
 
-CMD=(target/release/mandate-load gateway --server target/release/mandate --upstream "$upstream" --relay "$relay"
+CMD=(target/release/mandate-load gateway --server target/release/mandate --upstream "$upstream" --relay "$relay" --proxy "$proxy"
   --peer "$cf/servers/$server_id/mcp" --peer-tool "$peer_tool" --sessions "$SESSIONS"
   --duration "$SECONDS_PER_PHASE" --rounds "$ROUNDS" --warmup 1 --data-parent "$root" --json "$root/results.json")
 printf '==> %s\n' "${CMD[*]}"
@@ -93,7 +101,7 @@ rows = ["| sessions | target | calls/s | p50 ms | p99 ms | added p50 ms | added 
 verdicts = []
 for n in levels:
     d = by.get(("direct", n))
-    for t in ["engine", "direct", "relay", "mandate", "peer"]:
+    for t in ["engine", "direct", "relay", "proxy", "mandate", "peer"]:
         p = by.get((t, n))
         if not p:
             continue
@@ -115,9 +123,10 @@ for n in levels:
             ratio = pa50 / max(a50, 1)
             line += f"; ContextForge adds {pa50 / 1000:.3f} ms at p50, {ratio:.0f}x Mandate's (target at least 20x)"
             ok = ok and ratio >= 20
-        r = by.get(("relay", n))
-        if r:
-            line += f"; the relay floor adds {(r['p50_us'] - d['p50_us']) / 1000:.3f} ms at p50 ({(r['p50_us'] - d['p50_us']) / max(e['p50_us'], 1):.2f}x the engine's)"
+        for floor, what in (("relay", "the relay floor"), ("proxy", "the HTTP proxy floor")):
+            r = by.get((floor, n))
+            if r:
+                line += f"; {what} adds {(r['p50_us'] - d['p50_us']) / 1000:.3f} ms at p50 ({(r['p50_us'] - d['p50_us']) / max(e['p50_us'], 1):.2f}x the engine's)"
         verdicts.append((ok, line))
 verdict = "PASS" if verdicts and all(ok for ok, _ in verdicts) else "FAIL"
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -132,11 +141,13 @@ Streamable HTTP MCP server whose `echo` answers at once) directly, through Manda
 (`/mcp/fast`, MCP 2026-07-28, a DPoP proof signed before each call's clock starts, the decision
 durable before the call is forwarded), through a TCP relay that only copies bytes (`mandate-load
 relay`, in a process of its own on a Tokio runtime like Mandate's: the floor, what one more hop
-costs any gateway on this machine before it parses a byte), and through IBM ContextForge {cf_version} (from PyPI, on
+costs any gateway on this machine before it parses a byte), through an HTTP proxy built from the
+gateway's own parts (`mandate-load proxy`: axum and hyper's server in, hyper's HTTP/1.1 client out,
+no authentication, no decision, no ledger: the HTTP floor), and through IBM ContextForge {cf_version} (from PyPI, on
 SQLite, rate limiting and UI off, MCP 2025-11-25 sessions with its JWT), one phase after the other
 at each level, beside the engine's own `Engine::decide` in process, alone, on a database of its own
 on the same disk (the baseline of the targets). The engine, direct and Mandate phases take turns
-(with the relay, `--rounds`): each round gives each of them an equal slice of the measured seconds above, after 1 s
+(with the two floors, `--rounds`): each round gives each of them an equal slice of the measured seconds above, after 1 s
 of warm-up, and each row's percentiles are over all its rounds' calls, so the baseline and the
 gateway are measured in the same stretch of time on this shared machine, whose speed drifts by up
 to a third within a minute. ContextForge, seconds per call under load, runs once after the rounds

@@ -7,9 +7,10 @@
 //! alone (`Engine::decide` in this process, over a database of its own on the same disk), the
 //! upstream directly, Mandate's gateway (MCP 2026-07-28, a DPoP proof per call), and the peer
 //! (ContextForge, MCP 2025-11-25 sessions, its bearer token) when given, and the upstream through a
-//! TCP relay (the floor: one more hop, no HTTP parsing, no decision) when given. Proofs are signed before
-//! each call's clock starts: what is measured is the gateway, not the client's signing. The
-//! "added" latency of a gateway is its percentile minus the direct call's.
+//! TCP relay (the floor: one more hop, no HTTP parsing, no decision) and through an HTTP proxy
+//! built from the gateway's parts (the HTTP floor: no authentication, no decision) when given.
+//! Proofs are signed before each call's clock starts: what is measured is the gateway, not the
+//! client's signing. The "added" latency of a gateway is its percentile minus the direct call's.
 
 use crate::http::{Conn, Target};
 use anyhow::{anyhow, bail, Context as _};
@@ -35,6 +36,10 @@ pub struct GatewayArgs {
     /// the floor, what one more hop costs without any HTTP or decision.
     #[arg(long)]
     relay: Option<String>,
+    /// The fast upstream's endpoint through an HTTP proxy built from the gateway's parts
+    /// (`mandate-load proxy <upstream>` prints it): the HTTP floor, no authentication or decision.
+    #[arg(long)]
+    proxy: Option<String>,
     /// The peer gateway's MCP endpoint for the same upstream tool, e.g. ContextForge's
     /// `http://127.0.0.1:4444/servers/<id>/mcp`.
     #[arg(long, requires = "peer_token")]
@@ -54,7 +59,7 @@ pub struct GatewayArgs {
     /// Seconds measured per phase (per target and level), split evenly over the rounds.
     #[arg(long, default_value_t = 5)]
     duration: u64,
-    /// Rounds per level: the phases run in turn (engine, direct, Mandate, the relay), this many times, and each
+    /// Rounds per level: the phases run in turn (engine, direct, Mandate, the floors), this many times, and each
     /// target's percentiles are over all its rounds' calls (the peer runs once, after them, for the
     /// whole duration). On a shared machine whose speed
     /// drifts over tens of seconds, interleaving puts the baseline and the gateways in the same
@@ -72,7 +77,7 @@ pub struct GatewayArgs {
 /// One phase's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
-    /// `engine`, `direct`, `mandate`, `relay` or `peer`.
+    /// `engine`, `direct`, `mandate`, `relay`, `proxy` or `peer`.
     pub target: String,
     /// Concurrent sessions.
     pub sessions: usize,
@@ -502,6 +507,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             ];
             if let Some(relay) = &args.relay {
                 speakers.push(("relay", Speaker::Legacy { url: relay.clone(), bearer: None, tool: "echo".into() }));
+            }
+            if let Some(proxy) = &args.proxy {
+                speakers.push(("proxy", Speaker::Legacy { url: proxy.clone(), bearer: None, tool: "echo".into() }));
             }
             let mut engine_rounds = Measured::default();
             let mut rounds: Vec<Measured> = speakers.iter().map(|_| Measured::default()).collect();

@@ -15,6 +15,7 @@
 mod cpu;
 mod gateway;
 mod http;
+mod proxy;
 mod relay;
 mod run;
 mod server;
@@ -179,13 +180,17 @@ fn wait_quiet(server_pids: &[u32], max_secs: u64, threshold: f64) {
 }
 
 fn main() {
-    // `mandate-load gateway ...`, `mandate-load upstream` and `mandate-load relay <url>`: the gateway
-    // benchmark, its upstream, and the relay that is its floor.
+    // `mandate-load gateway ...`, `mandate-load upstream`, `mandate-load relay <url>` and
+    // `mandate-load proxy <url>`: the gateway benchmark, its upstream, and its two floors.
     let mut argv = std::env::args();
     let first = argv.nth(1);
     let result = match first.as_deref() {
         Some("gateway") => gateway::run(<gateway::GatewayArgs as clap::Parser>::parse_from(std::env::args().skip(1))),
         Some("upstream") => gateway::upstream(),
+        Some("proxy") => match argv.next() {
+            Some(to) => proxy::run(&to),
+            None => Err(anyhow::anyhow!("usage: mandate-load proxy <upstream URL>")),
+        },
         Some("relay") => match argv.next() {
             Some(to) => relay::run(&to),
             None => Err(anyhow::anyhow!("usage: mandate-load relay <upstream URL>")),
