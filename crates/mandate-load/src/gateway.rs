@@ -59,11 +59,10 @@ pub struct GatewayArgs {
     /// Seconds measured per phase (per target and level), split evenly over the rounds.
     #[arg(long, default_value_t = 5)]
     duration: u64,
-    /// Rounds per level: the phases run in turn (engine, direct, Mandate, the floors), this many times, and each
-    /// target's percentiles are over all its rounds' calls (the peer runs once, after them, for the
-    /// whole duration). On a shared machine whose speed
-    /// drifts over tens of seconds, interleaving puts the baseline and the gateways in the same
-    /// stretch of time.
+    /// Rounds per level: the phases run in turn (engine, direct, Mandate, the floors), this many
+    /// times, and each target's percentiles are over all its rounds' calls (the peer runs once,
+    /// after them, for the whole duration). On a shared machine whose speed drifts over tens of
+    /// seconds, interleaving puts the baseline and the gateways in the same stretch of time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
     rounds: u64,
     /// Seconds of unmeasured calls before each phase.
@@ -149,7 +148,8 @@ fn summarise(
     }
 }
 
-fn path_of(url: &str) -> anyhow::Result<(Target, String)> {
+/// A loopback `http://host:port/path` URL: where to connect, and the path.
+pub(crate) fn path_of(url: &str) -> anyhow::Result<(Target, String)> {
     let rest = url.strip_prefix("http://").ok_or_else(|| anyhow!("`{url}`: http:// only"))?;
     let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".to_owned()));
     Ok((Target::parse(&format!("http://{authority}"))?, path))

@@ -26,23 +26,33 @@ const ANSWER_HEADERS: [&str; 2] = ["content-type", "mcp-session-id"];
 struct Upstream {
     send: SendRequest<Full<Bytes>>,
     io: Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>,
+    /// The connection's future has finished: it is not polled again, nor the connection reused.
+    ended: bool,
 }
 
 impl Upstream {
-    async fn connect(authority: &str) -> anyhow::Result<Self> {
-        let tcp = tokio::net::TcpStream::connect(authority).await?;
+    async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let (send, io) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-        Ok(Self { send, io: Box::pin(io) })
+        Ok(Self { send, io: Box::pin(io), ended: false })
     }
 
     /// Polls `fut` with the connection until `fut` is ready (the connection moves bytes only when
-    /// polled).
-    async fn drive<F: Future>(&mut self, fut: F) -> F::Output {
+    /// polled); an error when the connection ended first and `fut` cannot finish without it.
+    async fn drive<F: Future>(&mut self, fut: F) -> anyhow::Result<F::Output> {
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
-            let _ = self.io.as_mut().poll(cx);
-            fut.as_mut().poll(cx)
+            if !self.ended && self.io.as_mut().poll(cx).is_ready() {
+                self.ended = true;
+            }
+            match fut.as_mut().poll(cx) {
+                std::task::Poll::Ready(out) => std::task::Poll::Ready(Ok(out)),
+                std::task::Poll::Pending if self.ended => {
+                    std::task::Poll::Ready(Err(anyhow::anyhow!("the upstream closed the connection")))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
         })
         .await
     }
@@ -50,7 +60,7 @@ impl Upstream {
 
 #[derive(Clone)]
 struct Proxy {
-    authority: String,
+    addr: std::net::SocketAddr,
     path: axum::http::Uri,
     host: HeaderValue,
     idle: Arc<Mutex<Vec<Upstream>>>,
@@ -60,8 +70,8 @@ impl Proxy {
     async fn forward(&self, headers: &HeaderMap, body: Bytes) -> anyhow::Result<Response> {
         let popped = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match popped {
-            Some(c) if !c.send.is_closed() => c,
-            _ => Upstream::connect(&self.authority).await?,
+            Some(c) if !c.ended && !c.send.is_closed() => c,
+            _ => Upstream::connect(self.addr).await?,
         };
         let mut req = hyper::Request::new(Full::new(body));
         *req.method_mut() = hyper::Method::POST;
@@ -73,10 +83,10 @@ impl Proxy {
         }
         req.headers_mut().insert(hyper::header::HOST, self.host.clone());
         let sent = conn.send.send_request(req);
-        let answer = conn.drive(sent).await?;
+        let answer = conn.drive(sent).await??;
         let (parts, mut body) = answer.into_parts();
         let mut bytes = Vec::new();
-        while let Some(frame) = conn.drive(body.frame()).await {
+        while let Some(frame) = conn.drive(body.frame()).await? {
             if let Ok(data) = frame?.into_data() {
                 bytes.extend_from_slice(&data);
             }
@@ -102,13 +112,11 @@ async fn handle(State(proxy): State<Proxy>, headers: HeaderMap, body: Bytes) -> 
 
 /// Proxies `POST <path>` to `to` (an `http://host:port/path` URL) until killed; prints the endpoint.
 pub fn run(to: &str) -> anyhow::Result<()> {
-    let rest = to.strip_prefix("http://").context("the proxy's upstream: an http:// URL")?;
-    let (authority, path) =
-        rest.split_once('/').map(|(a, p)| (a.to_owned(), format!("/{p}"))).unwrap_or((rest.to_owned(), "/".to_owned()));
+    let (upstream, path) = crate::gateway::path_of(to).context("the proxy's upstream")?;
     let proxy = Proxy {
-        host: HeaderValue::from_str(&authority).context("the upstream's authority")?,
+        host: HeaderValue::from_str(&upstream.host).context("the upstream's authority")?,
         path: path.parse().context("the upstream's path")?,
-        authority,
+        addr: upstream.addr,
         idle: Arc::new(Mutex::new(Vec::new())),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -10,9 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// Relays every connection to `to` until killed; prints the endpoint (the upstream's path on the
 /// relay's address).
 pub fn run(to: &str) -> anyhow::Result<()> {
-    let rest = to.strip_prefix("http://").context("the relay's upstream: an http:// URL")?;
-    let (authority, path) =
-        rest.split_once('/').map(|(a, p)| (a.to_owned(), format!("/{p}"))).unwrap_or((rest.to_owned(), "/".to_owned()));
+    let (upstream, path) = crate::gateway::path_of(to).context("the relay's upstream")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the relay")?;
@@ -20,9 +18,8 @@ pub fn run(to: &str) -> anyhow::Result<()> {
         use std::io::Write as _;
         std::io::stdout().flush()?;
         while let Ok((mut inbound, _)) = listener.accept().await {
-            let authority = authority.clone();
             tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(authority.as_str()).await else { return };
+                let Ok(mut outbound) = TcpStream::connect(upstream.addr).await else { return };
                 let _ = inbound.set_nodelay(true);
                 let _ = outbound.set_nodelay(true);
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
