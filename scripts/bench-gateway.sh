@@ -40,25 +40,25 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# The fast upstream.
-target/release/mandate-load upstream > "$root/upstream.url" &
-pids+=($!)
-for _ in $(seq 50); do [[ -s "$root/upstream.url" ]] && break; sleep 0.1; done
-upstream=$(head -1 "$root/upstream.url")
-echo "fast upstream: $upstream"
+# Starts `mandate-load <args...>` in the background and waits for the endpoint it prints first,
+# which it leaves in $root/<name>.url.
+start_helper() {
+  local name=$1; shift
+  target/release/mandate-load "$@" > "$root/$name.url" &
+  pids+=($!)
+  for _ in $(seq 50); do [[ -s "$root/$name.url" ]] && break; sleep 0.1; done
+  [[ -s "$root/$name.url" ]] || { echo "mandate-load $* printed no endpoint" >&2; exit 1; }
+  echo "$name: $(head -1 "$root/$name.url")"
+}
 
-# The floor: the same upstream through a relay that only copies bytes.
-target/release/mandate-load relay "$upstream" > "$root/relay.url" &
-pids+=($!)
-for _ in $(seq 50); do [[ -s "$root/relay.url" ]] && break; sleep 0.1; done
+# The fast upstream; the floor, the same upstream through a relay that only copies bytes; the HTTP
+# floor, the same upstream through a proxy of the gateway's parts, without its work.
+start_helper upstream upstream
+upstream=$(head -1 "$root/upstream.url")
+start_helper relay relay "$upstream"
 relay=$(head -1 "$root/relay.url")
-echo "relay: $relay"
-# The HTTP floor: the same upstream through a proxy of the gateway's parts, without its work.
-target/release/mandate-load proxy "$upstream" > "$root/proxy.url" &
-pids+=($!)
-for _ in $(seq 50); do [[ -s "$root/proxy.url" ]] && break; sleep 0.1; done
+start_helper proxy proxy "$upstream"
 proxy=$(head -1 "$root/proxy.url")
-echo "proxy: $proxy"
 
 # ContextForge on a fresh SQLite database, its UI off, rate limiting off (its default of 100
 # requests a minute would be what is measured), loopback upstreams allowed.
@@ -82,8 +82,8 @@ server_id=$(curl -fsS -X POST "$cf/servers" -H "Authorization: Bearer $cf_token"
   -d "{\"server\": {\"name\": \"bench\", \"associated_tools\": [\"$tool_id\"]}}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "ContextForge $cf_version at $cf, server $server_id, tool $peer_tool"
 
-CMD=(target/release/mandate-load gateway --server target/release/mandate --upstream "$upstream" --relay "$relay" --proxy "$proxy"
-  --peer "$cf/servers/$server_id/mcp" --peer-tool "$peer_tool" --sessions "$SESSIONS"
+CMD=(target/release/mandate-load gateway --server target/release/mandate --upstream "$upstream"
+  --relay "$relay" --proxy "$proxy" --peer "$cf/servers/$server_id/mcp" --peer-tool "$peer_tool" --sessions "$SESSIONS"
   --duration "$SECONDS_PER_PHASE" --rounds "$ROUNDS" --warmup 1 --data-parent "$root" --json "$root/results.json")
 printf '==> %s\n' "${CMD[*]}"
 PEER_TOKEN="$cf_token" "${CMD[@]}"
@@ -126,7 +126,8 @@ for n in levels:
         for floor, what in (("relay", "the relay floor"), ("proxy", "the HTTP proxy floor")):
             r = by.get((floor, n))
             if r:
-                line += f"; {what} adds {(r['p50_us'] - d['p50_us']) / 1000:.3f} ms at p50 ({(r['p50_us'] - d['p50_us']) / max(e['p50_us'], 1):.2f}x the engine's)"
+                f50 = r["p50_us"] - d["p50_us"]
+                line += f"; {what} adds {f50 / 1000:.3f} ms at p50 ({f50 / max(e['p50_us'], 1):.2f}x the engine's)"
         verdicts.append((ok, line))
 verdict = "PASS" if verdicts and all(ok for ok, _ in verdicts) else "FAIL"
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -142,15 +143,15 @@ Streamable HTTP MCP server whose `echo` answers at once) directly, through Manda
 durable before the call is forwarded), through a TCP relay that only copies bytes (`mandate-load
 relay`, in a process of its own on a Tokio runtime like Mandate's: the floor, what one more hop
 costs any gateway on this machine before it parses a byte), through an HTTP proxy built from the
-gateway's own parts (`mandate-load proxy`: axum and hyper's server in, hyper's HTTP/1.1 client out,
-no authentication, no decision, no ledger: the HTTP floor), and through IBM ContextForge {cf_version} (from PyPI, on
-SQLite, rate limiting and UI off, MCP 2025-11-25 sessions with its JWT), one phase after the other
-at each level, beside the engine's own `Engine::decide` in process, alone, on a database of its own
-on the same disk (the baseline of the targets). The engine, direct and Mandate phases take turns
-(with the two floors, `--rounds`): each round gives each of them an equal slice of the measured seconds above, after 1 s
-of warm-up, and each row's percentiles are over all its rounds' calls, so the baseline and the
-gateway are measured in the same stretch of time on this shared machine, whose speed drifts by up
-to a third within a minute. ContextForge, seconds per call under load, runs once after the rounds
+gateway's own parts (`mandate-load proxy`: axum and hyper's server in, hyper's HTTP/1.1 client
+out, no authentication, no decision, no ledger: the HTTP floor), and through IBM ContextForge
+{cf_version} (from PyPI, on SQLite, rate limiting and UI off, MCP 2025-11-25 sessions with its JWT),
+one phase after the other at each level, beside the engine's own `Engine::decide` in process,
+alone, on a database of its own on the same disk (the baseline of the targets). The engine, direct
+and Mandate phases and the two floors take turns (`--rounds`): each round gives each of them an
+equal slice of the measured seconds above, after 1 s of warm-up, and each row's percentiles are
+over all its rounds' calls, so the baseline and the gateway are measured in the same stretch of
+time on this shared machine, whose speed drifts by up to a third within a minute. ContextForge, seconds per call under load, runs once after the rounds
 for the whole duration. One keep-alive connection and one call in flight per session. Added = the
 gateway's percentile minus the direct call's, at the same level.
 
