@@ -151,9 +151,10 @@ alone, on a database of its own on the same disk (the baseline of the targets). 
 and Mandate phases and the two floors take turns (`--rounds`): each round gives each of them an
 equal slice of the measured seconds above, after 1 s of warm-up, and each row's percentiles are
 over all its rounds' calls, so the baseline and the gateway are measured in the same stretch of
-time on this shared machine, whose speed drifts by up to a third within a minute. ContextForge, seconds per call under load, runs once after the rounds
-for the whole duration. One keep-alive connection and one call in flight per session. Added = the
-gateway's percentile minus the direct call's, at the same level.
+time on this shared machine, whose speed drifts by up to a third within a minute. ContextForge,
+seconds per call under load, runs once after the rounds for the whole duration. One keep-alive
+connection and one call in flight per session. Added = the gateway's percentile minus the direct
+call's, at the same level.
 
 {chr(10).join(rows)}
 
